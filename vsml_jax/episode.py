@@ -1,0 +1,63 @@
+"""Run one online-classification episode of any learner.
+
+At every step ``t`` the learner sees ``x_t`` and the feedback of step ``t - 1``,
+predicts logits for ``x_t``, and is then scored on ``y_t``: the online
+(prequential) loss. The whole episode is one ``lax.scan``; population and batch
+axes come from ``vmap`` outside.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from vsml_jax.learners.base import Feedback, Learner, PyTree, TaskSpec
+
+
+class EpisodeResult(NamedTuple):
+    """Per-step outputs of an episode: logits ``[T, C]``, loss ``[T]``, accuracy ``[T]``."""
+
+    logits: jax.Array
+    loss: jax.Array
+    accuracy: jax.Array
+
+
+def run_episode(
+    learner: Learner,
+    meta_params: PyTree,
+    xs: jax.Array,
+    labels: jax.Array,
+    key: jax.Array,
+    num_classes: int,
+) -> EpisodeResult:
+    """Run ``learner`` online over ``xs`` ``[T, D]`` with integer ``labels`` ``[T]``."""
+    chex.assert_rank(xs, 2)
+    chex.assert_rank(labels, 1)
+    chex.assert_equal_shape_prefix((xs, labels), 1)
+    task = TaskSpec(input_dim=xs.shape[-1], num_classes=num_classes)
+    state = learner.init(meta_params, task, key)
+
+    def body(carry, inputs):
+        state, feedback = carry
+        x, y = inputs
+        state, logits = learner.step(meta_params, state, x, feedback)
+        chex.assert_shape(logits, (num_classes,))
+        onehot = jax.nn.one_hot(y, num_classes, dtype=logits.dtype)
+        loss = optax.softmax_cross_entropy(logits, onehot)
+        error = jax.nn.softmax(logits) - onehot  # d loss / d logits
+        acc = (jnp.argmax(logits) == y).astype(jnp.float32)
+        feedback = Feedback(error=error, label=onehot)
+        return (state, feedback), (logits, loss, acc)
+
+    init_carry = (state, Feedback.zeros(num_classes, xs.dtype))
+    _, (logits, loss, acc) = jax.lax.scan(body, init_carry, (xs, labels))
+    return EpisodeResult(logits=logits, loss=loss, accuracy=acc)
+
+
+def episode_loss(learner: Learner, meta_params, xs, labels, key, num_classes) -> jax.Array:
+    """The meta-objective of one episode: its mean online cross-entropy."""
+    return run_episode(learner, meta_params, xs, labels, key, num_classes).loss.mean()
