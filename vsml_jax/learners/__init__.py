@@ -1,0 +1,65 @@
+"""Learning algorithms (learners) and their registry.
+
+Every entry of :data:`LEARNERS` is a factory taking keyword hyperparameters and
+returning a :class:`~vsml_jax.learners.base.Learner`; :func:`make_learner` builds
+one by name. To register another learner add one line, e.g.
+``LEARNERS["vsml"] = vsml.<factory>`` (see the marked place below).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+from vsml_jax.learners import (
+    fw_memory,
+    fwp,
+    hebbian,
+    learned_optimizer,
+    maml,
+    meta_rnn,
+    sgd,
+    synaptic_rule,
+)
+from vsml_jax.learners.base import Feedback, Learner, TaskSpec
+
+# Submodules keep their names in this package; the factories are reached through them
+# (``vsml_jax.learners.fwp.fwp``) or through the registry.
+LEARNERS: dict[str, Callable[..., Learner]] = {
+    "sgd": sgd.sgd,
+    "adam": sgd.adam,
+    "meta_rnn": meta_rnn.meta_rnn,
+    "hebbian": hebbian.hebbian,
+    "fw_memory": fw_memory.fw_memory,
+    "fwp": fwp.fwp,
+    "learned_optimizer": learned_optimizer.learned_optimizer,
+    "synaptic_rule": synaptic_rule.synaptic_rule,
+    "maml": maml.maml,
+}
+
+# --- VSML is registered here (by the lead), with one line such as:
+# from vsml_jax.learners import vsml; LEARNERS["vsml"] = vsml.<factory>
+# ---
+
+
+def make_learner(name: str, **kwargs) -> Learner:
+    """Build the learner ``name`` from :data:`LEARNERS` with keyword hyperparameters.
+
+    Raises:
+      ValueError: for an unknown learner name or a keyword its factory does not accept.
+    """
+    if name not in LEARNERS:
+        raise ValueError(f"Unknown learner {name!r}; available: {', '.join(sorted(LEARNERS))}")
+    factory = LEARNERS[name]
+    params = inspect.signature(factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown and not takes_any:
+        accepted = ", ".join(params) or "none"
+        raise ValueError(
+            f"Unknown hyperparameter(s) {unknown} for learner {name!r}; accepted: {accepted}"
+        )
+    return factory(**kwargs)
+
+
+__all__ = ["LEARNERS", "Feedback", "Learner", "TaskSpec", "make_learner"]

@@ -21,7 +21,8 @@ predict.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -55,7 +56,7 @@ class Feedback(NamedTuple):
     label: jax.Array
 
     @classmethod
-    def zeros(cls, num_classes: int, dtype=jnp.float32) -> "Feedback":
+    def zeros(cls, num_classes: int, dtype=jnp.float32) -> Feedback:
         z = jnp.zeros((num_classes,), dtype)
         return cls(error=z, label=z)
 

@@ -1,0 +1,38 @@
+# Every target installs what it needs into .venv/ on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+ARGS   ?=
+
+.PHONY: install quickstart es-mnist cross-dataset test bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+quickstart: $(STAMP)  ## CPU-sized VSML meta-training on MNIST (minutes on 2 cores)
+	$(PY) -m experiments.es_mnist --config experiments/configs/quickstart.yaml $(ARGS)
+
+es-mnist: $(STAMP)    ## paper Section 4.2 scale; e.g. ARGS="--set es.population_pairs=128"
+	$(PY) -m experiments.es_mnist $(ARGS)
+
+cross-dataset: $(STAMP)  ## paper Section 4.4: meta-train on some datasets, test on unseen ones
+	$(PY) -m experiments.cross_dataset $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.bench $(ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check vsml_jax experiments tests benchmarks
+	$(PY) -m ruff format --check vsml_jax experiments tests benchmarks
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

@@ -1,0 +1,195 @@
+"""The device-resident episode sampler."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vsml_jax.data import (
+    DatasetArrays,
+    EpisodeSpec,
+    load_split,
+    preprocess,
+    sample_episode,
+    sample_episode_full,
+    sample_episodes,
+    standardise,
+    to_device,
+)
+
+jit_full = jax.jit(sample_episode_full, static_argnums=2)
+jit_many = jax.jit(sample_episodes, static_argnums=(2, 3))
+
+
+def _tiny(name, n, classes, shape=(4, 4, 1), offset=0):
+    """A small uint8 dataset whose image i is filled with value offset + i."""
+    images = (offset + np.arange(n, dtype=np.uint8)).reshape(n, 1, 1, 1) * np.ones(shape, np.uint8)
+    labels = (np.arange(n) % classes).astype(np.int32)
+    return DatasetArrays(name, "tiny", "train", images, labels, classes, 0.5, 0.25)
+
+
+@pytest.fixture(scope="module")
+def mnist_device(mnist_test):
+    return to_device([mnist_test])
+
+
+def test_to_device_layout():
+    a, b = _tiny("a", 5, 3), _tiny("b", 7, 4, offset=100)
+    data = to_device([a, b])
+    assert data.images.shape == (12, 16) and data.images.dtype == jnp.uint8
+    assert data.offsets.tolist() == [0, 5] and data.sizes.tolist() == [5, 7]
+    assert data.member_classes.tolist() == [3, 4] and data.num_classes == 4
+    assert data.input_shape == (4, 4, 1) and data.names == ("a", "b")
+    np.testing.assert_allclose(data.scale, [1 / 255, 1 / 255])
+    assert jax.tree.leaves(data)[0] is data.images  # a pytree of arrays only
+
+
+def test_to_device_mixed_float_and_shape_errors():
+    floats = load_split("sum", "train", num_examples=10)
+    data = to_device([_tiny("a", 5, 3, shape=(28, 28, 1)), floats])
+    assert data.images.dtype == jnp.float32
+    np.testing.assert_allclose(data.scale, [1 / 255, 1.0])
+    assert float(data.images[4, 0]) == 4.0  # uint8 members keep raw values
+    with pytest.raises(ValueError, match="different image shapes.*image_size"):
+        to_device([_tiny("a", 5, 3), floats])
+    resized = to_device([_tiny("a", 5, 3), floats], image_size=(28, 28))
+    assert resized.input_shape == (28, 28, 1)
+
+
+def test_spec_validation():
+    with pytest.raises(ValueError, match="length"):
+        EpisodeSpec(length=0)
+    with pytest.raises(ValueError, match="projection_prob"):
+        EpisodeSpec(length=3, projection_prob=1.5)
+    with pytest.raises(ValueError, match="dataset_probs"):
+        EpisodeSpec(length=3, dataset_probs=(0.0, 0.0))
+    spec = EpisodeSpec(length=3, dataset_probs=[1, 2])
+    assert spec.dataset_probs == (1.0, 2.0) and hash(spec) == hash(
+        EpisodeSpec(3, None, None, 0.0, False, False, (1, 2))
+    )
+    data = to_device([_tiny("a", 5, 3)])
+    with pytest.raises(ValueError, match="zero-padded"):
+        sample_episode(jax.random.key(0), data, EpisodeSpec(length=3, input_dim=8))
+    with pytest.raises(ValueError, match="num_classes=2"):
+        sample_episode(jax.random.key(0), data, EpisodeSpec(length=3, num_classes=2))
+    with pytest.raises(ValueError, match="2 entries for 1 datasets"):
+        sample_episode(jax.random.key(0), data, EpisodeSpec(length=3, dataset_probs=(1, 1)))
+
+
+def test_shapes_determinism_and_label_range(mnist_device):
+    spec = EpisodeSpec(
+        length=50,
+        input_dim=800,
+        num_classes=12,
+        projection_prob=0.5,
+        permute_pixels=True,
+        permute_labels=True,
+    )
+    key = jax.random.key(0)
+    xs, labels = jit_many(key, mnist_device, spec, 6)
+    assert xs.shape == (6, 50, 800) and xs.dtype == jnp.float32
+    assert labels.shape == (6, 50) and labels.dtype == jnp.int32
+    assert 0 <= int(labels.min()) and int(labels.max()) < 10
+    xs2, labels2 = jit_many(key, mnist_device, spec, 6)
+    np.testing.assert_array_equal(xs, xs2)
+    np.testing.assert_array_equal(labels, labels2)
+    xs3, _ = jit_many(jax.random.key(1), mnist_device, spec, 6)
+    assert not np.array_equal(xs, xs3)
+
+
+def test_standardised_statistics_on_mnist(mnist_device):
+    xs, _ = sample_episode(jax.random.key(2), mnist_device, EpisodeSpec(length=2000))
+    assert abs(float(xs.mean())) < 0.05 and abs(float(xs.std()) - 1) < 0.05
+
+
+def test_unprojected_episode_is_standardised_pixels(mnist_test, mnist_device):
+    ep = jit_full(jax.random.key(3), mnist_device, EpisodeSpec(length=40))
+    rows = mnist_test.images.reshape(len(mnist_test), -1)[np.asarray(ep.indices)]
+    expected = (rows.astype(np.float32) / 255 - np.float32(0.1307)) / np.float32(0.3081)
+    np.testing.assert_allclose(ep.xs, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(
+        ep.xs, jax.jit(standardise)(mnist_device, ep.dataset, mnist_device.images[ep.indices])
+    )
+    np.testing.assert_array_equal(ep.labels, mnist_test.labels[np.asarray(ep.indices)])
+    assert not bool(ep.projected)
+
+
+def test_zero_padding_and_projection():
+    data = to_device([_tiny("a", 6, 3)])
+    padded = sample_episode_full(jax.random.key(0), data, EpisodeSpec(length=5, input_dim=20))
+    np.testing.assert_array_equal(padded.xs[:, 16:], 0.0)
+    spec = EpisodeSpec(length=5, input_dim=3, projection_prob=1.0)  # D=16 > A=3 is fine
+    projected = sample_episode_full(jax.random.key(0), data, spec)
+    assert projected.xs.shape == (5, 3) and bool(projected.projected)
+    half = EpisodeSpec(length=5, input_dim=16, projection_prob=0.5)
+    flags = [bool(jit_full(jax.random.key(i), data, half).projected) for i in range(40)]
+    assert 5 < sum(flags) < 35
+
+
+def test_pixel_and_label_permutations_are_permutations():
+    rng = np.random.default_rng(0)
+    images = rng.permutation(16 * 4).reshape(4, 4, 4, 1).astype(np.uint8)  # distinct pixels
+    ds = DatasetArrays("p", "tiny", "train", images, np.arange(4, dtype=np.int32), 4, 0.0, 1.0)
+    data = to_device([ds])
+    spec = EpisodeSpec(length=30, permute_pixels=True, permute_labels=True)
+    ep = jit_full(jax.random.key(5), data, spec)
+    raw = np.rint(np.asarray(ep.xs) * 255).astype(int)  # mean 0, std 1: x = pixel / 255
+    original = images.reshape(4, -1)[np.asarray(ep.indices)]
+    for row, orig in zip(raw, original, strict=True):
+        assert sorted(row) == sorted(orig) and not np.array_equal(row, orig)
+    perm = np.argsort(original[0])[np.argsort(np.argsort(raw[0]))]
+    np.testing.assert_array_equal(raw, original[:, perm])  # one permutation for the task
+    mapping = dict(
+        zip(np.asarray(ep.indices).tolist(), np.asarray(ep.labels).tolist(), strict=True)
+    )
+    assert sorted(set(mapping.values())) == sorted(set(mapping)) or len(
+        set(mapping.values())
+    ) == len(mapping)
+    assert len(set(mapping.values())) == len(set(mapping))
+
+
+def test_labels_permuted_within_each_members_classes():
+    data = to_device([_tiny("a", 6, 2), _tiny("b", 6, 5, offset=50)])
+    spec = EpisodeSpec(length=30, permute_labels=True, dataset_probs=(1.0, 0.0))
+    labels = [np.asarray(jit_full(jax.random.key(i), data, spec).labels) for i in range(8)]
+    assert all(set(lab.tolist()) <= {0, 1} for lab in labels)
+    assert any(lab[0] != labels[0][0] for lab in labels)
+
+
+def test_mixture_draws_from_each_member():
+    data = to_device([_tiny("a", 5, 3), _tiny("b", 7, 3, offset=100), _tiny("c", 3, 3, offset=200)])
+    run = jax.jit(
+        jax.vmap(
+            functools.partial(
+                sample_episode_full, data=data, spec=EpisodeSpec(length=4, dataset_probs=(1, 1, 2))
+            )
+        )
+    )
+    eps = run(jax.random.split(jax.random.key(0), 400))
+    members = np.asarray(eps.dataset)
+    counts = np.bincount(members, minlength=3)
+    assert counts.min() > 50 and counts[2] > counts[0]
+    offsets, sizes = np.array([0, 5, 12]), np.array([5, 7, 3])
+    idx = np.asarray(eps.indices)
+    assert ((idx >= offsets[members][:, None]) & (idx < (offsets + sizes)[members][:, None])).all()
+    pixel = np.rint((np.asarray(eps.xs[:, :, 0]) * 0.25 + 0.5) * 255)
+    np.testing.assert_array_equal(pixel, np.asarray(data.images[idx, 0]))
+    only_c = EpisodeSpec(length=4, dataset_probs=(0, 0, 1))
+    assert int(jit_full(jax.random.key(1), data, only_c).dataset) == 2
+
+
+def test_float_members_are_not_rescaled():
+    ds = load_split("sum", "train", num_examples=30)
+    ep = jit_full(jax.random.key(0), to_device([ds]), EpisodeSpec(length=10))
+    np.testing.assert_array_equal(ep.xs, ds.images.reshape(30, -1)[np.asarray(ep.indices)])
+
+
+def test_grey_resize_in_to_device():
+    rgb = _tiny("cifar10", 4, 2, shape=(8, 8, 3)).replace(mean=0.4733, std=0.2504)
+    data = to_device([rgb], image_size=(4, 4), grey=True)
+    assert data.input_shape == (4, 4, 1)
+    assert data.mean.tolist() == pytest.approx([preprocess.STATS[("cifar10", 1, None)][0]])

@@ -1,0 +1,131 @@
+"""Shared helpers for the learner tests: a tiny synthetic task family and protocol checks."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from evosax.algorithms import Open_ES
+
+from vsml_jax.episode import episode_loss, run_episode
+from vsml_jax.learners.base import Learner, TaskSpec
+
+D, C, T = 8, 3, 40
+
+
+def prototype_episodes(key, batch, length=T, input_dim=D, num_classes=C, noise=0.3):
+    """Episodes of noisy class prototypes, prototypes drawn anew for every episode.
+
+    Labels are uniform and prototypes random per episode, so no fixed predictor beats
+    chance (loss ``log C``): lower loss requires learning within the episode.
+    Returns ``xs [batch, length, input_dim]`` and ``labels [batch, length]``.
+    """
+    kp, ky, kn = jax.random.split(key, 3)
+    protos = jax.random.normal(kp, (batch, num_classes, input_dim))
+    labels = jax.random.randint(ky, (batch, length), 0, num_classes)
+    xs = jnp.take_along_axis(protos, labels[..., None], axis=1)
+    xs = xs + noise * jax.random.normal(kn, xs.shape)
+    return xs, labels
+
+
+def batch_results(learner, meta_params, xs, labels, key, num_classes=C):
+    keys = jax.random.split(key, xs.shape[0])
+    run = lambda x, y, k: run_episode(learner, meta_params, x, y, k, num_classes)
+    return jax.jit(jax.vmap(run))(xs, labels, keys)
+
+
+def batch_loss(learner, meta_params, xs, labels, key, num_classes=C):
+    keys = jax.random.split(key, xs.shape[0])
+    loss = lambda x, y, k: episode_loss(learner, meta_params, x, y, k, num_classes)
+    return float(jax.jit(jax.vmap(loss))(xs, labels, keys).mean())
+
+
+def check_protocol(learner: Learner, input_dim=D, num_classes=C, length=12, batch=3):
+    """Shapes via run_episode, jit + vmap over a population and a batch, determinism.
+
+    Also checks that the meta-parameters are a pytree of float arrays (ES ravels it).
+    """
+    task = TaskSpec(input_dim=input_dim, num_classes=num_classes)
+    meta_params = learner.meta_init(jax.random.key(0), task)
+    for leaf in jax.tree.leaves(meta_params):
+        assert jnp.issubdtype(leaf.dtype, jnp.floating), leaf.dtype
+    flat, _ = jax.flatten_util.ravel_pytree(meta_params)
+    assert flat.ndim == 1
+
+    xs, labels = prototype_episodes(jax.random.key(1), batch, length, input_dim, num_classes)
+    keys = jax.random.split(jax.random.key(2), batch)
+    pop = jax.tree.map(lambda a: jnp.stack([a, a]), meta_params)  # population of two
+
+    @jax.jit
+    def run(pop):
+        episodes = lambda mp: jax.vmap(
+            lambda x, y, k: run_episode(learner, mp, x, y, k, num_classes)
+        )(xs, labels, keys)
+        return jax.vmap(episodes, axis_size=2)(pop)
+
+    res = run(pop)
+    chex.assert_shape(res.logits, (2, batch, length, num_classes))
+    chex.assert_shape((res.loss, res.accuracy), (2, batch, length))
+    chex.assert_tree_all_finite(res)
+    np.testing.assert_allclose(res.logits[0], res.logits[1], rtol=1e-5, atol=1e-6)
+    again = run(pop)
+    np.testing.assert_array_equal(np.asarray(res.logits), np.asarray(again.logits))
+    return meta_params
+
+
+def es_meta_train(learner, meta_params, steps, key, batch=8, pop=32, lr=0.03, std=0.05,
+                  num_classes=C, input_dim=D, length=T):
+    """A few generations of OpenAI-ES (evosax) on the mean online loss; returns the mean."""
+    es = Open_ES(
+        population_size=pop, solution=meta_params, optimizer=optax.adam(lr),
+        std_schedule=optax.constant_schedule(std),
+    )
+    params = es.default_params
+
+    def fitness(population, k):
+        kd, ke = jax.random.split(k)
+        xs, labels = prototype_episodes(kd, batch, length, input_dim, num_classes)
+        ekeys = jax.random.split(ke, batch)
+        per_member = lambda mp: jax.vmap(
+            lambda x, y, kk: episode_loss(learner, mp, x, y, kk, num_classes)
+        )(xs, labels, ekeys).mean()
+        return jax.vmap(per_member)(population)
+
+    @jax.jit
+    def generation(state, k):
+        ka, kf, kt = jax.random.split(k, 3)
+        population, state = es.ask(ka, state, params)
+        state, _ = es.tell(kt, population, fitness(population, kf), state, params)
+        return state, None
+
+    state = es.init(key, meta_params, params)
+    state, _ = jax.lax.scan(generation, state, jax.random.split(key, steps))
+    return es.get_mean(state)
+
+
+def grad_meta_train(learner, meta_params, steps, lr=0.01, batch=16, seed=0, remat=False,
+                    num_classes=C, input_dim=D, length=T):
+    """``steps`` of Adam on the meta-gradient; returns (meta_params, train losses)."""
+    from vsml_jax.meta.grad import make_grad_meta_step
+
+    opt = optax.adam(lr)
+    opt_state = opt.init(meta_params)
+    step = make_grad_meta_step(learner, opt, num_classes, remat=remat)
+    losses = []
+    for i in range(steps):
+        xs, labels = prototype_episodes(
+            jax.random.key(10_000 * (seed + 1) + i), batch, length, input_dim, num_classes
+        )
+        meta_params, opt_state, loss = step(meta_params, opt_state, xs, labels,
+                                            jax.random.key(i))
+        losses.append(float(loss))
+    return meta_params, np.array(losses)
+
+
+def held_out_loss(learner, meta_params, batch=64, num_classes=C, input_dim=D, length=T):
+    """Mean online loss on a fixed held-out set of episodes (disjoint seeds from training)."""
+    xs, labels = prototype_episodes(jax.random.key(123_456), batch, length, input_dim,
+                                    num_classes)
+    return batch_loss(learner, meta_params, xs, labels, jax.random.key(654_321), num_classes)

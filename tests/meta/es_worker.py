@@ -1,0 +1,60 @@
+"""Run a few sharded ES generations of VSML and save the final mean (test helper).
+
+Used by ``test_sharding.py`` in fresh subprocesses, so that the number of CPU
+devices (``XLA_FLAGS``) and processes (``jax.distributed``) can differ per run:
+
+    python -m tests.meta.es_worker OUT.npy --mesh all|one
+"""
+
+import argparse
+
+import jax
+import numpy as np
+
+from vsml_jax.config import ESConfig
+from vsml_jax.data.device import to_device
+from vsml_jax.data.episodes import EpisodeSpec
+from vsml_jax.data.sources import load_split
+from vsml_jax.learners.base import TaskSpec
+from vsml_jax.learners.vsml import vsml
+from vsml_jax.meta import es
+from vsml_jax.meta.sharding import (
+    maybe_initialize_distributed,
+    population_mesh,
+    replicate,
+    replicated,
+    to_host,
+)
+from vsml_jax.vsml.network import NetworkConfig
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("out")
+    p.add_argument("--mesh", choices=["all", "one"], default="all")
+    p.add_argument("--generations", type=int, default=3)
+    args = p.parse_args()
+    maybe_initialize_distributed()
+    devices = jax.devices() if args.mesh == "all" else jax.devices()[:1]
+    mesh = population_mesh(devices)
+
+    data = replicate(to_device([load_split("sum", "train", num_examples=512)]), mesh)
+    spec = EpisodeSpec(length=12, input_dim=6, num_classes=2, projection_prob=1.0)
+    learner = vsml(NetworkConfig())
+    meta = learner.meta_init(jax.random.PRNGKey(0), TaskSpec(6, 2))
+    strategy = es.make_strategy(ESConfig(population_pairs=8), meta)
+    evaluate = es.make_evaluate(learner, data, spec, 2, mesh)
+    block = es.make_train_block(es.make_generation(strategy, evaluate), args.generations)
+    rep = replicated(mesh)
+    block = jax.jit(block, out_shardings=(rep, rep))
+    state = replicate(to_host(es.init_strategy(strategy, jax.random.PRNGKey(1), meta)), mesh)
+    state, metrics = block(state, jax.random.PRNGKey(2), 0)
+    mean = to_host(state.mean)
+    if jax.process_index() == 0:
+        np.savez(args.out, mean=mean, meta_loss=to_host(metrics["meta_loss"]))
+        print("devices", jax.device_count(), "processes", jax.process_count(),
+              "loss", to_host(metrics["meta_loss"]).tolist(), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Sharded ES generations equal unsharded ones: 8 emulated devices, and 2 local processes."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vsml_jax.meta.sharding import check_population, population_mesh
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(devices: int, **extra) -> dict:
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    env.update(extra)
+    return env
+
+
+def _worker(out, mesh, devices, timeout=240, **extra):
+    cmd = ["timeout", "-s", "KILL", str(timeout), sys.executable, "-m", "tests.meta.es_worker",
+           str(out), "--mesh", mesh]
+    return subprocess.Popen(cmd, cwd=ROOT, env=_env(devices, **extra), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc):
+    out, _ = proc.communicate()
+    assert proc.returncode == 0, out
+    return out
+
+
+@pytest.mark.slow
+def test_sharded_over_8_devices_equals_one_device(tmp_path):
+    sharded = _worker(tmp_path / "sharded.npz", "all", 8)
+    single = _worker(tmp_path / "single.npz", "one", 8)
+    log = _finish(sharded)
+    _finish(single)
+    assert "devices 8" in log
+    _assert_same(np.load(tmp_path / "sharded.npz"), np.load(tmp_path / "single.npz"))
+
+
+def _assert_same(a, b):
+    # the fitness of every generation agrees to float32 reduction-order noise; the
+    # means agree a little less tightly, as Adam divides by the tiny second moment
+    np.testing.assert_allclose(a["meta_loss"], b["meta_loss"], rtol=1e-6)
+    np.testing.assert_allclose(a["mean"], b["mean"], atol=2e-5)
+    assert not np.allclose(a["mean"], 0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_two_processes_equal_one_process(tmp_path):
+    port = _free_port()
+    procs = [
+        _worker(tmp_path / f"multi{i}.npz", "all", 2, timeout=180,
+                VSML_DISTRIBUTED="1", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+                VSML_NUM_PROCESSES="2", VSML_PROCESS_ID=str(i))
+        for i in range(2)
+    ]
+    single = _worker(tmp_path / "single.npz", "one", 1)
+    logs = [_finish(p) for p in procs]
+    _finish(single)
+    assert "devices 4 processes 2" in logs[0], logs[0]
+    _assert_same(np.load(tmp_path / "multi0.npz"), np.load(tmp_path / "single.npz"))
+
+
+def test_population_must_divide_devices():
+    mesh = population_mesh()
+    check_population(2 * mesh.size, mesh)
+    if mesh.size > 1:
+        with pytest.raises(ValueError, match="does not divide"):
+            check_population(mesh.size + 1, mesh)
+
+
+def test_population_error_message_with_fake_mesh():
+    class FakeMesh:
+        size = 8
+
+    with pytest.raises(ValueError, match="population size 6 does not divide over 8 devices"):
+        check_population(6, FakeMesh())

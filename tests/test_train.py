@@ -1,0 +1,147 @@
+"""End to end: the meta-training run on real MNIST, resume after a kill, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vsml_jax.checkpoint import Checkpointer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = [
+    "--config", "experiments/configs/quickstart.yaml",
+    "--set", "cpu_devices=1",
+    "--set", "data.input_dim=8",
+    "--set", "data.episode_length=10",
+    "--set", "es.population_pairs=4",
+    "--set", "es.generations_per_call=5",
+    "--set", "checkpoint_every=10",
+    "--set", "eval.every=0",
+    "--set", "eval.episode_length=30",
+    "--set", "eval.num_episodes=4",
+    "--set", "eval.baseline_lrs=[0.01,0.1]",
+    "--set", "tensorboard=false",
+]
+
+
+def _cli(tmp_path, *args, env=None, **kw):
+    cmd = [sys.executable, "-m", "experiments.es_mnist", *TINY, "--set", f"out_dir={tmp_path}",
+           *args]
+    e = dict(os.environ, JAX_PLATFORMS="cpu", **(env or {}))
+    return subprocess.Popen(cmd, cwd=ROOT, env=e, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _run(tmp_path, *args, env=None, timeout=300):
+    p = _cli(tmp_path, *args, env=env)
+    out, err = p.communicate(timeout=timeout)
+    return p.returncode, out, err
+
+
+def _run_dir(out: str) -> Path:
+    line = next(x for x in out.splitlines() if x.startswith("run dir: "))
+    return Path(line.removeprefix("run dir: "))
+
+
+def _final_mean(run_dir: Path, step: int):
+    ckpt = Checkpointer(run_dir / "checkpoints")
+    try:
+        return np.asarray(ckpt.restore_raw(step)["mean"])
+    finally:
+        ckpt.close()
+
+
+@pytest.mark.slow
+def test_run_writes_metrics_checkpoints_and_plots(tmp_path):
+    rc, out, err = _run(tmp_path, "--set", "es.generations=20", "--set", "eval.every=10")
+    assert rc == 0, err
+    run = _run_dir(out)
+    assert f"done: {run}" in out
+    assert (run / "config.yaml").exists()
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    gens = [r for r in records if "meta_loss" in r]
+    assert [r["generation"] for r in gens] == list(range(1, 21))
+    for key in ("meta_loss_std", "sigma", "generations_per_s"):
+        assert all(np.isfinite(r[key]) for r in gens)
+    assert gens[0]["sigma"] == pytest.approx(0.05)
+    evals = [r for r in records if "eval/mnist/vsml/mean_acc" in r]
+    assert [r["generation"] for r in evals] == [10, 20]
+    assert "eval/fashion_mnist/sgd/last100_acc" in evals[-1]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["10", "20"]
+    for f in ("meta_test.png", "meta_loss.png", "summary.json"):
+        assert (run / f).stat().st_size > 0
+    curves = np.load(run / "eval" / "curves_gen000020.npz")
+    assert curves["mnist|vsml (meta-learned)"].shape == (4, 30)
+
+
+@pytest.mark.slow
+def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
+    gens = ["--set", "es.generations=40"]
+    rc, out, err = _run(tmp_path / "a", *gens)
+    assert rc == 0, err
+    reference = _final_mean(_run_dir(out), 40)
+
+    p = _cli(tmp_path / "b", *gens)
+    deadline = time.time() + 240
+    ckpts = None
+    while time.time() < deadline and p.poll() is None:
+        found = list((tmp_path / "b").glob("quickstart/*/checkpoints/10"))
+        if found:
+            ckpts = found[0].parent
+            p.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    p.wait(timeout=60)
+    assert ckpts is not None, "the run ended before writing its first checkpoint"
+    run_b = ckpts.parent
+    assert 40 not in [int(c.name) for c in ckpts.iterdir() if c.name.isdigit()]
+
+    rc, out, err = _run(tmp_path / "b", "--resume", str(run_b))
+    assert rc == 0, err
+    assert "resumed from generation" in out
+    np.testing.assert_array_equal(_final_mean(run_b, 40), reference)
+
+
+def test_bad_config_key_is_one_line_error(tmp_path):
+    rc, out, err = _run(tmp_path, "--set", "es.populaton_pairs=4")
+    assert rc == 2
+    assert err.strip().splitlines() == [
+        "error: unknown config key es.populaton_pairs; valid keys under es: fitness_shaping, "
+        "generations, generations_per_call, lr, population_pairs, sigma, strategy"
+    ]
+
+
+def test_missing_dataset_is_one_line_error(tmp_path):
+    rc, out, err = _run(tmp_path, "--set", "data.train_sets=[emnist]",
+                        env={"VSML_DATA_DIR": str(tmp_path / "nodata")})
+    assert rc == 2
+    lines = [x for x in err.splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and "emnist" in lines[0] and "python -m vsml_jax.data prepare" in lines[0]
+
+
+def test_population_not_dividing_devices_is_one_line_error(tmp_path):
+    rc, out, err = _run(tmp_path, "--set", "es.population_pairs=3",
+                        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+    assert rc == 2
+    assert "population size 6 does not divide over 4 devices" in err
+
+
+@pytest.mark.slow
+def test_corrupt_checkpoint_is_one_line_error_and_deletes_nothing(tmp_path):
+    rc, out, err = _run(tmp_path, "--set", "es.generations=10", "--set", "eval.datasets=[]")
+    assert rc == 0, err
+    run = _run_dir(out)
+    for f in (run / "checkpoints" / "10").rglob("*"):
+        if f.is_file() and f.stat().st_size > 0:
+            f.write_bytes(b"garbage")
+    rc, out, err = _run(tmp_path, "--resume", str(run), "--set", "es.generations=20")
+    assert rc == 2
+    assert "checkpoint" in err and "cannot be restored" in err
+    assert (run / "checkpoints" / "10").exists()

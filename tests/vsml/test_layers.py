@@ -1,0 +1,133 @@
+"""The three views of a VSML layer agree, and the fast path equals the direct one."""
+
+import jax
+import numpy as np
+import pytest
+
+from vsml_jax.vsml.cell import CellConfig, CellState, init_cell_params, init_cell_state
+from vsml_jax.vsml.layers import dense, dense_direct, dense_fast
+
+jax.config.update("jax_enable_x64", False)
+
+
+def _setup(A, B, cfg=CellConfig(), seed=0):
+    k = jax.random.split(jax.random.PRNGKey(seed), 4)
+    params = init_cell_params(k[0], cfg)
+    # perturb biases/heads so nothing is trivially zero
+    params = params.replace(
+        b_fwd=jax.random.normal(k[3], params.b_fwd.shape),
+        b_bwd=-jax.random.normal(k[3], params.b_bwd.shape),
+    )
+    state = init_cell_state(k[1], cfg, (A, B))
+    state = state.replace(h=0.3 * jax.random.normal(k[2], state.h.shape))
+    f = jax.random.normal(jax.random.fold_in(k[2], 1), (A, cfg.message))
+    e = jax.random.normal(jax.random.fold_in(k[2], 2), (B, cfg.message))
+    return params, state, f, e
+
+
+def big_rnn_layer(params, state: CellState, f, e):
+    """Eq. (5)/(6) of the paper: one big LSTM whose weight matrix is block-sparse,
+    every block a copy of the shared V_M, built explicitly with Python loops."""
+    p = jax.tree.map(np.asarray, params)
+    A, B, H = state.h.shape
+    m = f.shape[-1]
+    n = A * B
+    idx = lambda a, b: a * B + b  # noqa: E731
+    # input vector u = [f_1 .. f_A, e_1 .. e_B]
+    u = np.concatenate([np.asarray(f).ravel(), np.asarray(e).ravel()])
+    W_u = np.zeros(((A + B) * m, n * 4 * H), np.float32)
+    W_s = np.zeros((n * H, n * 4 * H), np.float32)
+    bias = np.zeros(n * 4 * H, np.float32)
+    for a in range(A):
+        for b in range(B):
+            c = idx(a, b)
+            cols = slice(c * 4 * H, (c + 1) * 4 * H)
+            W_u[a * m : (a + 1) * m, cols] = p.w_in[:m]
+            W_u[(A + b) * m : (A + b + 1) * m, cols] = p.w_in[m:]
+            W_s[c * H : (c + 1) * H, cols] = p.w_h
+            bias[cols] = p.b
+    h = np.asarray(state.h).reshape(n * H)
+    c_prev = np.asarray(state.c).reshape(n, H)
+    z = (u @ W_u + h @ W_s + bias).reshape(n, 4, H)
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    c_new = sig(z[:, 1]) * c_prev + sig(z[:, 0]) * np.tanh(z[:, 2])
+    h_new = sig(z[:, 3]) * np.tanh(c_new)
+    # output matrices with the 1/A and 1/B means folded in
+    W_f = np.zeros((n * H, B * m), np.float32)
+    W_b = np.zeros((n * H, A * m), np.float32)
+    for a in range(A):
+        for b in range(B):
+            rows = slice(idx(a, b) * H, (idx(a, b) + 1) * H)
+            W_f[rows, b * m : (b + 1) * m] = p.w_fwd / A
+            W_b[rows, a * m : (a + 1) * m] = p.w_bwd / B
+    fwd = (h_new.ravel() @ W_f).reshape(B, m) + p.b_fwd
+    bwd = (h_new.ravel() @ W_b).reshape(A, m) + p.b_bwd
+    return h_new.reshape(A, B, H), c_new.reshape(A, B, H), fwd, bwd
+
+
+def test_direct_equals_big_sparse_rnn():
+    params, state, f, e = _setup(3, 2)
+    new, fwd, bwd = dense_direct(params, state, f, e)
+    h, c, fwd_ref, bwd_ref = big_rnn_layer(params, state, f, e)
+    np.testing.assert_allclose(new.h, h, atol=1e-5)
+    np.testing.assert_allclose(new.c, c, atol=1e-5)
+    np.testing.assert_allclose(fwd, fwd_ref, atol=1e-5)
+    np.testing.assert_allclose(bwd, bwd_ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("A,B", [(3, 2), (17, 10), (64, 5)])
+def test_fast_equals_direct(A, B):
+    params, state, f, e = _setup(A, B, seed=A)
+    s1, f1, b1 = dense_direct(params, state, f, e)
+    s2, f2, b2 = jax.jit(dense_fast)(params, state, f, e)
+    for x, y in [(s1.h, s2.h), (s1.c, s2.c), (f1, f2), (b1, b2)]:
+        np.testing.assert_allclose(x, y, atol=2e-5, rtol=1e-5)
+
+
+def test_fast_path_refuses_layer_norm_and_auto_picks_direct():
+    cfg = CellConfig(layer_norm=True)
+    params, state, f, e = _setup(4, 3, cfg)
+    with pytest.raises(ValueError, match="linear message heads"):
+        dense_fast(params, state, f, e, layer_norm=True)
+    auto = dense(params, state, f, e, layer_norm=True, impl="auto")
+    direct = dense_direct(params, state, f, e, layer_norm=True)
+    np.testing.assert_allclose(auto[1], direct[1])
+    # layer norm really changes the messages
+    plain = dense_direct(params, state, f, e, layer_norm=False)
+    assert not np.allclose(plain[1], direct[1])
+
+
+def test_permuting_inputs_permutes_nothing_in_the_output():
+    """Reordering the inputs together with their rows of cells leaves the
+    forward output unchanged and permutes the backward output the same way."""
+    A, B = 7, 4
+    params, state, f, e = _setup(A, B)
+    perm = np.random.RandomState(0).permutation(A)
+    s1, fwd1, bwd1 = dense_fast(params, state, f, e)
+    state_p = jax.tree.map(lambda x: x[perm], state)
+    s2, fwd2, bwd2 = dense_fast(params, state_p, f[perm], e)
+    np.testing.assert_allclose(fwd1, fwd2, atol=1e-6)
+    np.testing.assert_allclose(bwd1[perm], bwd2, atol=1e-6)
+    np.testing.assert_allclose(s1.h[perm], s2.h, atol=1e-6)
+
+
+def test_cell_init_follows_the_paper():
+    cfg = CellConfig()
+    params = init_cell_params(jax.random.PRNGKey(0), cfg)
+    H = cfg.hidden
+    b = np.asarray(params.b).reshape(4, H)
+    assert np.all(b[0] == -5.0) and np.all(b[1] == 5.0) and np.all(b[2:] == 0.0)
+    std = np.asarray(params.w_h).std()
+    assert 0.5 / np.sqrt(H) < std < 1.0 / np.sqrt(H)  # truncated normal, 1/sqrt(fan_in)
+    st = init_cell_state(jax.random.PRNGKey(1), cfg, (5, 3))
+    assert st.c.shape == (5, 3, H) and np.all(np.asarray(st.h) == 0)
+    assert np.all(np.asarray(st.c)[..., H // 2 :] == 0)
+    assert np.all(np.asarray(st.c)[..., : H // 2] != 0)
+    with pytest.raises(ValueError):
+        CellConfig(random_cell_fraction=1.5)
+
+
+def test_shape_errors_are_caught():
+    params, state, f, e = _setup(3, 2)
+    with pytest.raises(AssertionError):
+        dense_fast(params, state, f[:2], e)

@@ -1,0 +1,78 @@
+"""Command line: ``python -m vsml_jax.cli --config PRESET [--set key=value ...] [--resume]``.
+
+Experiments in ``experiments/`` call :func:`main` with their default preset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from vsml_jax.config import ConfigError, RunConfig, load_config
+
+
+def parse_args(argv=None, default_preset: str | None = None, description: str = ""):
+    p = argparse.ArgumentParser(description=description or __doc__)
+    p.add_argument("--config", default=default_preset, help="YAML preset (default: %(default)s)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set es.population_pairs=128 (repeatable)")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
+                   help="continue the latest run of this config (or RUN_DIR) from its checkpoint")
+    p.add_argument("--data-dir", default=None, help="TFDS data dir (else $VSML_DATA_DIR, "
+                   "../shared/datasets/tfds, TFDS default)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+def resolve_config(args) -> RunConfig:
+    overrides = list(args.overrides)
+    if args.data_dir:
+        overrides.append(f"data.data_dir={args.data_dir}")
+    preset = args.config
+    if args.resume and args.resume is not True:
+        preset = Path(args.resume) / "config.yaml"
+    elif args.resume:
+        from vsml_jax.train import latest_run_dir
+
+        run = latest_run_dir(load_config(preset, overrides))
+        args.resume, preset = run, run / "config.yaml"
+    return load_config(preset, overrides)
+
+
+def main(argv=None, default_preset: str | None = None, description: str = "") -> int:
+    args = parse_args(argv, default_preset, description)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("vsml_jax").setLevel(logging.INFO)
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    try:
+        cfg = resolve_config(args)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        import yaml
+
+        from vsml_jax.config import to_dict
+
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        return 0
+    from vsml_jax.checkpoint import CheckpointError
+    from vsml_jax.train import train
+
+    try:
+        train(cfg, resume=args.resume)
+    except (ConfigError, FileNotFoundError, FileExistsError, ValueError, FloatingPointError,
+            CheckpointError) as e:
+        if args.verbose:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

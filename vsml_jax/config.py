@@ -1,0 +1,234 @@
+"""Typed run configuration: frozen dataclasses, YAML presets and ``--set`` overrides.
+
+A config is built from a preset (a YAML file mirroring the dataclass tree) and
+``key.path=value`` overrides whose values are parsed as YAML. Unknown keys and
+values of the wrong type raise :class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vsml_jax.vsml.cell import CellConfig
+from vsml_jax.vsml.network import NetworkConfig
+
+
+class ConfigError(ValueError):
+    """A bad configuration key or value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which data the meta-training episodes come from and how they are shaped."""
+
+    train_sets: tuple[str, ...] = ("mnist",)
+    data_dir: str | None = None
+    image_size: tuple[int, int] | None = None  # resize (h, w); None keeps the native size
+    grey: bool = False
+    input_dim: int | None = 32  # A: the learner's input size; None = all pixels
+    num_classes: int = 10
+    projection_prob: float = 1.0  # share of tasks with a fresh random projection
+    permute_pixels: bool = False
+    permute_labels: bool = False
+    episode_length: int = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class ESConfig:
+    """OpenAI-ES (or another evosax strategy) over the meta-parameters."""
+
+    strategy: str = "Open_ES"
+    population_pairs: int = 64  # antithetic pairs; population = 2 * pairs
+    sigma: float = 0.05
+    lr: float = 0.025
+    fitness_shaping: str = "identity"  # identity | centered_rank | standardize | normalize
+    generations: int = 2000
+    generations_per_call: int = 10  # generations scanned inside one jitted call
+
+    @property
+    def population_size(self) -> int:
+        return 2 * self.population_pairs
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Meta-test: online episodes on test splits with the ES mean, against baselines."""
+
+    every: int = 500  # generations; 0 = only at the end
+    datasets: tuple[str, ...] = ("mnist", "fashion_mnist")
+    split: str = "test"
+    episode_length: int = 2000
+    num_episodes: int = 16
+    baselines: tuple[str, ...] = ("sgd", "adam")
+    baseline_hidden: tuple[int, ...] = (160,)
+    baseline_lrs: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything a meta-training run needs."""
+
+    name: str = "es_mnist"
+    seed: int = 0
+    out_dir: str = "runs"
+    checkpoint_every: int = 100  # generations
+    keep_checkpoints: int = 3
+    distributed: bool = False  # call jax.distributed.initialize() (also: $VSML_DISTRIBUTED=1)
+    cpu_devices: int = 0  # CPU backend only: XLA devices to split the host into (0 = per core)
+    tensorboard: bool = True
+    network: NetworkConfig = NetworkConfig()
+    data: DataConfig = DataConfig()
+    es: ESConfig = ESConfig()
+    eval: EvalConfig = EvalConfig()
+
+    def __post_init__(self):
+        if self.es.generations % self.es.generations_per_call:
+            raise ConfigError(
+                f"es.generations ({self.es.generations}) must be a multiple of "
+                f"es.generations_per_call ({self.es.generations_per_call})"
+            )
+        for key, every in (("checkpoint_every", self.checkpoint_every), ("eval.every", self.eval.every)):
+            if every % self.es.generations_per_call:
+                raise ConfigError(
+                    f"{key} ({every}) must be a multiple of es.generations_per_call "
+                    f"({self.es.generations_per_call})"
+                )
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check/convert a YAML value to the annotated type ``tp``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            value = [value]
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], key) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {value!r}")
+        return tuple(_convert(v, a, key) for v, a in zip(value, args))
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, prefix=f"{key}.")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    """Build dataclass ``cls`` from a (possibly partial) nested dict."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]!s}; valid keys under "
+            f"{prefix.rstrip('.') or 'the top level'}: {', '.join(sorted(names))}"
+        )
+    kwargs = {k: _convert(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as e:
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {e}") from None
+
+
+def to_dict(cfg) -> dict:
+    """A plain, YAML-serialisable dict of a config."""
+
+    def plain(v):
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def _set_path(tree: dict, dotted: str, value: Any):
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {p} is not a section")
+    node[leaf] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"--set expects key.path=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {key}: cannot parse {raw!r} ({e})") from None
+    return key.strip(), value
+
+
+def load_config(preset: str | Path | None = None, overrides: list[str] = (), cls=RunConfig):
+    """Defaults <- YAML preset <- ``key=value`` overrides, validated into ``cls``."""
+    tree: dict = {}
+    if preset is not None:
+        path = Path(preset)
+        if not path.exists():
+            raise ConfigError(f"config preset {path} does not exist")
+        tree = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config preset {path} must be a YAML mapping")
+    for text in overrides:
+        _set_path(tree, *parse_override(text))
+    return from_dict(cls, tree)
+
+
+__all__ = [
+    "CellConfig",
+    "ConfigError",
+    "DataConfig",
+    "ESConfig",
+    "EvalConfig",
+    "NetworkConfig",
+    "RunConfig",
+    "from_dict",
+    "load_config",
+    "to_dict",
+]

@@ -1,0 +1,181 @@
+"""Sampling classification episodes from a ``DeviceDataset`` inside jitted code.
+
+One episode is one task: pick a member dataset, draw ``T`` examples uniformly with
+replacement from it, standardise them, and optionally augment the task with a random
+pixel permutation, a random Gaussian projection to the learner's input size and a random
+relabelling of the classes. Everything is pure JAX; the ``EpisodeSpec`` is static.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from vsml_jax.data.device import DeviceDataset, to_device
+
+__all__ = [
+    "DeviceDataset",
+    "Episode",
+    "EpisodeSpec",
+    "sample_episode",
+    "sample_episode_full",
+    "sample_episodes",
+    "standardise",
+    "to_device",
+]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeSpec:
+    """How episodes are drawn; hashable, so it can be a static jit argument.
+
+    Attributes:
+        length: ``T``, examples per episode.
+        input_dim: ``A``, the learner's input size; None means the dataset's ``D``.
+        num_classes: ``C``, the learner's outputs; None means the dataset's. Labels must
+            be ``< C``.
+        projection_prob: probability that a task gets a fresh projection ``D -> A`` with
+            ``N(0, 1/D)`` entries. Unprojected inputs are zero-padded from ``D`` to ``A``
+            (in standardised space); ``D > A`` then is an error unless this is 1.
+        permute_pixels: per-task random permutation of the ``D`` inputs (before projecting).
+        permute_labels: per-task random relabelling of the chosen member's classes.
+        dataset_probs: mixture weights over the member datasets (normalised); None means
+            uniform.
+    """
+
+    length: int
+    input_dim: int | None = None
+    num_classes: int | None = None
+    projection_prob: float = 0.0
+    permute_pixels: bool = False
+    permute_labels: bool = False
+    dataset_probs: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.length) or self.length < 1:
+            raise ValueError(f"length must be a positive int, got {self.length!r}")
+        for field in ("input_dim", "num_classes"):
+            value = getattr(self, field)
+            if value is not None and (not _is_int(value) or value < 1):
+                raise ValueError(f"{field} must be None or a positive int, got {value!r}")
+        if not 0.0 <= self.projection_prob <= 1.0:
+            raise ValueError(f"projection_prob must be in [0, 1], got {self.projection_prob}")
+        for field in ("permute_pixels", "permute_labels"):
+            if not isinstance(getattr(self, field), bool):
+                raise ValueError(f"{field} must be a bool, got {getattr(self, field)!r}")
+        if self.dataset_probs is not None:
+            probs = tuple(float(p) for p in self.dataset_probs)
+            if not probs or any(not math.isfinite(p) or p < 0 for p in probs) or sum(probs) <= 0:
+                raise ValueError(
+                    f"dataset_probs must be non-negative with a positive sum, got {probs}"
+                )
+            object.__setattr__(self, "dataset_probs", probs)
+
+    def dims(self, data: DeviceDataset) -> tuple[int, int]:
+        """``(A, C)`` for ``data``, after checking that they fit it."""
+        d = data.input_dim
+        a = d if self.input_dim is None else self.input_dim
+        c = data.num_classes if self.num_classes is None else self.num_classes
+        if data.num_classes > c:
+            raise ValueError(
+                f"datasets {data.names} have {data.num_classes} classes but the learner "
+                f"outputs num_classes={c}; filter the classes (preprocess.filter_classes)"
+            )
+        if d > a and self.projection_prob < 1.0:
+            raise ValueError(
+                f"inputs of size D={d} cannot be zero-padded to input_dim={a}; "
+                "use projection_prob=1 or a larger input_dim"
+            )
+        if self.dataset_probs is not None and len(self.dataset_probs) != data.num_datasets:
+            raise ValueError(
+                f"dataset_probs has {len(self.dataset_probs)} entries for "
+                f"{data.num_datasets} datasets {data.names}"
+            )
+        return a, c
+
+
+class Episode(NamedTuple):
+    """One sampled episode, with where it came from."""
+
+    xs: jax.Array  # float32 [T, A]
+    labels: jax.Array  # int32 [T]
+    dataset: jax.Array  # int32 [], the member index k
+    indices: jax.Array  # int32 [T], rows of data.images
+    projected: jax.Array  # bool [], whether the task was projected
+
+
+def standardise(data: DeviceDataset, k: jax.Array, rows: jax.Array) -> jax.Array:
+    """``(rows * scale[k] - mean[k]) / std[k]`` in float32, for rows of member ``k``."""
+    return (rows.astype(jnp.float32) * data.scale[k] - data.mean[k]) / data.std[k]
+
+
+def _pick_dataset(key: jax.Array, data: DeviceDataset, spec: EpisodeSpec) -> jax.Array:
+    if data.num_datasets == 1:
+        return jnp.zeros((), jnp.int32)
+    probs = spec.dataset_probs or (1.0,) * data.num_datasets
+    logits = jnp.log(jnp.asarray(probs, jnp.float32))
+    return jax.random.categorical(key, logits).astype(jnp.int32)
+
+
+def _permute_labels(key: jax.Array, labels: jax.Array, num_present: jax.Array, c: int):
+    """Apply a random permutation of ``0..num_present-1`` to ``labels`` (all < c)."""
+    order = jnp.arange(c)
+    noise = jax.random.uniform(key, (c,))
+    perm = jnp.argsort(jnp.where(order < num_present, noise, 2.0 + order))
+    return perm[labels].astype(jnp.int32)
+
+
+def _to_input_dim(key, x, spec: EpisodeSpec, a: int):
+    """Project ``x`` [T, D] to [T, A] with probability p, else zero-pad it."""
+    d = x.shape[-1]
+    if spec.projection_prob == 0.0:
+        return jnp.pad(x, ((0, 0), (0, a - d))), jnp.zeros((), bool)
+    key_use, key_w = jax.random.split(key)
+    w = jax.random.normal(key_w, (d, a), jnp.float32) / jnp.sqrt(jnp.float32(d))
+    projected = jnp.dot(x, w, precision=jax.lax.Precision.HIGHEST)
+    if spec.projection_prob == 1.0:
+        return projected, jnp.ones((), bool)
+    use = jax.random.bernoulli(key_use, spec.projection_prob)
+    return jnp.where(use, projected, jnp.pad(x, ((0, 0), (0, a - d)))), use
+
+
+def sample_episode_full(key: jax.Array, data: DeviceDataset, spec: EpisodeSpec) -> Episode:
+    """Sample one episode, returning its provenance too (see ``Episode``)."""
+    chex.assert_rank([data.images, data.labels], [2, 1])
+    a, c = spec.dims(data)
+    t = spec.length
+    key_k, key_idx, key_pix, key_proj, key_lab = jax.random.split(key, 5)
+    k = _pick_dataset(key_k, data, spec)
+    idx = data.offsets[k] + jax.random.randint(key_idx, (t,), 0, data.sizes[k], jnp.int32)
+    x = standardise(data, k, data.images[idx])
+    if spec.permute_pixels:
+        x = x[:, jax.random.permutation(key_pix, x.shape[-1])]
+    x, projected = _to_input_dim(key_proj, x, spec, a)
+    labels = data.labels[idx]
+    if spec.permute_labels:
+        labels = _permute_labels(key_lab, labels, data.member_classes[k], c)
+    chex.assert_shape(x, (t, a))
+    chex.assert_shape(labels, (t,))
+    chex.assert_type([x, labels], [jnp.float32, jnp.int32])
+    return Episode(xs=x, labels=labels, dataset=k, indices=idx, projected=projected)
+
+
+def sample_episode(key: jax.Array, data: DeviceDataset, spec: EpisodeSpec):
+    """One episode: ``(xs float32 [T, A], labels int32 [T])``. Jittable, spec static."""
+    episode = sample_episode_full(key, data, spec)
+    return episode.xs, episode.labels
+
+
+def sample_episodes(key: jax.Array, data: DeviceDataset, spec: EpisodeSpec, num: int):
+    """``num`` independent episodes: ``([num, T, A], [num, T])``, via ``vmap``."""
+    keys = jax.random.split(key, num)
+    return jax.vmap(lambda k: sample_episode(k, data, spec))(keys)

@@ -1,0 +1,89 @@
+"""Meta-test evaluation: online episodes of any learner on held-out data.
+
+Every learner evaluated with the same ``key`` sees exactly the same episodes
+(inputs, labels, projections), so curves of different learners are paired.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from vsml_jax.data.episodes import DeviceDataset, EpisodeSpec, sample_episode
+from vsml_jax.episode import run_episode
+from vsml_jax.learners.base import Learner, PyTree
+
+
+class Curves(NamedTuple):
+    """Per-episode, per-step online accuracy and loss: ``[N, T]`` each."""
+
+    accuracy: np.ndarray
+    loss: np.ndarray
+
+
+def sample_eval_episodes(data: DeviceDataset, spec: EpisodeSpec, num: int, key: jax.Array):
+    """``num`` episodes ``([N, T, D], [N, T])`` and per-episode learner-init keys ``[N, 2]``."""
+    keys = jax.random.split(key, num)
+
+    def one(k):
+        k_episode, k_init = jax.random.split(k)
+        xs, labels = sample_episode(k_episode, data, spec)
+        return xs, labels, k_init
+
+    return jax.jit(jax.vmap(one))(keys)
+
+
+def evaluate(
+    learner: Learner,
+    meta_params: PyTree,
+    data: DeviceDataset,
+    spec: EpisodeSpec,
+    num_episodes: int,
+    key: jax.Array,
+) -> Curves:
+    """Online accuracy/loss curves of ``learner`` on ``num_episodes`` episodes."""
+    xs, labels, init_keys = sample_eval_episodes(data, spec, num_episodes, key)
+
+    @jax.jit
+    def run(meta_params, xs, labels, init_keys):
+        def one(x, y, k):
+            r = run_episode(learner, meta_params, x, y, k, spec.num_classes)
+            return r.accuracy, r.loss
+
+        return jax.vmap(one)(xs, labels, init_keys)
+
+    acc, loss = run(meta_params, xs, labels, init_keys)
+    return Curves(np.asarray(acc), np.asarray(loss))
+
+
+def summarize(acc: np.ndarray) -> dict:
+    """Scalar summaries of ``[N, T]`` accuracy: mean, last 100 steps, CI and speed.
+
+    ``steps_to_50``/``steps_to_80`` are the first steps at which the across-episode
+    mean accuracy (smoothed over ``T // 20`` steps) reaches 50% / 80% of its final
+    (last-100-step) level.
+    """
+    acc = np.asarray(acc, np.float64)
+    n, T = acc.shape
+    per_episode = acc.mean(1)
+    last = acc[:, -min(100, T) :].mean()
+    window = max(1, T // 20)
+    kernel = np.ones(window) / window
+    curve = np.convolve(acc.mean(0), kernel, mode="full")[:T] / np.minimum(
+        np.arange(1, T + 1) / window, 1.0
+    )
+    out = {
+        "mean_acc": float(per_episode.mean()),
+        "first100_acc": float(acc[:, : min(100, T)].mean()),
+        "last100_acc": float(last),
+        "ci95": float(1.96 * per_episode.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+        "episodes": n,
+        "steps": T,
+    }
+    for frac in (0.5, 0.8):
+        hit = np.nonzero(curve >= frac * last)[0]
+        out[f"steps_to_{int(frac * 100)}"] = int(hit[0]) + 1 if hit.size else None
+    return out
+

@@ -1,0 +1,85 @@
+"""Gradient-based meta-training: backpropagation through the unrolled episode.
+
+The meta-objective is the mean online cross-entropy of a batch of episodes
+(:func:`vsml_jax.episode.episode_loss`), differentiated with respect to the
+meta-parameters through every step of the episode (as in Hochreiter et al. 2001,
+Andrychowicz et al. 2016 and MAML, Finn et al. 2017). This works for every learner
+whose ``step`` is differentiable (learned_optimizer, maml, meta_rnn, hebbian, fwp,
+fw_memory, synaptic_rule, ...); VSML itself is meta-trained by ES in
+:mod:`vsml_jax.meta.es`.
+
+With ``remat=True`` the learner's step is wrapped in :func:`jax.checkpoint`, so the
+backward pass stores only the per-step learner state (the scan carry) and recomputes
+each step's intermediate activations, which lets long unrolls fit in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import chex
+import jax
+import optax
+
+from vsml_jax.episode import episode_loss
+from vsml_jax.learners.base import Learner, PyTree
+
+
+def with_remat(learner: Learner) -> Learner:
+    """The same learner with its ``step`` rematerialised in the backward pass."""
+    # prevent_cse=False is safe (and faster) because the step runs inside lax.scan.
+    return learner._replace(step=jax.checkpoint(learner.step, prevent_cse=False))
+
+
+def batch_meta_loss(
+    learner: Learner,
+    meta_params: PyTree,
+    xs: jax.Array,
+    labels: jax.Array,
+    key: jax.Array,
+    num_classes: int,
+) -> jax.Array:
+    """Mean online cross-entropy over a batch of episodes ``xs [B, T, D]``, ``labels [B, T]``."""
+    chex.assert_rank(xs, 3)
+    chex.assert_rank(labels, 2)
+    chex.assert_equal_shape_prefix((xs, labels), 2)
+    keys = jax.random.split(key, xs.shape[0])
+    losses = jax.vmap(
+        lambda x, y, k: episode_loss(learner, meta_params, x, y, k, num_classes)
+    )(xs, labels, keys)
+    return losses.mean()
+
+
+MetaStep = Callable[
+    [PyTree, optax.OptState, jax.Array, jax.Array, jax.Array],
+    tuple[PyTree, optax.OptState, jax.Array],
+]
+
+
+def make_grad_meta_step(
+    learner: Learner,
+    optimizer: optax.GradientTransformation,
+    num_classes: int,
+    remat: bool = True,
+) -> MetaStep:
+    """A jitted meta-training step by backprop through the unrolled episodes.
+
+    Returns ``step(meta_params, opt_state, xs [B,T,D], labels [B,T], key) ->
+    (meta_params, opt_state, loss)``, where ``loss`` is the batch's mean online
+    cross-entropy *before* the update and ``opt_state = optimizer.init(meta_params)``.
+    ``key`` is split into one key per episode (the learner's ``init`` key).
+    """
+    if remat:
+        learner = with_remat(learner)
+    loss_and_grad = jax.value_and_grad(
+        lambda mp, xs, labels, key: batch_meta_loss(learner, mp, xs, labels, key, num_classes)
+    )
+
+    @jax.jit
+    def step(meta_params, opt_state, xs, labels, key):
+        loss, grads = loss_and_grad(meta_params, xs, labels, key)
+        updates, opt_state = optimizer.update(grads, opt_state, meta_params)
+        meta_params = optax.apply_updates(meta_params, updates)
+        return meta_params, opt_state, loss
+
+    return step

@@ -1,0 +1,71 @@
+"""Figures: the meta-loss curve and accuracy-vs-step curves (like the paper's Fig. 6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def smooth(y: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average along the last axis (window clipped at the start)."""
+    if window <= 1:
+        return y
+    c = np.cumsum(np.asarray(y, np.float64), axis=-1)
+    out = c.copy()
+    out[..., window:] = c[..., window:] - c[..., :-window]
+    n = np.minimum(np.arange(1, y.shape[-1] + 1), window)
+    return out / n
+
+
+def plot_accuracy_curves(curves: dict[str, dict[str, np.ndarray]], path, title: str = ""):
+    """``curves[dataset][learner] = accuracy [episodes, T]``; mean ± 95% CI per step."""
+    n = len(curves)
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 3.6), squeeze=False)
+    for ax, (dataset, by_learner) in zip(axes[0], curves.items()):
+        for learner, acc in by_learner.items():
+            acc = np.asarray(acc, np.float64)
+            T = acc.shape[-1]
+            s = smooth(acc, max(1, T // 40))
+            mean = s.mean(0)
+            ci = 1.96 * s.std(0) / np.sqrt(max(1, s.shape[0]))
+            steps = np.arange(1, T + 1)
+            ax.plot(steps, mean, label=learner)
+            ax.fill_between(steps, mean - ci, mean + ci, alpha=0.2)
+        ax.set_title(dataset)
+        ax.set_xlabel("step (examples seen)")
+        ax.set_ylabel("online accuracy")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_meta_loss(records: list[dict], path):
+    """Meta-loss (population mean, with min/max band) against generation."""
+    rows = [r for r in records if "meta_loss" in r and r["meta_loss"] is not None]
+    if not rows:
+        return
+    g = np.array([r["generation"] for r in rows])
+    y = np.array([r["meta_loss"] for r in rows])
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.plot(g, smooth(y, max(1, len(y) // 50)), label="population mean (smoothed)")
+    lo = np.array([r.get("meta_loss_min") or np.nan for r in rows])
+    hi = np.array([r.get("meta_loss_max") or np.nan for r in rows])
+    ax.fill_between(g, lo, hi, alpha=0.15, label="population min/max")
+    ax.set_xlabel("generation")
+    ax.set_ylabel("meta-loss (mean online CE)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,310 @@
+"""The meta-training loop: blocks of jitted ES generations, logs, checkpoints, meta-tests.
+
+Nothing inside a block of generations returns to Python. Between blocks the
+loop logs metrics, saves checkpoints and runs the meta-test evaluation.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import yaml
+from tqdm.auto import tqdm
+
+from vsml_jax import plots
+from vsml_jax.checkpoint import Checkpointer
+from vsml_jax.config import RunConfig, to_dict
+from vsml_jax.data import load_split, to_device
+from vsml_jax.data.episodes import DeviceDataset, EpisodeSpec
+from vsml_jax.evaluation import evaluate, sample_eval_episodes, summarize
+from vsml_jax.learners.base import Learner, TaskSpec
+from vsml_jax.learners.sgd import online_optimizer
+from vsml_jax.learners.tuning import tune_lr
+from vsml_jax.learners.vsml import vsml
+from vsml_jax.meta import es
+from vsml_jax.meta.sharding import (
+    check_population,
+    configure_cpu_devices,
+    maybe_initialize_distributed,
+    population_mesh,
+    replicate,
+    replicated,
+    to_host,
+)
+from vsml_jax.metrics import MetricsWriter, read_metrics
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteFitnessError(FloatingPointError):
+    """Every generation of a block produced non-finite fitness."""
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def build_learner(cfg: RunConfig) -> Learner:
+    return vsml(cfg.network)
+
+
+def episode_spec(cfg: RunConfig, length: int, data: DeviceDataset) -> EpisodeSpec:
+    d = cfg.data
+    return EpisodeSpec(
+        length=length,
+        input_dim=d.input_dim,
+        num_classes=d.num_classes,
+        projection_prob=d.projection_prob,
+        permute_pixels=d.permute_pixels,
+        permute_labels=d.permute_labels,
+    )
+
+
+def load_data(cfg: RunConfig, names, split: str, mesh) -> DeviceDataset:
+    """Load, preprocess and place ``names`` (one mixture) on every device of ``mesh``."""
+    d = cfg.data
+    arrays = [load_split(n, split, data_dir=d.data_dir) for n in names]
+    for a in arrays:
+        log.info("data %s/%s: %s, %d examples", a.name, split, a.source, len(a.labels))
+        if a.num_classes > d.num_classes:
+            raise ValueError(
+                f"dataset {a.name} has {a.num_classes} classes but data.num_classes is "
+                f"{d.num_classes}; raise data.num_classes"
+            )
+    data = to_device(arrays, image_size=d.image_size, grey=d.grey)
+    return replicate(data, mesh)
+
+
+def task_spec(cfg: RunConfig, data: DeviceDataset) -> TaskSpec:
+    input_dim = cfg.data.input_dim or int(np.prod(data.input_shape))
+    return TaskSpec(input_dim=input_dim, num_classes=cfg.data.num_classes)
+
+
+def new_run_dir(cfg: RunConfig) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(cfg.out_dir) / cfg.name / f"{stamp}-seed{cfg.seed}"
+
+
+def latest_run_dir(cfg: RunConfig) -> Path:
+    root = Path(cfg.out_dir) / cfg.name
+    runs = sorted(p for p in root.glob("*") if (p / "config.yaml").exists())
+    if not runs:
+        raise FileNotFoundError(f"--resume: no run to resume under {root}; start without --resume")
+    return runs[-1]
+
+
+# --------------------------------------------------------------------------- meta-test
+
+
+class MetaTester:
+    """Meta-test episodes on test splits, with hand-designed baselines on the same episodes.
+
+    Baseline learning rates are tuned once on meta-*training* episodes; baseline
+    curves do not depend on the meta-parameters, so they are computed once.
+    """
+
+    def __init__(self, cfg: RunConfig, learner: Learner, train_data: DeviceDataset, mesh):
+        self.cfg, self.learner = cfg, learner
+        ev = cfg.eval
+        self.test_sets = {n: load_data(cfg, [n], ev.split, mesh) for n in ev.datasets}
+        self.key = jax.random.PRNGKey(cfg.seed + 10_000)
+        self.baselines: dict[str, Learner] = {}
+        self.baseline_lrs: dict[str, float] = {}
+        if ev.baselines:
+            spec = episode_spec(cfg, ev.episode_length, train_data)
+            xs, labels, _ = sample_eval_episodes(
+                train_data, spec, ev.num_episodes, jax.random.PRNGKey(cfg.seed + 20_000)
+            )
+            for name in ev.baselines:
+                make = lambda lr, name=name: online_optimizer(name, lr=lr, hidden=ev.baseline_hidden)
+                lr, _ = tune_lr(make, ev.baseline_lrs, xs, labels, jax.random.PRNGKey(cfg.seed),
+                                spec.num_classes)
+                self.baseline_lrs[name] = float(lr)
+                self.baselines[f"{name} (lr={lr:g})"] = make(float(lr))
+            log.info("baseline learning rates tuned on meta-training episodes: %s", self.baseline_lrs)
+        self._baseline_curves: dict[str, dict[str, np.ndarray]] = {}
+
+    def __call__(self, meta_params) -> tuple[dict, dict]:
+        """Returns ``(summary, curves)``; ``curves[dataset][learner] = acc [N, T]``."""
+        ev = self.cfg.eval
+        summary, curves = {}, {}
+        for i, (name, data) in enumerate(self.test_sets.items()):
+            spec = episode_spec(self.cfg, ev.episode_length, data)
+            key = jax.random.fold_in(self.key, i)
+            curves[name] = {
+                "vsml (meta-learned)": evaluate(
+                    self.learner, meta_params, data, spec, ev.num_episodes, key
+                ).accuracy
+            }
+            if name not in self._baseline_curves:
+                self._baseline_curves[name] = {
+                    label: evaluate(b, {}, data, spec, ev.num_episodes, key).accuracy
+                    for label, b in self.baselines.items()
+                }
+            curves[name].update(self._baseline_curves[name])
+            for label, acc in curves[name].items():
+                for k, v in summarize(acc).items():
+                    summary[f"eval/{name}/{label.split(' ')[0]}/{k}"] = v
+        return summary, curves
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def train(cfg: RunConfig, resume: bool | str | Path = False) -> Path:
+    """Meta-train ``cfg``; with ``resume`` (True or a run dir) continue from its last checkpoint."""
+    configure_cpu_devices(cfg.cpu_devices)
+    maybe_initialize_distributed(cfg.distributed)
+    is_main = jax.process_index() == 0
+    mesh = population_mesh()
+    check_population(cfg.es.population_size, mesh)
+
+    if resume:
+        run_dir = latest_run_dir(cfg) if resume is True else Path(resume)
+    else:
+        run_dir = new_run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if is_main:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        print(f"run dir: {run_dir}", flush=True)
+
+    train_data = load_data(cfg, cfg.data.train_sets, "train", mesh)
+    learner = build_learner(cfg)
+    task = task_spec(cfg, train_data)
+    spec = episode_spec(cfg, cfg.data.episode_length, train_data)
+
+    key = jax.random.PRNGKey(cfg.seed)
+    k_meta, k_es, k_run = jax.random.split(key, 3)
+    meta_params = learner.meta_init(k_meta, task)
+    strategy = es.make_strategy(cfg.es, meta_params)
+    num_params = sum(x.size for x in jax.tree.leaves(meta_params))
+    log.info("learner %s: %d meta-parameters, task %s", learner.name, num_params, task)
+
+    evaluate_pop = es.make_evaluate(learner, train_data, spec, task.num_classes, mesh)
+    generation = es.make_generation(strategy, evaluate_pop)
+    block = es.make_train_block(generation, cfg.es.generations_per_call)
+    rep = replicated(mesh)
+    block = jax.jit(block, out_shardings=(rep, rep))
+
+    state = replicate(to_host(es.init_strategy(strategy, k_es, meta_params)), mesh)
+    ckpt = Checkpointer(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
+    start = 0
+    latest = ckpt.latest_step()
+    if latest is not None:
+        if not resume:
+            raise FileExistsError(f"{run_dir} already has checkpoints; pass --resume")
+        state = ckpt.restore(latest, state)
+        start = latest
+        print(f"resumed from generation {start} ({ckpt.directory / str(latest)})", flush=True)
+
+    writer = MetricsWriter(run_dir, tensorboard=cfg.tensorboard, enabled=is_main)
+    tester = MetaTester(cfg, learner, train_data, mesh) if cfg.eval.datasets else None
+    if is_main and tester is not None and tester.baseline_lrs:
+        writer.write({"generation": start, "baseline_lrs": tester.baseline_lrs}, start)
+
+    K = cfg.es.generations_per_call
+    bar = tqdm(total=cfg.es.generations, initial=start, disable=not is_main, unit="gen",
+               dynamic_ncols=True)
+    last_eval = None
+    t_start = time.time()
+    try:
+        for g in range(start, cfg.es.generations, K):
+            t0 = time.time()
+            state, metrics = block(state, k_run, g)
+            metrics = to_host(metrics)  # blocks on the result: safe in multi-process runs
+            dt = time.time() - t0
+            _check_finite(metrics, g)
+            for i in range(K):
+                rec = {k: v[i].item() for k, v in metrics.items()}
+                rec.update(generation=g + i + 1, generations_per_s=K / dt)
+                writer.write(rec, g + i + 1)
+            bar.update(K)
+            bar.set_postfix(meta_loss=f"{metrics['meta_loss'][-1]:.4f}")
+            done = g + K
+            if done % cfg.checkpoint_every == 0 or done == cfg.es.generations:
+                ckpt.save(done, state)
+            eval_due = cfg.eval.every and done % cfg.eval.every == 0
+            if tester is not None and (eval_due or done == cfg.es.generations):
+                last_eval = _meta_test(tester, strategy, state, run_dir, done, writer, is_main)
+    finally:
+        bar.close()
+        writer.close()
+        ckpt.close()
+
+    if is_main:
+        plots.plot_meta_loss(read_metrics(run_dir), run_dir / "meta_loss.png")
+        summary = {"generations": cfg.es.generations, "wall_s": time.time() - t_start}
+        if last_eval is not None:
+            summary.update(last_eval)
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        print(f"done: {run_dir} (metrics.jsonl, checkpoints/, meta_test.png, meta_loss.png)",
+              flush=True)
+    return run_dir
+
+
+def load_meta_params(run_dir: str | Path, step: int | None = None):
+    """The ES mean meta-parameters of a run (latest checkpoint by default), as a pytree.
+
+    Returns ``(config, learner, meta_params)``, ready for :func:`vsml_jax.evaluation.evaluate`.
+    """
+    from jax.flatten_util import ravel_pytree
+
+    from vsml_jax.config import load_config
+
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    learner = build_learner(cfg)
+    input_dim = cfg.data.input_dim
+    if input_dim is None:
+        arrays = load_split(cfg.data.train_sets[0], "train", data_dir=cfg.data.data_dir)
+        input_dim = int(np.prod(to_device([arrays], cfg.data.image_size, cfg.data.grey).input_shape))
+    task = TaskSpec(input_dim=input_dim, num_classes=cfg.data.num_classes)
+    like = jax.eval_shape(learner.meta_init, jax.random.PRNGKey(0), task)
+    _, unravel = ravel_pytree(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), like))
+    ckpt = Checkpointer(run_dir / "checkpoints")
+    try:
+        raw = ckpt.restore_raw(step)
+    finally:
+        ckpt.close()
+    return cfg, learner, unravel(jax.numpy.asarray(raw["mean"]))
+
+
+def _check_finite(metrics: dict, start: int) -> None:
+    bad = np.asarray(metrics["nonfinite"])
+    if bad.all():
+        raise NonFiniteFitnessError(
+            f"every generation {start + 1}..{start + len(bad)} had non-finite fitness, so the "
+            f"meta-parameters stopped changing; lower es.sigma or es.lr, or check the data"
+        )
+    for i in np.nonzero(bad)[0]:
+        log.warning(
+            "generation %d: %d members had non-finite fitness; that update was skipped",
+            start + i + 1, int(bad[i]),
+        )
+
+
+def _meta_test(tester, strategy, state, run_dir: Path, generation: int, writer, is_main) -> dict:
+    mean_params = strategy.get_mean(state)
+    summary, curves = tester(mean_params)
+    if is_main:
+        writer.write({"generation": generation, **summary}, generation)
+        out = run_dir / "eval"
+        out.mkdir(exist_ok=True)
+        np.savez_compressed(
+            out / f"curves_gen{generation:06d}.npz",
+            **{f"{d}|{name}": acc for d, by in curves.items() for name, acc in by.items()},
+        )
+        title = f"meta-test after {generation} generations"
+        plots.plot_accuracy_curves(curves, run_dir / "meta_test.png", title=title)
+        line = ", ".join(
+            f"{k.removeprefix('eval/')}={v:.3f}" for k, v in summary.items()
+            if k.endswith("/mean_acc")
+        )
+        tqdm.write(f"[gen {generation}] meta-test mean online accuracy: {line}")
+    return summary
+

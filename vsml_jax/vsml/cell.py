@@ -1,0 +1,138 @@
+"""The VSML sub-RNN: one small LSTM per weight, all sharing the meta-parameters V_M.
+
+A cell at grid position (a, b) reads the forward message ``f_a`` of its input
+unit and the backward message ``e_b`` of its output unit, updates its LSTM state
+(the learned variables V_L) and emits a forward and a backward message through
+two linear heads. This module holds the parameters, the initial state and the
+update of a single cell; :mod:`vsml_jax.vsml.layers` vmaps it over the grid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@dataclasses.dataclass(frozen=True)
+class CellConfig:
+    """Sizes and initialisation of the shared sub-LSTM (defaults: the paper's code)."""
+
+    hidden: int = 16
+    message: int = 8
+    forget_bias: float = 5.0
+    input_bias: float = -5.0
+    random_cell_fraction: float = 0.5  # leading fraction of the cell state drawn at random
+    random_cell_std: float = 1.0
+    layer_norm: bool = False  # layer norm on outgoing messages (disables the fast path)
+
+    def __post_init__(self):
+        if self.hidden < 1 or self.message < 1:
+            raise ValueError(f"cell.hidden and cell.message must be >= 1, got {self}")
+        if not 0.0 <= self.random_cell_fraction <= 1.0:
+            raise ValueError(
+                f"cell.random_cell_fraction must be in [0, 1], got {self.random_cell_fraction}"
+            )
+
+    @property
+    def num_random(self) -> int:
+        return int(round(self.random_cell_fraction * self.hidden))
+
+
+@struct.dataclass
+class CellParams:
+    """V_M: the LSTM's gate weights and the two message heads.
+
+    Gate order along the ``4 * hidden`` axis is (input, forget, cell, output).
+    ``w_in`` rows ``[:message]`` read the forward message, ``[message:]`` the backward one.
+    """
+
+    w_in: jax.Array  # [2m, 4H]
+    w_h: jax.Array  # [H, 4H]
+    b: jax.Array  # [4H]
+    w_fwd: jax.Array  # [H, m]
+    b_fwd: jax.Array  # [m]
+    w_bwd: jax.Array  # [H, m]
+    b_bwd: jax.Array  # [m]
+    ln_scale: jax.Array  # [2, m]  (forward, backward); used only with layer_norm
+    ln_bias: jax.Array  # [2, m]
+
+
+@struct.dataclass
+class CellState:
+    """V_L of one or many cells: LSTM hidden ``h`` and cell ``c`` (``[..., H]``)."""
+
+    h: jax.Array
+    c: jax.Array
+
+
+def _trunc_normal(key, shape, fan_in):
+    std = 1.0 / jnp.sqrt(fan_in)
+    return std * jax.random.truncated_normal(key, -2.0, 2.0, shape, jnp.float32)
+
+
+def init_cell_params(key: jax.Array, cfg: CellConfig) -> CellParams:
+    """Truncated-normal weights with std 1/sqrt(fan_in); forget bias +5, input bias -5."""
+    H, m = cfg.hidden, cfg.message
+    k = jax.random.split(key, 4)
+    b = jnp.zeros((4, H), jnp.float32)
+    b = b.at[0].set(cfg.input_bias).at[1].set(cfg.forget_bias)
+    return CellParams(
+        w_in=_trunc_normal(k[0], (2 * m, 4 * H), 2 * m),
+        w_h=_trunc_normal(k[1], (H, 4 * H), H),
+        b=b.reshape(4 * H),
+        w_fwd=_trunc_normal(k[2], (H, m), H),
+        b_fwd=jnp.zeros((m,), jnp.float32),
+        w_bwd=_trunc_normal(k[3], (H, m), H),
+        b_bwd=jnp.zeros((m,), jnp.float32),
+        ln_scale=jnp.ones((2, m), jnp.float32),
+        ln_bias=jnp.zeros((2, m), jnp.float32),
+    )
+
+
+def init_cell_state(key: jax.Array, cfg: CellConfig, shape: tuple[int, ...]) -> CellState:
+    """Initial V_L for a grid of cells: ``h = 0``; the first part of ``c`` random."""
+    H = cfg.hidden
+    h = jnp.zeros((*shape, H), jnp.float32)
+    noise = cfg.random_cell_std * jax.random.normal(key, (*shape, cfg.num_random), jnp.float32)
+    c = jnp.concatenate([noise, jnp.zeros((*shape, H - cfg.num_random), jnp.float32)], -1)
+    return CellState(h=h, c=c)
+
+
+def lstm_update(params: CellParams, state: CellState, gate_input: jax.Array) -> CellState:
+    """LSTM update from the input part of the gate pre-activations (``[..., 4H]``)."""
+    z = gate_input + state.h @ params.w_h + params.b
+    i, f, g, o = jnp.split(z, 4, axis=-1)
+    c = jax.nn.sigmoid(f) * state.c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    return CellState(h=h, c=c)
+
+
+def _layer_norm(x, scale, bias, eps=1e-5):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) * jax.lax.rsqrt(var + eps) * scale + bias
+
+
+def messages(params: CellParams, h: jax.Array, layer_norm: bool) -> tuple[jax.Array, jax.Array]:
+    """Outgoing (forward, backward) messages from hidden outputs ``h`` ``[..., H]``."""
+    fwd = h @ params.w_fwd + params.b_fwd
+    bwd = h @ params.w_bwd + params.b_bwd
+    if layer_norm:
+        fwd = _layer_norm(fwd, params.ln_scale[0], params.ln_bias[0])
+        bwd = _layer_norm(bwd, params.ln_scale[1], params.ln_bias[1])
+    return fwd, bwd
+
+
+def cell_step(
+    params: CellParams, state: CellState, fwd_in: jax.Array, bwd_in: jax.Array, layer_norm: bool
+) -> tuple[CellState, jax.Array, jax.Array]:
+    """One tick of a single cell: read ``fwd_in``/``bwd_in`` (``[m]``), emit two messages."""
+    chex.assert_rank([fwd_in, bwd_in, state.h], 1)
+    gate_input = jnp.concatenate([fwd_in, bwd_in]) @ params.w_in
+    state = lstm_update(params, state, gate_input)
+    fwd, bwd = messages(params, state.h, layer_norm)
+    return state, fwd, bwd

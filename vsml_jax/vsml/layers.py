@@ -1,0 +1,88 @@
+"""A dense VSML layer: the shared cell on every (a, b) of an ``A x B`` grid.
+
+Inputs are ``fwd_in`` ``[A, m]`` (one forward message per input unit) and
+``bwd_in`` ``[B, m]`` (one backward message per output unit). Cell (a, b) reads
+``fwd_in[a]`` and ``bwd_in[b]``. Outgoing messages are mean-reduced: forward over
+``a`` (``[B, m]``, the next layer's input) and backward over ``b`` (``[A, m]``,
+the previous layer's error signal).
+
+Two implementations compute the same function:
+
+- :func:`dense_direct` vmaps :func:`~vsml_jax.vsml.cell.cell_step` over the grid:
+  the literal per-cell formulation (any message head, layer norm included).
+- :func:`dense_fast` uses linearity. The gate input ``[f_a, e_b] @ W_in`` splits
+  into ``f_a @ W_f + e_b @ W_b`` (``O(A + B)`` matmuls instead of ``O(A B)``), and
+  with linear heads the grid mean commutes with the head, so the head is applied
+  to ``mean_a h`` and ``mean_b h`` only. Valid when messages have no layer norm.
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+
+from vsml_jax.vsml.cell import CellParams, CellState, cell_step, lstm_update, messages
+
+LayerOut = tuple[CellState, jax.Array, jax.Array]
+
+
+def _check(state: CellState, fwd_in: jax.Array, bwd_in: jax.Array):
+    A, B = state.h.shape[:2]
+    m = fwd_in.shape[-1]
+    chex.assert_shape(fwd_in, (A, m))
+    chex.assert_shape(bwd_in, (B, m))
+
+
+def dense_direct(
+    params: CellParams,
+    state: CellState,
+    fwd_in: jax.Array,
+    bwd_in: jax.Array,
+    layer_norm: bool = False,
+) -> LayerOut:
+    """Per-cell formulation: ``vmap`` over a and b, then mean-reduce the messages."""
+    _check(state, fwd_in, bwd_in)
+    over_b = jax.vmap(cell_step, in_axes=(None, 0, None, 0, None))  # b varies
+    over_ab = jax.vmap(over_b, in_axes=(None, 0, 0, None, None))  # a varies
+    state, fwd, bwd = over_ab(params, state, fwd_in, bwd_in, layer_norm)  # [A, B, m]
+    return state, fwd.mean(axis=0), bwd.mean(axis=1)
+
+
+def dense_fast(
+    params: CellParams,
+    state: CellState,
+    fwd_in: jax.Array,
+    bwd_in: jax.Array,
+    layer_norm: bool = False,
+) -> LayerOut:
+    """Algebraic fast path: row/column gate projections and heads after the mean."""
+    if layer_norm:
+        raise ValueError("dense_fast needs linear message heads; use dense_direct with layer_norm")
+    _check(state, fwd_in, bwd_in)
+    m = fwd_in.shape[-1]
+    rows = fwd_in @ params.w_in[:m]  # [A, 4H]
+    cols = bwd_in @ params.w_in[m:]  # [B, 4H]
+    state = lstm_update(params, state, rows[:, None, :] + cols[None, :, :])
+    fwd, _ = messages(params, state.h.mean(axis=0), False)  # [B, m]
+    _, bwd = messages(params, state.h.mean(axis=1), False)  # [A, m]
+    return state, fwd, bwd
+
+
+def forward_output(params: CellParams, h: jax.Array, layer_norm: bool = False) -> jax.Array:
+    """The layer's forward output ``[B, m]`` for hidden states ``h`` ``[A, B, H]``."""
+    if layer_norm:
+        fwd, _ = messages(params, h, True)
+        return fwd.mean(axis=0)
+    fwd, _ = messages(params, h.mean(axis=0), False)
+    return fwd
+
+
+def dense(params, state, fwd_in, bwd_in, layer_norm: bool = False, impl: str = "auto"):
+    """Dispatch to the fast path when it is valid (``impl='auto'``) or as asked."""
+    if impl == "auto":
+        impl = "direct" if layer_norm else "fast"
+    if impl == "fast":
+        return dense_fast(params, state, fwd_in, bwd_in, layer_norm)
+    if impl == "direct":
+        return dense_direct(params, state, fwd_in, bwd_in, layer_norm)
+    raise ValueError(f"unknown layer impl {impl!r}; use 'auto', 'fast' or 'direct'")

@@ -1,0 +1,163 @@
+"""A VSML network: stacked dense VSML layers ticked together.
+
+Layer ``l`` is an ``A_l x A_{l+1}`` grid with ``A_0`` the input size and
+``A_L`` the number of classes. The input ``x`` enters as forward-message channel
+0 of the first layer; the error ``dL/dlogits`` enters as backward-message
+channel 0 of the last layer (and, with ``feed_label``, the one-hot label as
+channel 1). Logits are read from forward-message channel ``output_channel`` of
+the last layer, squashed with ``tanh(y / 100) * 100``.
+
+Each micro-tick sweeps the layers bottom-up: layer ``l`` reads the fresh forward
+message of layer ``l - 1`` and the backward message layer ``l + 1`` emitted on
+the previous tick. With ``backward_pass`` the feedback is instead delivered in a
+separate top-down sweep over the previous input before the new input is read
+(see :func:`network_step`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from vsml_jax.vsml.cell import CellConfig, CellParams, CellState, init_cell_params, init_cell_state
+from vsml_jax.vsml.layers import dense, forward_output
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture and dynamics of a VSML network."""
+
+    cell: CellConfig = CellConfig()
+    hidden_layers: tuple[int, ...] = ()  # sizes between input and output; () is one layer
+    num_micro_ticks: int = 2
+    output_channel: int = 1
+    output_scale: float = 100.0
+    feed_label: bool = False
+    backward_pass: bool = False
+    share_layers: bool = True  # one V_M for all layers (the paper), else one per layer
+    impl: str = "auto"  # 'auto' (fast when valid), 'fast' or 'direct'
+
+    def __post_init__(self):
+        m = self.cell.message
+        if self.num_micro_ticks < 1:
+            raise ValueError(f"num_micro_ticks must be >= 1, got {self.num_micro_ticks}")
+        if not 0 <= self.output_channel < m:
+            raise ValueError(f"output_channel must be in [0, {m}), got {self.output_channel}")
+        if self.feed_label and m < 2:
+            raise ValueError("feed_label needs cell.message >= 2 (label uses channel 1)")
+        if self.impl not in ("auto", "fast", "direct"):
+            raise ValueError(f"impl must be 'auto', 'fast' or 'direct', got {self.impl!r}")
+        if self.impl == "fast" and self.cell.layer_norm:
+            raise ValueError("impl='fast' is invalid with cell.layer_norm; use 'auto' or 'direct'")
+        if any(s < 1 for s in self.hidden_layers):
+            raise ValueError(f"hidden_layers must be positive, got {self.hidden_layers}")
+
+    def sizes(self, input_dim: int, num_classes: int) -> tuple[int, ...]:
+        return (input_dim, *self.hidden_layers, num_classes)
+
+
+@struct.dataclass
+class NetworkState:
+    """V_L of every layer plus the messages in flight between ticks."""
+
+    cells: tuple[CellState, ...]  # layer l: [A_l, A_{l+1}, H]
+    bwd_msgs: tuple[jax.Array, ...]  # layer l's last backward output: [A_l, m]
+    prev_x: jax.Array  # [A_0], the previous input (for the separate backward pass)
+
+
+def init_network_params(key, cfg: NetworkConfig, num_layers: int) -> tuple[CellParams, ...]:
+    """One shared :class:`CellParams` (``share_layers``) or one per layer."""
+    n = 1 if cfg.share_layers else num_layers
+    return tuple(init_cell_params(k, cfg.cell) for k in jax.random.split(key, n))
+
+
+def init_network_state(key, cfg: NetworkConfig, input_dim: int, num_classes: int) -> NetworkState:
+    sizes = cfg.sizes(input_dim, num_classes)
+    keys = jax.random.split(key, len(sizes) - 1)
+    cells = tuple(
+        init_cell_state(k, cfg.cell, (a, b)) for k, a, b in zip(keys, sizes[:-1], sizes[1:])
+    )
+    m = cfg.cell.message
+    bwd = tuple(jnp.zeros((a, m), jnp.float32) for a in sizes[:-1])
+    return NetworkState(cells=cells, bwd_msgs=bwd, prev_x=jnp.zeros((input_dim,), jnp.float32))
+
+
+def _layer_params(params: tuple[CellParams, ...], layer: int) -> CellParams:
+    return params[0] if len(params) == 1 else params[layer]
+
+
+def _embed(values: jax.Array, m: int, channel: int = 0) -> jax.Array:
+    return jnp.zeros((values.shape[0], m), values.dtype).at[:, channel].set(values)
+
+
+def _sweep_up(cfg, params, state: NetworkState, fwd_in, top_bwd):
+    """One bottom-up tick of all layers; returns the new state and the top output."""
+    cells, bwd_msgs = list(state.cells), list(state.bwd_msgs)
+    n = len(cells)
+    f = fwd_in
+    for layer in range(n):
+        e = top_bwd if layer == n - 1 else state.bwd_msgs[layer + 1]
+        cells[layer], f, bwd_msgs[layer] = dense(
+            _layer_params(params, layer), cells[layer], f, e, cfg.cell.layer_norm, cfg.impl
+        )
+    return state.replace(cells=tuple(cells), bwd_msgs=tuple(bwd_msgs)), f
+
+
+def _sweep_down(cfg, params, state: NetworkState, fwd_in, top_bwd):
+    """One top-down tick: each layer reads the fresh backward message from above.
+
+    Each layer's forward input is the forward message its lower neighbour emits
+    from its current hidden state.
+    """
+    cells, bwd_msgs = list(state.cells), list(state.bwd_msgs)
+    n = len(cells)
+    fwd_inputs = [fwd_in]
+    for layer in range(n - 1):
+        p = _layer_params(params, layer)
+        fwd_inputs.append(forward_output(p, cells[layer].h, cfg.cell.layer_norm))
+    e = top_bwd
+    for layer in reversed(range(n)):
+        cells[layer], _, e = dense(
+            _layer_params(params, layer), cells[layer], fwd_inputs[layer], e,
+            cfg.cell.layer_norm, cfg.impl,
+        )
+        bwd_msgs[layer] = e
+    return state.replace(cells=tuple(cells), bwd_msgs=tuple(bwd_msgs))
+
+
+def network_step(
+    cfg: NetworkConfig,
+    params: tuple[CellParams, ...],
+    state: NetworkState,
+    x: jax.Array,
+    error: jax.Array,
+    label: jax.Array,
+) -> tuple[NetworkState, jax.Array]:
+    """Read ``x`` ``[A_0]`` and the previous step's ``error``/``label`` ``[C]``; emit logits.
+
+    Without ``backward_pass`` (default) the input and the feedback are presented
+    together for ``num_micro_ticks`` bottom-up ticks. With ``backward_pass``, the
+    feedback is first delivered by ``num_micro_ticks`` top-down sweeps over the
+    previous input ``prev_x`` (so the error reaches every layer in one tick), then
+    ``x`` is read by ``num_micro_ticks`` bottom-up ticks with zero feedback.
+    """
+    chex.assert_rank([x, error, label], 1)
+    m = cfg.cell.message
+    top = _embed(error, m, 0)
+    if cfg.feed_label:
+        top = top.at[:, 1].set(label)
+    fwd_in = _embed(x, m, 0)
+    if cfg.backward_pass:
+        prev_in = _embed(state.prev_x, m, 0)
+        for _ in range(cfg.num_micro_ticks):
+            state = _sweep_down(cfg, params, state, prev_in, top)
+        top = jnp.zeros_like(top)
+    out = None
+    for _ in range(cfg.num_micro_ticks):
+        state, out = _sweep_up(cfg, params, state, fwd_in, top)
+    logits = jnp.tanh(out[:, cfg.output_channel] / cfg.output_scale) * cfg.output_scale
+    return state.replace(prev_x=x), logits
