@@ -82,7 +82,9 @@ class RunConfig:
     distributed: bool = False  # call jax.distributed.initialize() (also: $VSML_DISTRIBUTED=1)
     cpu_devices: int = 0  # CPU backend only: XLA devices to split the host into (0 = per core)
     tensorboard: bool = True
-    network: NetworkConfig = NetworkConfig()
+    learner: str = "vsml"  # any name of vsml_jax.learners.LEARNERS
+    learner_args: dict = dataclasses.field(default_factory=dict)  # its factory's kwargs
+    network: NetworkConfig = NetworkConfig()  # the VSML learner's architecture
     data: DataConfig = DataConfig()
     es: ESConfig = ESConfig()
     eval: EvalConfig = EvalConfig()
@@ -133,6 +135,10 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return from_dict(tp, value, prefix=f"{key}.")
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true/false, got {value!r}")

@@ -69,3 +69,33 @@ def plot_meta_loss(records: list[dict], path):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_accuracy_grid(rows: list[dict], path, metric: str = "mean_acc"):
+    """Fig. 8 style: per meta-training group, ``metric`` of every LA on every test set
+    (bars with 95% CI; hatched bars are datasets seen in meta-training)."""
+    groups = list(dict.fromkeys(r["train_sets"] for r in rows))
+    las = list(dict.fromkeys(r["la"] for r in rows))
+    tests = list(dict.fromkeys(r["test_set"] for r in rows))
+    fig, axes = plt.subplots(len(groups), 1, figsize=(1.4 * len(tests) * max(1, len(las) / 4) + 2,
+                                                       3.2 * len(groups)), squeeze=False)
+    width = 0.8 / max(1, len(las))
+    for ax, group in zip(axes[:, 0], groups):
+        for j, la in enumerate(las):
+            for i, t in enumerate(tests):
+                r = next((r for r in rows if r["train_sets"] == group and r["la"] == la
+                          and r["test_set"] == t), None)
+                if r is None:
+                    continue
+                ax.bar(i + j * width, r[metric], width, yerr=r.get("ci95") or 0.0,
+                       color=f"C{j}", hatch="//" if r["seen"] else None,
+                       label=la if i == 0 else None, edgecolor="white")
+        ax.set_xticks(np.arange(len(tests)) + 0.4 - width / 2, tests)
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.set_title(f"meta-trained on {group} (hatched: seen)")
+        ax.set_ylim(0, 1)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, ncol=min(len(las), 5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

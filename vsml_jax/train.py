@@ -50,7 +50,12 @@ class NonFiniteFitnessError(FloatingPointError):
 
 
 def build_learner(cfg: RunConfig) -> Learner:
-    return vsml(cfg.network)
+    """VSML from ``cfg.network``; any other learner by name with ``cfg.learner_args``."""
+    if cfg.learner == "vsml":
+        return vsml(cfg.network)
+    from vsml_jax.learners import make_learner
+
+    return make_learner(cfg.learner, **cfg.learner_args)
 
 
 def episode_spec(cfg: RunConfig, length: int, data: DeviceDataset) -> EpisodeSpec:
@@ -156,8 +161,13 @@ class MetaTester:
 # --------------------------------------------------------------------------- the loop
 
 
-def train(cfg: RunConfig, resume: bool | str | Path = False) -> Path:
-    """Meta-train ``cfg``; with ``resume`` (True or a run dir) continue from its last checkpoint."""
+def train(cfg: RunConfig, resume: bool | str | Path = False, run_dir: str | Path | None = None
+          ) -> Path:
+    """Meta-train ``cfg`` into ``run_dir`` (default: a new ``runs/<name>/<stamp>``).
+
+    With ``resume`` (True: the latest run of ``cfg.name``, or a run dir) continue
+    from that run's last checkpoint.
+    """
     configure_cpu_devices(cfg.cpu_devices)
     maybe_initialize_distributed(cfg.distributed)
     is_main = jax.process_index() == 0
@@ -166,6 +176,8 @@ def train(cfg: RunConfig, resume: bool | str | Path = False) -> Path:
 
     if resume:
         run_dir = latest_run_dir(cfg) if resume is True else Path(resume)
+    elif run_dir is not None:
+        run_dir = Path(run_dir)
     else:
         run_dir = new_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -183,6 +195,11 @@ def train(cfg: RunConfig, resume: bool | str | Path = False) -> Path:
     meta_params = learner.meta_init(k_meta, task)
     strategy = es.make_strategy(cfg.es, meta_params)
     num_params = sum(x.size for x in jax.tree.leaves(meta_params))
+    if num_params == 0:
+        raise ValueError(
+            f"learner {learner.name!r} has no meta-parameters, so there is nothing to "
+            "meta-train; evaluate it directly (vsml_jax.evaluation)"
+        )
     log.info("learner %s: %d meta-parameters, task %s", learner.name, num_params, task)
 
     evaluate_pop = es.make_evaluate(learner, train_data, spec, task.num_classes, mesh)
@@ -210,7 +227,7 @@ def train(cfg: RunConfig, resume: bool | str | Path = False) -> Path:
     K = cfg.es.generations_per_call
     bar = tqdm(total=cfg.es.generations, initial=start, disable=not is_main, unit="gen",
                dynamic_ncols=True)
-    last_eval = None
+    last_eval, last_eval_gen = None, None
     t_start = time.time()
     try:
         for g in range(start, cfg.es.generations, K):
@@ -228,9 +245,12 @@ def train(cfg: RunConfig, resume: bool | str | Path = False) -> Path:
             done = g + K
             if done % cfg.checkpoint_every == 0 or done == cfg.es.generations:
                 ckpt.save(done, state)
-            eval_due = cfg.eval.every and done % cfg.eval.every == 0
-            if tester is not None and (eval_due or done == cfg.es.generations):
+            if tester is not None and cfg.eval.every and done % cfg.eval.every == 0:
                 last_eval = _meta_test(tester, strategy, state, run_dir, done, writer, is_main)
+                last_eval_gen = done
+        final = max(start, cfg.es.generations)
+        if tester is not None and last_eval_gen != final:
+            last_eval = _meta_test(tester, strategy, state, run_dir, final, writer, is_main)
     finally:
         bar.close()
         writer.close()
@@ -264,7 +284,7 @@ def load_meta_params(run_dir: str | Path, step: int | None = None):
         arrays = load_split(cfg.data.train_sets[0], "train", data_dir=cfg.data.data_dir)
         input_dim = int(np.prod(to_device([arrays], cfg.data.image_size, cfg.data.grey).input_shape))
     task = TaskSpec(input_dim=input_dim, num_classes=cfg.data.num_classes)
-    like = jax.eval_shape(learner.meta_init, jax.random.PRNGKey(0), task)
+    like = jax.eval_shape(lambda k: learner.meta_init(k, task), jax.random.PRNGKey(0))
     _, unravel = ravel_pytree(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), like))
     ckpt = Checkpointer(run_dir / "checkpoints")
     try:

@@ -36,12 +36,6 @@ def batch_results(learner, meta_params, xs, labels, key, num_classes=C):
     return jax.jit(jax.vmap(run))(xs, labels, keys)
 
 
-def batch_loss(learner, meta_params, xs, labels, key, num_classes=C):
-    keys = jax.random.split(key, xs.shape[0])
-    loss = lambda x, y, k: episode_loss(learner, meta_params, x, y, k, num_classes)
-    return float(jax.jit(jax.vmap(loss))(xs, labels, keys).mean())
-
-
 def check_protocol(learner: Learner, input_dim=D, num_classes=C, length=12, batch=3):
     """Shapes via run_episode, jit + vmap over a population and a batch, determinism.
 
@@ -75,39 +69,41 @@ def check_protocol(learner: Learner, input_dim=D, num_classes=C, length=12, batc
     return meta_params
 
 
+# Meta-training helpers. Each meta-step draws fresh episodes, and the loss it reports is
+# that of the current meta-parameters *before* they are updated on those episodes, so
+# the returned loss curves are measured on held-out episodes (no extra compilation).
+
+
 def es_meta_train(learner, meta_params, steps, key, batch=8, pop=32, lr=0.03, std=0.05,
                   num_classes=C, input_dim=D, length=T):
-    """A few generations of OpenAI-ES (evosax) on the mean online loss; returns the mean."""
+    """OpenAI-ES (evosax) on the mean online loss; returns (mean, held-out loss per step)."""
     es = Open_ES(
         population_size=pop, solution=meta_params, optimizer=optax.adam(lr),
         std_schedule=optax.constant_schedule(std),
     )
     params = es.default_params
 
-    def fitness(population, k):
-        kd, ke = jax.random.split(k)
+    def generation(state, k):
+        ka, kd, ke, kt = jax.random.split(k, 4)
         xs, labels = prototype_episodes(kd, batch, length, input_dim, num_classes)
         ekeys = jax.random.split(ke, batch)
-        per_member = lambda mp: jax.vmap(
+        loss = lambda mp: jax.vmap(
             lambda x, y, kk: episode_loss(learner, mp, x, y, kk, num_classes)
         )(xs, labels, ekeys).mean()
-        return jax.vmap(per_member)(population)
-
-    @jax.jit
-    def generation(state, k):
-        ka, kf, kt = jax.random.split(k, 3)
+        held_out = loss(es.get_mean(state))
         population, state = es.ask(ka, state, params)
-        state, _ = es.tell(kt, population, fitness(population, kf), state, params)
-        return state, None
+        state, _ = es.tell(kt, population, jax.vmap(loss)(population), state, params)
+        return state, held_out
 
     state = es.init(key, meta_params, params)
-    state, _ = jax.lax.scan(generation, state, jax.random.split(key, steps))
-    return es.get_mean(state)
+    run = jax.jit(lambda state: jax.lax.scan(generation, state, jax.random.split(key, steps)))
+    state, losses = run(state)
+    return es.get_mean(state), np.asarray(losses)
 
 
 def grad_meta_train(learner, meta_params, steps, lr=0.01, batch=16, seed=0, remat=False,
                     num_classes=C, input_dim=D, length=T):
-    """``steps`` of Adam on the meta-gradient; returns (meta_params, train losses)."""
+    """Adam on the meta-gradient; returns (meta_params, held-out loss per step)."""
     from vsml_jax.meta.grad import make_grad_meta_step
 
     opt = optax.adam(lr)
@@ -121,11 +117,15 @@ def grad_meta_train(learner, meta_params, steps, lr=0.01, batch=16, seed=0, rema
         meta_params, opt_state, loss = step(meta_params, opt_state, xs, labels,
                                             jax.random.key(i))
         losses.append(float(loss))
-    return meta_params, np.array(losses)
+    losses = np.array(losses)
+    assert np.all(np.isfinite(losses)), losses
+    return meta_params, losses
 
 
-def held_out_loss(learner, meta_params, batch=64, num_classes=C, input_dim=D, length=T):
-    """Mean online loss on a fixed held-out set of episodes (disjoint seeds from training)."""
-    xs, labels = prototype_episodes(jax.random.key(123_456), batch, length, input_dim,
-                                    num_classes)
-    return batch_loss(learner, meta_params, xs, labels, jax.random.key(654_321), num_classes)
+def before_after(losses, first=3, last=10):
+    """Held-out loss at the start (mean of the first steps) and end (mean of the last)."""
+    return float(np.mean(losses[:first])), float(np.mean(losses[-last:]))
+
+
+def initial_meta_params(learner, num_classes=C, input_dim=D, seed=0):
+    return learner.meta_init(jax.random.key(seed), TaskSpec(input_dim, num_classes))

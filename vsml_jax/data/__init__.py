@@ -18,13 +18,14 @@ from vsml_jax.data.episodes import (
     standardise,
 )
 from vsml_jax.data.registry import LOGICAL_NAMES
-from vsml_jax.data.sources import DatasetNotFoundError, load_split, locate
+from vsml_jax.data.sources import DatasetNotFoundError, available_splits, load_split, locate
 
 __all__ = [
     "LOGICAL_NAMES",
     "DatasetArrays",
     "DatasetNotFoundError",
     "DeviceDataset",
+    "available_splits",
     "Episode",
     "EpisodeSpec",
     "load_split",

@@ -78,6 +78,22 @@ def locate(name: str, data_dir: PathLike | None = None) -> SourceLocation | None
     return _locate_in(name, resolve_data_dirs(data_dir))
 
 
+def available_splits(name: str, data_dir: PathLike | None = None) -> tuple[str, ...]:
+    """The splits ``load_split(name, ...)`` can serve here, without reading any data.
+
+    Raises:
+        DatasetNotFoundError: no prepared copy of a real dataset was found.
+    """
+    registry.check_name(name)
+    if name in registry.SYNTHETIC_NAMES:
+        return ("train", "test")
+    dirs = resolve_data_dirs(data_dir)
+    loc = _locate_in(name, dirs)
+    if loc is None:
+        raise _not_found(name, dirs)
+    return loc.candidate.user_splits(loc.tfds_splits())
+
+
 def _locate_in(name: str, dirs: list[Path]) -> SourceLocation | None:
     for candidate in registry.candidates(name):
         for d in dirs:

@@ -117,4 +117,7 @@ def fw_memory(hidden: int = 128, memory_size: int = 16, n_reads: int = 3) -> Lea
         )
         return FWMState(lstm, memory), logits
 
-    return Learner(name="fw_memory", meta_init=meta_init, init=init, step=step)
+    # meta_init is jitted: un-jitted Flax initialisation dispatches (and compiles) op by op.
+    return Learner(
+        name="fw_memory", meta_init=jax.jit(meta_init, static_argnums=1), init=init, step=step
+    )

@@ -88,7 +88,7 @@ def fwp(
     key_size: int = 64,
     value_size: int = 64,
     slow_hidden: Sequence[int] = (),
-    key_norm: str = "softmax",
+    key_norm: str = "l2",
 ) -> Learner:
     """Delta-rule fast weight programmer.
 
@@ -123,4 +123,7 @@ def fwp(
         fast, logits = net(task).apply({"params": meta_params}, state.fast, token)
         return FWPState(fast=fast, prev_x=x.astype(state.prev_x.dtype)), logits
 
-    return Learner(name="fwp", meta_init=meta_init, init=init, step=step)
+    # meta_init is jitted: un-jitted Flax initialisation dispatches (and compiles) op by op.
+    return Learner(
+        name="fwp", meta_init=jax.jit(meta_init, static_argnums=1), init=init, step=step
+    )

@@ -135,4 +135,10 @@ def learned_optimizer(
         logits = apply(params, x)
         return LearnedOptimizerState(params, lstm, x.astype(state.prev_x.dtype)), logits
 
-    return Learner(name="learned_optimizer", meta_init=meta_init, init=init, step=step)
+    # meta_init is jitted: un-jitted Flax initialisation dispatches (and compiles) op by op.
+    return Learner(
+        name="learned_optimizer",
+        meta_init=jax.jit(meta_init, static_argnums=1),
+        init=init,
+        step=step,
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -54,7 +55,7 @@ def maml(
     return make_online_learner(
         name="maml",
         hidden=hidden,
-        meta_init=meta_init,
+        meta_init=jax.jit(meta_init, static_argnums=1),  # Flax init is slow op by op
         init_params=lambda meta_params, task, key: meta_params["params"],
         make_optimizer=make_optimizer,
         first_order=first_order,

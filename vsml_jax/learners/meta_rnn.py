@@ -55,4 +55,7 @@ def meta_rnn(hidden: int = 128) -> Learner:
         state, logits = cell(task).apply({"params": meta_params}, state, inputs)
         return state, logits
 
-    return Learner(name="meta_rnn", meta_init=meta_init, init=init, step=step)
+    # meta_init is jitted: un-jitted Flax initialisation dispatches (and compiles) op by op.
+    return Learner(
+        name="meta_rnn", meta_init=jax.jit(meta_init, static_argnums=1), init=init, step=step
+    )

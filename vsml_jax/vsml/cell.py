@@ -26,7 +26,7 @@ class CellConfig:
     forget_bias: float = 5.0
     input_bias: float = -5.0
     random_cell_fraction: float = 0.5  # leading fraction of the cell state drawn at random
-    random_cell_std: float = 1.0
+    random_cell_std: float | None = None  # None: 1/sqrt(A), like a weight init (paper's code)
     layer_norm: bool = False  # layer norm on outgoing messages (disables the fast path)
 
     def __post_init__(self):
@@ -94,10 +94,15 @@ def init_cell_params(key: jax.Array, cfg: CellConfig) -> CellParams:
 
 
 def init_cell_state(key: jax.Array, cfg: CellConfig, shape: tuple[int, ...]) -> CellState:
-    """Initial V_L for a grid of cells: ``h = 0``; the first part of ``c`` random."""
+    """Initial V_L for a grid of cells ``shape = (A, B)``: ``h = 0``; the leading
+    ``random_cell_fraction`` of ``c`` truncated-normal with std ``1/sqrt(A)`` (by default),
+    so that the random part plays the role of a freshly initialised weight."""
     H = cfg.hidden
     h = jnp.zeros((*shape, H), jnp.float32)
-    noise = cfg.random_cell_std * jax.random.normal(key, (*shape, cfg.num_random), jnp.float32)
+    std = cfg.random_cell_std if cfg.random_cell_std is not None else 1.0 / jnp.sqrt(shape[0])
+    noise = std * jax.random.truncated_normal(
+        key, -2.0, 2.0, (*shape, cfg.num_random), jnp.float32
+    )
     c = jnp.concatenate([noise, jnp.zeros((*shape, H - cfg.num_random), jnp.float32)], -1)
     return CellState(h=h, c=c)
 

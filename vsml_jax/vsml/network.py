@@ -7,9 +7,10 @@ channel 0 of the last layer (and, with ``feed_label``, the one-hot label as
 channel 1). Logits are read from forward-message channel ``output_channel`` of
 the last layer, squashed with ``tanh(y / 100) * 100``.
 
-Each micro-tick sweeps the layers bottom-up: layer ``l`` reads the fresh forward
-message of layer ``l - 1`` and the backward message layer ``l + 1`` emitted on
-the previous tick. With ``backward_pass`` the feedback is instead delivered in a
+As in the paper's code, a step sweeps the layers bottom-up and ticks each layer
+``num_micro_ticks`` times with fixed incoming messages: the fresh forward message
+of layer ``l - 1`` and the backward message layer ``l + 1`` emitted on the
+previous step. With ``backward_pass`` the feedback is instead delivered in a
 separate top-down sweep over the previous input before the new input is read
 (see :func:`network_step`).
 """
@@ -95,20 +96,22 @@ def _embed(values: jax.Array, m: int, channel: int = 0) -> jax.Array:
 
 
 def _sweep_up(cfg, params, state: NetworkState, fwd_in, top_bwd):
-    """One bottom-up tick of all layers; returns the new state and the top output."""
+    """One bottom-up sweep (micro-ticks per layer); returns the new state and the top output."""
     cells, bwd_msgs = list(state.cells), list(state.bwd_msgs)
     n = len(cells)
     f = fwd_in
     for layer in range(n):
         e = top_bwd if layer == n - 1 else state.bwd_msgs[layer + 1]
-        cells[layer], f, bwd_msgs[layer] = dense(
-            _layer_params(params, layer), cells[layer], f, e, cfg.cell.layer_norm, cfg.impl
-        )
+        f_in = f
+        for _ in range(cfg.num_micro_ticks):
+            cells[layer], f, bwd_msgs[layer] = dense(
+                _layer_params(params, layer), cells[layer], f_in, e, cfg.cell.layer_norm, cfg.impl
+            )
     return state.replace(cells=tuple(cells), bwd_msgs=tuple(bwd_msgs)), f
 
 
 def _sweep_down(cfg, params, state: NetworkState, fwd_in, top_bwd):
-    """One top-down tick: each layer reads the fresh backward message from above.
+    """One top-down sweep: each layer reads the fresh backward message from above.
 
     Each layer's forward input is the forward message its lower neighbour emits
     from its current hidden state.
@@ -121,10 +124,12 @@ def _sweep_down(cfg, params, state: NetworkState, fwd_in, top_bwd):
         fwd_inputs.append(forward_output(p, cells[layer].h, cfg.cell.layer_norm))
     e = top_bwd
     for layer in reversed(range(n)):
-        cells[layer], _, e = dense(
-            _layer_params(params, layer), cells[layer], fwd_inputs[layer], e,
-            cfg.cell.layer_norm, cfg.impl,
-        )
+        e_in = e
+        for _ in range(cfg.num_micro_ticks):
+            cells[layer], _, e = dense(
+                _layer_params(params, layer), cells[layer], fwd_inputs[layer], e_in,
+                cfg.cell.layer_norm, cfg.impl,
+            )
         bwd_msgs[layer] = e
     return state.replace(cells=tuple(cells), bwd_msgs=tuple(bwd_msgs))
 
@@ -140,10 +145,10 @@ def network_step(
     """Read ``x`` ``[A_0]`` and the previous step's ``error``/``label`` ``[C]``; emit logits.
 
     Without ``backward_pass`` (default) the input and the feedback are presented
-    together for ``num_micro_ticks`` bottom-up ticks. With ``backward_pass``, the
-    feedback is first delivered by ``num_micro_ticks`` top-down sweeps over the
-    previous input ``prev_x`` (so the error reaches every layer in one tick), then
-    ``x`` is read by ``num_micro_ticks`` bottom-up ticks with zero feedback.
+    together in one bottom-up sweep. With ``backward_pass``, the feedback is first
+    delivered by a top-down sweep over the previous input ``prev_x`` (so the error
+    reaches every layer within the step, as the paper's reverse tick does right
+    after the output), then ``x`` is read by a bottom-up sweep with zero feedback.
     """
     chex.assert_rank([x, error, label], 1)
     m = cfg.cell.message
@@ -152,12 +157,8 @@ def network_step(
         top = top.at[:, 1].set(label)
     fwd_in = _embed(x, m, 0)
     if cfg.backward_pass:
-        prev_in = _embed(state.prev_x, m, 0)
-        for _ in range(cfg.num_micro_ticks):
-            state = _sweep_down(cfg, params, state, prev_in, top)
+        state = _sweep_down(cfg, params, state, _embed(state.prev_x, m, 0), top)
         top = jnp.zeros_like(top)
-    out = None
-    for _ in range(cfg.num_micro_ticks):
-        state, out = _sweep_up(cfg, params, state, fwd_in, top)
+    state, out = _sweep_up(cfg, params, state, fwd_in, top)
     logits = jnp.tanh(out[:, cfg.output_channel] / cfg.output_scale) * cfg.output_scale
     return state.replace(prev_x=x), logits

@@ -1,0 +1,111 @@
+"""Throughput of VSML population evaluation: fast path against direct path.
+
+    python -m benchmarks.bench [--grid 784x10] [--populations 8 32] [--T 100] [--repeats 5]
+
+Prints one JSON line per measurement with ``impl``, ``population``, ``T``,
+``member_steps_per_s`` (member-steps: one example through one population
+member's network, all micro-ticks included), ``peak_rss_mb`` and the device.
+Timing starts after compilation; the median of ``--repeats`` runs is reported.
+Each measurement runs in a fresh subprocess so that peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+
+def measure(impl: str, population: int, T: int, A: int, B: int, repeats: int,
+            generation: bool) -> dict:
+    from vsml_jax.meta.sharding import configure_cpu_devices
+
+    configure_cpu_devices()  # as training does: one XLA device per core on CPU hosts
+    import jax
+
+    from vsml_jax.config import ESConfig
+    from vsml_jax.data import EpisodeSpec, load_split, to_device
+    from vsml_jax.learners.base import TaskSpec
+    from vsml_jax.learners.vsml import vsml
+    from vsml_jax.meta import es
+    from vsml_jax.meta.sharding import population_mesh, replicate
+    from vsml_jax.vsml.network import NetworkConfig
+
+    mesh = population_mesh()
+    data = replicate(to_device([load_split("mnist", "train")]), mesh)
+    # the paper: a random projection on half of the tasks (needs A == 784); else always
+    spec = EpisodeSpec(length=T, input_dim=A, num_classes=B,
+                       projection_prob=0.5 if A == 784 else 1.0)
+    learner = vsml(NetworkConfig(impl=impl))
+    meta = learner.meta_init(jax.random.PRNGKey(0), TaskSpec(A, B))
+    strategy = es.make_strategy(ESConfig(population_pairs=population // 2), meta)
+    state = es.init_strategy(strategy, jax.random.PRNGKey(1), meta)
+    evaluate = es.make_evaluate(learner, data, spec, B, mesh)
+    if generation:  # the whole ES generation: ask, evaluate, tell
+        fn = jax.jit(es.make_generation(strategy, evaluate))
+        run = lambda k: fn(state, k)[1]["meta_loss"]
+    else:
+        members, _ = strategy.ask(jax.random.PRNGKey(2), state, strategy.default_params)
+        fn = jax.jit(evaluate)
+        run = lambda k: fn(members, k)
+    t0 = time.perf_counter()
+    jax.block_until_ready(run(jax.random.PRNGKey(3)))
+    compile_s = time.perf_counter() - t0
+    times = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(run(jax.random.PRNGKey(10 + i)))
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return {
+        "impl": impl,
+        "population": population,
+        "T": T,
+        "grid": f"{A}x{B}",
+        "what": "generation" if generation else "evaluate",
+        "seconds_median": med,
+        "seconds_min": min(times),
+        "member_steps_per_s": population * T / med,
+        "compile_s": compile_s,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "devices": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
+        "repeats": repeats,
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--grid", default="784x10", help="A x B of the VSML layer")
+    p.add_argument("--impls", nargs="+", default=["fast", "direct"])
+    p.add_argument("--populations", nargs="+", type=int, default=[8, 32])
+    p.add_argument("--T", type=int, default=100)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--generation", action="store_true",
+                   help="time a whole ES generation (ask/evaluate/tell) instead of evaluation")
+    p.add_argument("--one", nargs=2, metavar=("IMPL", "POP"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    A, B = (int(x) for x in args.grid.lower().split("x"))
+    if args.one:
+        impl, pop = args.one[0], int(args.one[1])
+        print(json.dumps(measure(impl, pop, args.T, A, B, args.repeats, args.generation)))
+        return 0
+    for impl in args.impls:
+        for pop in args.populations:
+            cmd = [sys.executable, "-m", "benchmarks.bench", "--one", impl, str(pop),
+                   "--grid", args.grid, "--T", str(args.T), "--repeats", str(args.repeats)]
+            if args.generation:
+                cmd.append("--generation")
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode:
+                print(out.stderr, file=sys.stderr)
+                return out.returncode
+            print(out.stdout.strip().splitlines()[-1], flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

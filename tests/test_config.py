@@ -1,0 +1,78 @@
+"""Config: presets, overrides, and one clear error per bad key or value."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vsml_jax.config import ConfigError, RunConfig, load_config, to_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = sorted((ROOT / "experiments" / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_presets_load_and_round_trip(preset, tmp_path):
+    cfg = load_config(preset)
+    assert isinstance(cfg, RunConfig)
+    import yaml
+
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(to_dict(cfg)))
+    assert load_config(tmp_path / "c.yaml") == cfg
+
+
+def test_es_mnist_preset_is_the_paper_setting():
+    cfg = load_config(ROOT / "experiments/configs/es_mnist.yaml")
+    assert cfg.es.population_pairs == 1024 and cfg.es.sigma == 0.05 and cfg.es.lr == 0.025
+    assert cfg.data.episode_length == 500 and cfg.eval.episode_length == 2000
+    assert cfg.data.input_dim is None and cfg.data.projection_prob == 0.5
+    assert cfg.network.cell.hidden == 16 and cfg.network.cell.message == 8
+    assert cfg.network.num_micro_ticks == 2
+
+
+def test_overrides_are_typed():
+    cfg = load_config(None, ["es.population_pairs=128", "data.train_sets=[mnist, sum]",
+                             "network.cell.layer_norm=true", "data.image_size=[14, 14]",
+                             "data.input_dim=null", "es.sigma=0.1"])
+    assert cfg.es.population_pairs == 128
+    assert cfg.data.train_sets == ("mnist", "sum")
+    assert cfg.network.cell.layer_norm is True
+    assert cfg.data.image_size == (14, 14)
+    assert cfg.data.input_dim is None
+    assert cfg.es.sigma == 0.1
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("es.pop=3", "unknown config key es.pop"),
+        ("nope=1", "unknown config key nope"),
+        ("network.cell.hiden=3", "unknown config key network.cell.hiden"),
+        ("es.population_pairs=many", "es.population_pairs: expected an integer"),
+        ("es.sigma=true", "es.sigma: expected a number"),
+        ("data.image_size=[1,2,3]", "data.image_size"),
+        ("network.output_channel=9", "output_channel"),
+        ("es.generations=15", "multiple of es.generations_per_call"),
+        ("es", "--set expects key.path=value"),
+    ],
+)
+def test_bad_keys_and_values_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_config(None, [override])
+
+
+def test_missing_preset():
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("nope.yaml")
+
+
+def test_cli_print_config_and_error_exit():
+    ok = subprocess.run([sys.executable, "-m", "experiments.es_mnist", "--print-config",
+                         "--set", "es.population_pairs=8"], cwd=ROOT, capture_output=True,
+                        text=True)
+    assert ok.returncode == 0 and "population_pairs: 8" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "experiments.es_mnist", "--set", "es.sigma=x"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "error: es.sigma: expected a number, got 'x'"

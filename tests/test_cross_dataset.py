@@ -1,0 +1,77 @@
+"""The cross-dataset benchmark end to end on a tiny budget, and its resume."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vsml_jax.config import ConfigError, load_config
+from vsml_jax.cross_dataset import CrossDatasetConfig, la_config, resolve_groups
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESET = ROOT / "experiments" / "configs" / "cross_dataset.yaml"
+
+TINY = [
+    "--set", "base.data.episode_length=8",
+    "--set", "base.data.input_dim=8",
+    "--set", "base.es.population_pairs=2",
+    "--set", "base.es.generations=4",
+    "--set", "base.es.generations_per_call=2",
+    "--set", "base.checkpoint_every=2",
+    "--set", "base.eval.episode_length=20",
+    "--set", "base.eval.num_episodes=3",
+    "--set", "base.eval.baseline_lrs=[0.01,0.1]",
+    "--set", "base.cpu_devices=1",
+    "--set", "la_overrides={meta_rnn: ['learner_args={hidden: 8}']}",
+]
+
+
+def test_groups_all_and_leave_one_out():
+    cfg = load_config(PRESET, ["train_sets=[mnist, all, loo]",
+                               "test_sets=[mnist, kmnist, sum]"], cls=CrossDatasetConfig)
+    tests, groups = resolve_groups(cfg)
+    assert tests == ["mnist", "kmnist", "sum"]  # kmnist: test split only
+    assert groups == [("mnist",), ("mnist", "sum"), ("sum",)]
+    rc = la_config(cfg, "meta_rnn", ("mnist", "sum"))
+    assert rc.learner == "meta_rnn" and rc.data.train_sets == ("mnist", "sum")
+    assert rc.learner_args == {"hidden": 32}
+
+
+def test_bad_names_are_errors():
+    with pytest.raises(ConfigError, match="unknown LA 'nope'"):
+        load_config(PRESET, ["las=[vsml, nope]"], cls=CrossDatasetConfig)
+    with pytest.raises(ConfigError, match="unknown test set"):
+        load_config(PRESET, ["test_sets=[mnist, imagenet]"], cls=CrossDatasetConfig)
+    cfg = load_config(PRESET, ["train_sets=[kmnist]"], cls=CrossDatasetConfig)
+    with pytest.raises(ConfigError, match="no train split"):
+        resolve_groups(cfg)
+
+
+@pytest.mark.slow
+def test_cross_dataset_writes_table_and_figure_and_resumes(tmp_path):
+    cmd = [sys.executable, "-m", "experiments.cross_dataset", "--las", "vsml,meta_rnn,sgd",
+           "--train-sets", "mnist", "--test-sets", "mnist,kmnist,sum",
+           "--set", f"out_dir={tmp_path}", *TINY]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    run = next((tmp_path / "cross_dataset").iterdir())
+    rows = list(csv.DictReader((run / "results.csv").open()))
+    assert len(rows) == 3 * 3
+    for col in ("la", "train_sets", "test_set", "seen", "mean_acc", "last100_acc", "ci95"):
+        assert col in rows[0]
+    seen = {(r["la"], r["test_set"]): r["seen"] for r in rows}
+    assert seen[("vsml", "mnist")] == "True" and seen[("vsml", "kmnist")] == "False"
+    assert all(0.0 <= float(r["mean_acc"]) <= 1.0 for r in rows)
+    assert (run / "results.md").read_text().count("\n") == 2 + 9
+    assert (run / "figure.png").stat().st_size > 0
+    assert (run / "meta_train" / "vsml__mnist" / "summary.json").exists()
+
+    # a resumed run recomputes nothing: every LA's meta-test is cached
+    before = {p: p.stat().st_mtime for p in (run / "meta_test").iterdir()}
+    out = subprocess.run([*cmd, "--resume", str(run)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert {p: p.stat().st_mtime for p in (run / "meta_test").iterdir()} == before
+    assert list(csv.DictReader((run / "results.csv").open())) == rows
