@@ -24,7 +24,8 @@ TINY = [
     "--set", "base.eval.num_episodes=3",
     "--set", "base.eval.baseline_lrs=[0.01,0.1]",
     "--set", "base.cpu_devices=1",
-    "--set", "la_overrides={meta_rnn: ['learner_args={hidden: 8}']}",
+    "--set", "la_overrides={meta_rnn: ['learner_args={hidden: 8}'], "
+             "maml@grad: [trainer=grad, 'grad.batch_size=2', 'learner_args={hidden: [8]}']}",
 ]
 
 
@@ -51,22 +52,24 @@ def test_bad_names_are_errors():
 
 @pytest.mark.slow
 def test_cross_dataset_writes_table_and_figure_and_resumes(tmp_path):
-    cmd = [sys.executable, "-m", "experiments.cross_dataset", "--las", "vsml,meta_rnn,sgd",
+    cmd = [sys.executable, "-m", "experiments.cross_dataset", "--las", "vsml,meta_rnn,maml@grad,sgd",
            "--train-sets", "mnist", "--test-sets", "mnist,kmnist,sum",
            "--set", f"out_dir={tmp_path}", *TINY]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     run = next((tmp_path / "cross_dataset").iterdir())
     rows = list(csv.DictReader((run / "results.csv").open()))
-    assert len(rows) == 3 * 3
+    assert len(rows) == 4 * 3
     for col in ("la", "train_sets", "test_set", "seen", "mean_acc", "last100_acc", "ci95"):
         assert col in rows[0]
     seen = {(r["la"], r["test_set"]): r["seen"] for r in rows}
     assert seen[("vsml", "mnist")] == "True" and seen[("vsml", "kmnist")] == "False"
     assert all(0.0 <= float(r["mean_acc"]) <= 1.0 for r in rows)
-    assert (run / "results.md").read_text().count("\n") == 2 + 9
+    assert (run / "results.md").read_text().count("\n") == 2 + 12
     assert (run / "figure.png").stat().st_size > 0
     assert (run / "meta_train" / "vsml__mnist" / "summary.json").exists()
+    grad_log = (run / "meta_train" / "maml-grad__mnist" / "metrics.jsonl").read_text()
+    assert '"grad_norm"' in grad_log  # meta-trained by backprop, not ES
 
     # a resumed run recomputes nothing: every LA's meta-test is cached
     before = {p: p.stat().st_mtime for p in (run / "meta_test").iterdir()}

@@ -57,6 +57,16 @@ class ESConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class GradConfig:
+    """Meta-gradients by backprop through the unrolled episodes (``trainer: grad``)."""
+
+    lr: float = 1e-3  # Adam
+    batch_size: int = 16  # episodes per meta-step
+    clip_norm: float = 1.0  # global gradient-norm clipping (0 = off)
+    remat: bool = True  # jax.checkpoint each learner step: memory O(T * state), not activations
+
+
+@dataclasses.dataclass(frozen=True)
 class EvalConfig:
     """Meta-test: online episodes on test splits with the ES mean, against baselines."""
 
@@ -82,14 +92,19 @@ class RunConfig:
     distributed: bool = False  # call jax.distributed.initialize() (also: $VSML_DISTRIBUTED=1)
     cpu_devices: int = 0  # CPU backend only: XLA devices to split the host into (0 = per core)
     tensorboard: bool = True
+    trainer: str = "es"  # es (evolution strategies) | grad (meta-gradients); es.generations
+    #                      counts ES generations or meta-gradient steps
     learner: str = "vsml"  # any name of vsml_jax.learners.LEARNERS
     learner_args: dict = dataclasses.field(default_factory=dict)  # its factory's kwargs
     network: NetworkConfig = NetworkConfig()  # the VSML learner's architecture
     data: DataConfig = DataConfig()
     es: ESConfig = ESConfig()
+    grad: GradConfig = GradConfig()
     eval: EvalConfig = EvalConfig()
 
     def __post_init__(self):
+        if self.trainer not in ("es", "grad"):
+            raise ConfigError(f"trainer must be 'es' or 'grad', got {self.trainer!r}")
         if self.es.generations % self.es.generations_per_call:
             raise ConfigError(
                 f"es.generations ({self.es.generations}) must be a multiple of "
@@ -232,6 +247,7 @@ __all__ = [
     "DataConfig",
     "ESConfig",
     "EvalConfig",
+    "GradConfig",
     "NetworkConfig",
     "RunConfig",
     "from_dict",

@@ -58,8 +58,10 @@ class CrossDatasetConfig:
 
     ``train_sets`` entries are groups: a dataset name, names joined by ``+``,
     ``all`` (every test set that has a train split) or ``loo`` (one group per
-    test set: all the others). ``la_overrides[la]`` is a list of ``key=value``
-    overrides of ``base`` for that LA (e.g. ``learner_args={hidden: 32}``).
+    test set: all the others). An LA is a learner name, optionally with a variant
+    tag (``maml@fo``, ``learned_optimizer@grad``) so one learner can be run in
+    several ways. ``la_overrides[la]`` is a list of ``key=value`` overrides of
+    ``base`` for that LA (e.g. ``learner_args={hidden: 32}`` or ``trainer=grad``).
     """
 
     name: str = "cross_dataset"
@@ -71,14 +73,18 @@ class CrossDatasetConfig:
     base: RunConfig = dataclasses.field(default_factory=lambda: from_dict(RunConfig, CPU_BASE))
 
     def __post_init__(self):
-        known = {"vsml", *LEARNERS}
         for la in (*self.las, *self.la_overrides):
-            if la not in known:
+            if learner_name(la) not in LEARNERS:
                 raise ConfigError(f"unknown LA {la!r} in las/la_overrides; known: "
-                                  f"{', '.join(sorted(known))}")
+                                  f"{', '.join(sorted(LEARNERS))}")
         for name in self.test_sets:
             if name not in ALL_SETS:
                 raise ConfigError(f"unknown test set {name!r}; known: {', '.join(ALL_SETS)}")
+
+
+def learner_name(la: str) -> str:
+    """``'maml@fo'`` -> ``'maml'``: the registry name of an LA entry."""
+    return la.split("@", 1)[0]
 
 
 def _has_split(name: str, split: str, data_dir) -> bool:
@@ -118,7 +124,7 @@ def resolve_groups(cfg: CrossDatasetConfig) -> tuple[list[str], list[tuple[str, 
 def la_config(cfg: CrossDatasetConfig, la: str, group: tuple[str, ...]) -> RunConfig:
     """The base run config specialised to one LA and one meta-training group."""
     tree = to_dict(cfg.base)
-    tree.update(name=f"{la}__{'+'.join(group)}", learner=la)
+    tree.update(name=f"{la.replace('@', '-')}__{'+'.join(group)}", learner=learner_name(la))
     tree["data"]["train_sets"] = list(group)
     for text in cfg.la_overrides.get(la, ()):
         key, value = parse_override(text)
@@ -176,7 +182,7 @@ def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
             if cache.exists():
                 saved = dict(np.load(cache))
             else:
-                if la in HAND_DESIGNED:
+                if learner_name(la) in HAND_DESIGNED:
                     learner, params = _hand_designed(run_cfg, sub, mesh)
                 else:
                     learner, params = _meta_train(run_cfg, sub)

@@ -11,9 +11,11 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any, Callable, NamedTuple
 
 import jax
 import numpy as np
+import optax
 import yaml
 from tqdm.auto import tqdm
 
@@ -103,6 +105,41 @@ def latest_run_dir(cfg: RunConfig) -> Path:
     return runs[-1]
 
 
+class Trainer(NamedTuple):
+    """A meta-trainer: its initial state, a block of generations, and the mean params."""
+
+    init_state: Any
+    block: Callable  # (state, base_key, start) -> (state, metrics per generation)
+    mean: Callable  # state -> meta-parameter pytree
+
+
+def make_trainer(cfg: RunConfig, learner: Learner, meta_params, data, spec, mesh, key
+                 ) -> Trainer:
+    """ES (evosax, population sharded over ``mesh``) or meta-gradients (``cfg.trainer``)."""
+    K = cfg.es.generations_per_call
+    num_classes = cfg.data.num_classes
+    if cfg.trainer == "es":
+        strategy = es.make_strategy(cfg.es, meta_params)
+        evaluate_pop = es.make_evaluate(learner, data, spec, num_classes, mesh)
+        block = es.make_train_block(es.make_generation(strategy, evaluate_pop), K)
+        return Trainer(es.init_strategy(strategy, key, meta_params), block, strategy.get_mean)
+    from jax.flatten_util import ravel_pytree
+
+    from vsml_jax.meta import grad
+
+    g = cfg.grad
+    if g.batch_size % mesh.size:
+        raise ValueError(f"grad.batch_size {g.batch_size} does not divide over {mesh.size} "
+                         f"devices; make it a multiple of {mesh.size}")
+    flat, unravel = ravel_pytree(meta_params)
+    optimizer = optax.adam(g.lr)
+    if g.clip_norm:
+        optimizer = optax.chain(optax.clip_by_global_norm(g.clip_norm), optimizer)
+    block = grad.make_grad_train_block(learner, optimizer, unravel, data, spec, num_classes,
+                                       g.batch_size, K, remat=g.remat, mesh=mesh)
+    return Trainer(grad.init_grad_state(optimizer, flat), block, lambda s: unravel(s.mean))
+
+
 # --------------------------------------------------------------------------- meta-test
 
 
@@ -142,7 +179,7 @@ class MetaTester:
             spec = episode_spec(self.cfg, ev.episode_length, data)
             key = jax.random.fold_in(self.key, i)
             curves[name] = {
-                "vsml (meta-learned)": evaluate(
+                f"{self.learner.name} (meta-learned)": evaluate(
                     self.learner, meta_params, data, spec, ev.num_episodes, key
                 ).accuracy
             }
@@ -172,7 +209,8 @@ def train(cfg: RunConfig, resume: bool | str | Path = False, run_dir: str | Path
     maybe_initialize_distributed(cfg.distributed)
     is_main = jax.process_index() == 0
     mesh = population_mesh()
-    check_population(cfg.es.population_size, mesh)
+    if cfg.trainer == "es":
+        check_population(cfg.es.population_size, mesh)
 
     if resume:
         run_dir = latest_run_dir(cfg) if resume is True else Path(resume)
@@ -193,7 +231,6 @@ def train(cfg: RunConfig, resume: bool | str | Path = False, run_dir: str | Path
     key = jax.random.PRNGKey(cfg.seed)
     k_meta, k_es, k_run = jax.random.split(key, 3)
     meta_params = learner.meta_init(k_meta, task)
-    strategy = es.make_strategy(cfg.es, meta_params)
     num_params = sum(x.size for x in jax.tree.leaves(meta_params))
     if num_params == 0:
         raise ValueError(
@@ -202,13 +239,10 @@ def train(cfg: RunConfig, resume: bool | str | Path = False, run_dir: str | Path
         )
     log.info("learner %s: %d meta-parameters, task %s", learner.name, num_params, task)
 
-    evaluate_pop = es.make_evaluate(learner, train_data, spec, task.num_classes, mesh)
-    generation = es.make_generation(strategy, evaluate_pop)
-    block = es.make_train_block(generation, cfg.es.generations_per_call)
+    trainer = make_trainer(cfg, learner, meta_params, train_data, spec, mesh, k_es)
     rep = replicated(mesh)
-    block = jax.jit(block, out_shardings=(rep, rep))
-
-    state = replicate(to_host(es.init_strategy(strategy, k_es, meta_params)), mesh)
+    block = jax.jit(trainer.block, out_shardings=(rep, rep))
+    state = replicate(to_host(trainer.init_state), mesh)
     ckpt = Checkpointer(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
     start = 0
     latest = ckpt.latest_step()
@@ -246,11 +280,11 @@ def train(cfg: RunConfig, resume: bool | str | Path = False, run_dir: str | Path
             if done % cfg.checkpoint_every == 0 or done == cfg.es.generations:
                 ckpt.save(done, state)
             if tester is not None and cfg.eval.every and done % cfg.eval.every == 0:
-                last_eval = _meta_test(tester, strategy, state, run_dir, done, writer, is_main)
+                last_eval = _meta_test(tester, trainer.mean(state), run_dir, done, writer, is_main)
                 last_eval_gen = done
         final = max(start, cfg.es.generations)
         if tester is not None and last_eval_gen != final:
-            last_eval = _meta_test(tester, strategy, state, run_dir, final, writer, is_main)
+            last_eval = _meta_test(tester, trainer.mean(state), run_dir, final, writer, is_main)
     finally:
         bar.close()
         writer.close()
@@ -308,8 +342,7 @@ def _check_finite(metrics: dict, start: int) -> None:
         )
 
 
-def _meta_test(tester, strategy, state, run_dir: Path, generation: int, writer, is_main) -> dict:
-    mean_params = strategy.get_mean(state)
+def _meta_test(tester, mean_params, run_dir: Path, generation: int, writer, is_main) -> dict:
     summary, curves = tester(mean_params)
     if is_main:
         writer.write({"generation": generation, **summary}, generation)

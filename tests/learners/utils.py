@@ -14,8 +14,17 @@ from vsml_jax.learners.base import Learner, TaskSpec
 
 D, C, T = 8, 3, 40
 
+# The tests run tiny programs, so XLA's compile time dominates their runtime; compile
+# without LLVM optimisations (about half the compile time) in the helpers below.
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
-def prototype_episodes(key, batch, length=T, input_dim=D, num_classes=C, noise=0.3):
+
+def fast_jit(fn, **kwargs):
+    """``jax.jit`` with quick, unoptimised compilation (for tests only)."""
+    return jax.jit(fn, compiler_options=FAST_COMPILE, **kwargs)
+
+
+def _prototype_episodes(key, batch, length=T, input_dim=D, num_classes=C, noise=0.3):
     """Episodes of noisy class prototypes, prototypes drawn anew for every episode.
 
     Labels are uniform and prototypes random per episode, so no fixed predictor beats
@@ -30,10 +39,14 @@ def prototype_episodes(key, batch, length=T, input_dim=D, num_classes=C, noise=0
     return xs, labels
 
 
+# Jitted (episode generation runs op by op otherwise); ``_prototype_episodes`` inside jit.
+prototype_episodes = fast_jit(_prototype_episodes, static_argnums=(1, 2, 3, 4, 5))
+
+
 def batch_results(learner, meta_params, xs, labels, key, num_classes=C):
     keys = jax.random.split(key, xs.shape[0])
     run = lambda x, y, k: run_episode(learner, meta_params, x, y, k, num_classes)
-    return jax.jit(jax.vmap(run))(xs, labels, keys)
+    return fast_jit(jax.vmap(run))(xs, labels, keys)
 
 
 def check_protocol(learner: Learner, input_dim=D, num_classes=C, length=12, batch=3):
@@ -41,8 +54,7 @@ def check_protocol(learner: Learner, input_dim=D, num_classes=C, length=12, batc
 
     Also checks that the meta-parameters are a pytree of float arrays (ES ravels it).
     """
-    task = TaskSpec(input_dim=input_dim, num_classes=num_classes)
-    meta_params = learner.meta_init(jax.random.key(0), task)
+    meta_params = initial_meta_params(learner, num_classes, input_dim)
     for leaf in jax.tree.leaves(meta_params):
         assert jnp.issubdtype(leaf.dtype, jnp.floating), leaf.dtype
     flat, _ = jax.flatten_util.ravel_pytree(meta_params)
@@ -52,7 +64,7 @@ def check_protocol(learner: Learner, input_dim=D, num_classes=C, length=12, batc
     keys = jax.random.split(jax.random.key(2), batch)
     pop = jax.tree.map(lambda a: jnp.stack([a, a]), meta_params)  # population of two
 
-    @jax.jit
+    @fast_jit
     def run(pop):
         episodes = lambda mp: jax.vmap(
             lambda x, y, k: run_episode(learner, mp, x, y, k, num_classes)
@@ -85,7 +97,7 @@ def es_meta_train(learner, meta_params, steps, key, batch=8, pop=32, lr=0.03, st
 
     def generation(state, k):
         ka, kd, ke, kt = jax.random.split(k, 4)
-        xs, labels = prototype_episodes(kd, batch, length, input_dim, num_classes)
+        xs, labels = _prototype_episodes(kd, batch, length, input_dim, num_classes)
         ekeys = jax.random.split(ke, batch)
         loss = lambda mp: jax.vmap(
             lambda x, y, kk: episode_loss(learner, mp, x, y, kk, num_classes)
@@ -96,26 +108,32 @@ def es_meta_train(learner, meta_params, steps, key, batch=8, pop=32, lr=0.03, st
         return state, held_out
 
     state = es.init(key, meta_params, params)
-    run = jax.jit(lambda state: jax.lax.scan(generation, state, jax.random.split(key, steps)))
+    run = fast_jit(lambda state: jax.lax.scan(generation, state, jax.random.split(key, steps)))
     state, losses = run(state)
     return es.get_mean(state), np.asarray(losses)
 
 
 def grad_meta_train(learner, meta_params, steps, lr=0.01, batch=16, seed=0, remat=False,
-                    num_classes=C, input_dim=D, length=T):
-    """Adam on the meta-gradient; returns (meta_params, held-out loss per step)."""
+                    num_classes=C, input_dim=D, length=T, fast_compile=True):
+    """Adam on the meta-gradient; returns (meta_params, held-out loss per step).
+
+    ``fast_compile=False`` compiles with optimisations (worth it for many steps).
+    """
     from vsml_jax.meta.grad import make_grad_meta_step
 
     opt = optax.adam(lr)
     opt_state = opt.init(meta_params)
     step = make_grad_meta_step(learner, opt, num_classes, remat=remat)
+    compiled = None
     losses = []
     for i in range(steps):
         xs, labels = prototype_episodes(
             jax.random.key(10_000 * (seed + 1) + i), batch, length, input_dim, num_classes
         )
-        meta_params, opt_state, loss = step(meta_params, opt_state, xs, labels,
-                                            jax.random.key(i))
+        args = (meta_params, opt_state, xs, labels, jax.random.key(i))
+        if compiled is None:
+            compiled = step.lower(*args).compile(FAST_COMPILE if fast_compile else None)
+        meta_params, opt_state, loss = compiled(*args)
         losses.append(float(loss))
     losses = np.array(losses)
     assert np.all(np.isfinite(losses)), losses
@@ -128,4 +146,5 @@ def before_after(losses, first=3, last=10):
 
 
 def initial_meta_params(learner, num_classes=C, input_dim=D, seed=0):
-    return learner.meta_init(jax.random.key(seed), TaskSpec(input_dim, num_classes))
+    task = TaskSpec(input_dim, num_classes)
+    return fast_jit(learner.meta_init, static_argnums=1)(jax.random.key(seed), task)

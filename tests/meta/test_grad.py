@@ -3,23 +3,24 @@ import numpy as np
 import optax
 import pytest
 
-from tests.learners.utils import C, initial_meta_params, prototype_episodes
+from tests.learners.utils import C, fast_jit, initial_meta_params, prototype_episodes
 from vsml_jax.episode import episode_loss
+from vsml_jax.learners.hebbian import hebbian
 from vsml_jax.learners.learned_optimizer import learned_optimizer
 from vsml_jax.learners.maml import maml
 from vsml_jax.meta.grad import batch_meta_loss, make_grad_meta_step, with_remat
 
 
 def test_batch_meta_loss_is_mean_episode_loss():
-    learner = maml(hidden=(4,))
+    learner = hebbian()
     meta_params = initial_meta_params(learner)
     xs, labels = prototype_episodes(jax.random.key(0), 3, length=10)
     key = jax.random.key(1)
     keys = jax.random.split(key, 3)
-    single = jax.jit(episode_loss, static_argnums=(0, 5))
+    single = fast_jit(episode_loss, static_argnums=(0, 5))
     expected = np.mean([single(learner, meta_params, xs[i], labels[i], keys[i], C)
                         for i in range(3)])
-    batched = jax.jit(batch_meta_loss, static_argnums=(0, 5))
+    batched = fast_jit(batch_meta_loss, static_argnums=(0, 5))
     np.testing.assert_allclose(batched(learner, meta_params, xs, labels, key, C), expected,
                                rtol=1e-5)
 
@@ -34,7 +35,7 @@ def test_remat_gives_the_same_gradient(learner):
     meta_params = initial_meta_params(learner)
     xs, labels = prototype_episodes(jax.random.key(0), 2, length=12)
     key = jax.random.key(1)
-    grad = jax.jit(jax.grad(batch_meta_loss, argnums=1), static_argnums=(0, 5))
+    grad = fast_jit(jax.grad(batch_meta_loss, argnums=1), static_argnums=(0, 5))
     flat_plain, _ = jax.flatten_util.ravel_pytree(
         grad(learner, meta_params, xs, labels, key, C))
     flat_remat, _ = jax.flatten_util.ravel_pytree(

@@ -20,6 +20,7 @@ from vsml_jax.learners import (
     meta_rnn,
     sgd,
     synaptic_rule,
+    vsml,
 )
 from vsml_jax.learners.base import Feedback, Learner, TaskSpec
 
@@ -37,9 +38,7 @@ LEARNERS: dict[str, Callable[..., Learner]] = {
     "maml": maml.maml,
 }
 
-# --- VSML is registered here (by the lead), with one line such as:
-# from vsml_jax.learners import vsml; LEARNERS["vsml"] = vsml.<factory>
-# ---
+LEARNERS["vsml"] = vsml.vsml  # its NetworkConfig comes from RunConfig.network in training
 
 
 def make_learner(name: str, **kwargs) -> Learner:

@@ -19,7 +19,9 @@ from collections.abc import Callable
 
 import chex
 import jax
+import jax.numpy as jnp
 import optax
+from flax import struct
 
 from vsml_jax.episode import episode_loss
 from vsml_jax.learners.base import Learner, PyTree
@@ -83,3 +85,65 @@ def make_grad_meta_step(
         return meta_params, opt_state, loss
 
     return step
+
+
+@struct.dataclass
+class GradState:
+    """Meta-gradient training state, laid out like an ES state: a flat ``mean`` vector
+    (the meta-parameters, raveled) and the optimizer state over it."""
+
+    mean: jax.Array
+    opt_state: optax.OptState
+
+
+def make_grad_train_block(
+    learner: Learner,
+    optimizer: optax.GradientTransformation,
+    unravel: Callable[[jax.Array], PyTree],
+    data,
+    spec,
+    num_classes: int,
+    batch_size: int,
+    num_steps: int,
+    remat: bool = True,
+    mesh=None,
+):
+    """``block(state, base_key, start) -> (state, metrics)``: ``num_steps`` meta-gradient
+    steps, each on a fresh batch of episodes sampled on device (step ``g`` uses
+    ``fold_in(base_key, g)``), scanned in one program. With a mesh the episode batch
+    is sharded over its devices. Non-finite losses or gradients skip the update."""
+    from vsml_jax.data.episodes import sample_episodes
+    from vsml_jax.meta.sharding import pop_sharding
+
+    if remat:
+        learner = with_remat(learner)
+
+    def loss_fn(flat, xs, labels, key):
+        return batch_meta_loss(learner, unravel(flat), xs, labels, key, num_classes)
+
+    def one_step(state: GradState, key):
+        k_data, k_init = jax.random.split(key)
+        xs, labels = sample_episodes(k_data, data, spec, batch_size)
+        if mesh is not None:
+            xs, labels = jax.lax.with_sharding_constraint((xs, labels), pop_sharding(mesh))
+        loss, grad = jax.value_and_grad(loss_fn)(state.mean, xs, labels, k_init)
+        ok = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grad))
+        updates, opt_state = optimizer.update(jnp.where(ok, grad, 0.0), state.opt_state,
+                                              state.mean)
+        new = GradState(mean=optax.apply_updates(state.mean, updates), opt_state=opt_state)
+        new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
+        nan = jnp.float32(jnp.nan)
+        metrics = {"meta_loss": loss, "meta_loss_std": nan, "meta_loss_min": nan,
+                   "meta_loss_max": nan, "sigma": nan, "grad_norm": jnp.linalg.norm(grad),
+                   "nonfinite": (~ok).astype(jnp.int32)}
+        return new, metrics
+
+    def block(state, base_key, start):
+        keys = jax.vmap(lambda g: jax.random.fold_in(base_key, g))(start + jnp.arange(num_steps))
+        return jax.lax.scan(one_step, state, keys)
+
+    return block
+
+
+def init_grad_state(optimizer: optax.GradientTransformation, flat: jax.Array) -> GradState:
+    return GradState(mean=flat, opt_state=optimizer.init(flat))
