@@ -20,8 +20,9 @@ import sys
 import time
 
 
-def measure(impl: str, population: int, T: int, A: int, B: int, repeats: int,
-            generation: bool) -> dict:
+def measure(
+    impl: str, population: int, T: int, A: int, B: int, repeats: int, generation: bool
+) -> dict:
     from vsml_jax.meta.sharding import configure_cpu_devices
 
     configure_cpu_devices()  # as training does: one XLA device per core on CPU hosts
@@ -38,8 +39,9 @@ def measure(impl: str, population: int, T: int, A: int, B: int, repeats: int,
     mesh = population_mesh()
     data = replicate(to_device([load_split("mnist", "train")]), mesh)
     # the paper: a random projection on half of the tasks (needs A == 784); else always
-    spec = EpisodeSpec(length=T, input_dim=A, num_classes=B,
-                       projection_prob=0.5 if A == 784 else 1.0)
+    spec = EpisodeSpec(
+        length=T, input_dim=A, num_classes=B, projection_prob=0.5 if A == 784 else 1.0
+    )
     learner = vsml(NetworkConfig(impl=impl))
     meta = learner.meta_init(jax.random.PRNGKey(0), TaskSpec(A, B))
     strategy = es.make_strategy(ESConfig(population_pairs=population // 2), meta)
@@ -84,8 +86,11 @@ def main(argv=None) -> int:
     p.add_argument("--populations", nargs="+", type=int, default=[8, 32])
     p.add_argument("--T", type=int, default=100)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--generation", action="store_true",
-                   help="time a whole ES generation (ask/evaluate/tell) instead of evaluation")
+    p.add_argument(
+        "--generation",
+        action="store_true",
+        help="time a whole ES generation (ask/evaluate/tell) instead of evaluation",
+    )
     p.add_argument("--one", nargs=2, metavar=("IMPL", "POP"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     A, B = (int(x) for x in args.grid.lower().split("x"))
@@ -95,8 +100,20 @@ def main(argv=None) -> int:
         return 0
     for impl in args.impls:
         for pop in args.populations:
-            cmd = [sys.executable, "-m", "benchmarks.bench", "--one", impl, str(pop),
-                   "--grid", args.grid, "--T", str(args.T), "--repeats", str(args.repeats)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "benchmarks.bench",
+                "--one",
+                impl,
+                str(pop),
+                "--grid",
+                args.grid,
+                "--T",
+                str(args.T),
+                "--repeats",
+                str(args.repeats),
+            ]
             if args.generation:
                 cmd.append("--generation")
             out = subprocess.run(cmd, capture_output=True, text=True)

@@ -1,4 +1,4 @@
-"""Paper Section 4.4 (Fig. 8): meta-train learning algorithms on some datasets, meta-test on unseen ones.
+"""Paper Section 4.4 (Fig. 8): meta-train learning algorithms, meta-test them on unseen datasets.
 
 With no arguments this runs the CPU-sized default (about 30 minutes on 2 cores):
   LAs         vsml, meta_rnn, hebbian, fwp (meta-trained with ES: 32 antithetic pairs,
@@ -28,16 +28,29 @@ PRESET = Path(__file__).parent / "configs" / "cross_dataset.yaml"
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", default=str(PRESET), help="YAML preset (default: %(default)s)")
     p.add_argument("--las", help="comma-separated LAs, e.g. vsml,sgd,maml")
     p.add_argument("--train-sets", help="comma-separated groups: NAME, A+B, all, loo")
     p.add_argument("--test-sets", help="comma-separated test datasets")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override, e.g. --set base.es.generations=100 (repeatable)")
-    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
-                   help="continue the latest (or the given) run; finished LAs are not redone")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override, e.g. --set base.es.generations=100 (repeatable)",
+    )
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="RUN_DIR",
+        help="continue the latest (or the given) run; finished LAs are not redone",
+    )
     p.add_argument("--data-dir", help="TFDS data dir")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -49,8 +62,11 @@ def main(argv=None) -> int:
     from vsml_jax.cross_dataset import CrossDatasetConfig, run
 
     overrides = list(args.overrides)
-    for flag, key in ((args.las, "las"), (args.train_sets, "train_sets"),
-                      (args.test_sets, "test_sets")):
+    for flag, key in (
+        (args.las, "las"),
+        (args.train_sets, "train_sets"),
+        (args.test_sets, "test_sets"),
+    ):
         if flag:
             overrides.append(f"{key}=[{flag}]")
     if args.data_dir:

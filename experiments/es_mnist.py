@@ -1,8 +1,8 @@
 """Paper Section 4.2: meta-train VSML on MNIST with OpenAI-ES.
 
-    python -m experiments.es_mnist                                # paper scale
-    python -m experiments.es_mnist --config experiments/configs/quickstart.yaml
-    python -m experiments.es_mnist --set es.population_pairs=128 --resume
+python -m experiments.es_mnist                                # paper scale
+python -m experiments.es_mnist --config experiments/configs/quickstart.yaml
+python -m experiments.es_mnist --set es.population_pairs=128 --resume
 """
 
 import sys

@@ -26,26 +26,34 @@ def main(argv=None) -> int:
     print(f"generations: {summary['generations']}, wall time: {summary['wall_s'] / 60:.1f} min")
     if losses:
         first, last = losses[0], losses[-1]
-        tail = losses[-min(100, len(losses)):]
+        tail = losses[-min(100, len(losses)) :]
         mean_tail = sum(r["meta_loss"] for r in tail) / len(tail)
-        print(f"meta-loss: generation {first['generation']}: {first['meta_loss']:.3f}; "
-              f"generation {last['generation']}: {last['meta_loss']:.3f} "
-              f"(mean of the last {len(tail)}: {mean_tail:.3f})")
+        print(
+            f"meta-loss: generation {first['generation']}: {first['meta_loss']:.3f}; "
+            f"generation {last['generation']}: {last['meta_loss']:.3f} "
+            f"(mean of the last {len(tail)}: {mean_tail:.3f})"
+        )
     if lrs:
-        print("baseline learning rates (tuned on meta-training episodes): "
-              + ", ".join(f"{k} {v:g}" for k, v in lrs.items()))
+        print(
+            "baseline learning rates (tuned on meta-training episodes): "
+            + ", ".join(f"{k} {v:g}" for k, v in lrs.items())
+        )
     rows: dict[tuple[str, str], dict] = {}
     for key, value in summary.items():
         if key.startswith("eval/"):
             _, dataset, learner, metric = key.split("/")
             rows.setdefault((dataset, learner), {})[metric] = value
     print()
-    print("| test set | learner | acc. steps 1-100 | mean acc. (all steps) | last 100 | 95% CI "
-          "(mean) | episodes x steps |")
+    print(
+        "| test set | learner | acc. steps 1-100 | mean acc. (all steps) | last 100 | 95% CI "
+        "(mean) | episodes x steps |"
+    )
     print("|---|---|---|---|---|---|---|")
     for (dataset, learner), m in rows.items():
-        print(f"| {dataset} | {learner} | {m['first100_acc']:.3f} | {m['mean_acc']:.3f} | "
-              f"{m['last100_acc']:.3f} | ±{m['ci95']:.3f} | {m['episodes']} x {m['steps']} |")
+        print(
+            f"| {dataset} | {learner} | {m['first100_acc']:.3f} | {m['mean_acc']:.3f} | "
+            f"{m['last100_acc']:.3f} | ±{m['ci95']:.3f} | {m['episodes']} x {m['steps']} |"
+        )
     return 0
 
 

@@ -14,12 +14,15 @@ PRESETS = sorted((ROOT / "experiments" / "configs").glob("*.yaml"))
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
 def test_presets_load_and_round_trip(preset, tmp_path):
-    cfg = load_config(preset)
-    assert isinstance(cfg, RunConfig)
     import yaml
 
+    from vsml_jax.cross_dataset import CrossDatasetConfig
+
+    cls = CrossDatasetConfig if preset.stem.startswith("cross_dataset") else RunConfig
+    cfg = load_config(preset, cls=cls)
+    assert isinstance(cfg, cls)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(to_dict(cfg)))
-    assert load_config(tmp_path / "c.yaml") == cfg
+    assert load_config(tmp_path / "c.yaml", cls=cls) == cfg
 
 
 def test_es_mnist_preset_is_the_paper_setting():
@@ -32,9 +35,17 @@ def test_es_mnist_preset_is_the_paper_setting():
 
 
 def test_overrides_are_typed():
-    cfg = load_config(None, ["es.population_pairs=128", "data.train_sets=[mnist, sum]",
-                             "network.cell.layer_norm=true", "data.image_size=[14, 14]",
-                             "data.input_dim=null", "es.sigma=0.1"])
+    cfg = load_config(
+        None,
+        [
+            "es.population_pairs=128",
+            "data.train_sets=[mnist, sum]",
+            "network.cell.layer_norm=true",
+            "data.image_size=[14, 14]",
+            "data.input_dim=null",
+            "es.sigma=0.1",
+        ],
+    )
     assert cfg.es.population_pairs == 128
     assert cfg.data.train_sets == ("mnist", "sum")
     assert cfg.network.cell.layer_norm is True
@@ -68,11 +79,25 @@ def test_missing_preset():
 
 
 def test_cli_print_config_and_error_exit():
-    ok = subprocess.run([sys.executable, "-m", "experiments.es_mnist", "--print-config",
-                         "--set", "es.population_pairs=8"], cwd=ROOT, capture_output=True,
-                        text=True)
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.es_mnist",
+            "--print-config",
+            "--set",
+            "es.population_pairs=8",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0 and "population_pairs: 8" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "experiments.es_mnist", "--set", "es.sigma=x"],
-                         cwd=ROOT, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "experiments.es_mnist", "--set", "es.sigma=x"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: es.sigma: expected a number, got 'x'"

@@ -14,24 +14,38 @@ ROOT = Path(__file__).resolve().parents[1]
 PRESET = ROOT / "experiments" / "configs" / "cross_dataset.yaml"
 
 TINY = [
-    "--set", "base.data.episode_length=8",
-    "--set", "base.data.input_dim=8",
-    "--set", "base.es.population_pairs=2",
-    "--set", "base.es.generations=4",
-    "--set", "base.es.generations_per_call=2",
-    "--set", "base.checkpoint_every=2",
-    "--set", "base.eval.episode_length=20",
-    "--set", "base.eval.num_episodes=3",
-    "--set", "base.eval.baseline_lrs=[0.01,0.1]",
-    "--set", "base.cpu_devices=1",
-    "--set", "la_overrides={meta_rnn: ['learner_args={hidden: 8}'], "
-             "maml@grad: [trainer=grad, 'grad.batch_size=2', 'learner_args={hidden: [8]}']}",
+    "--set",
+    "base.data.episode_length=8",
+    "--set",
+    "base.data.input_dim=8",
+    "--set",
+    "base.es.population_pairs=2",
+    "--set",
+    "base.es.generations=4",
+    "--set",
+    "base.es.generations_per_call=2",
+    "--set",
+    "base.checkpoint_every=2",
+    "--set",
+    "base.eval.episode_length=20",
+    "--set",
+    "base.eval.num_episodes=3",
+    "--set",
+    "base.eval.baseline_lrs=[0.01,0.1]",
+    "--set",
+    "base.cpu_devices=1",
+    "--set",
+    "la_overrides={meta_rnn: ['learner_args={hidden: 8}'], "
+    "maml@grad: [trainer=grad, 'grad.batch_size=2', 'learner_args={hidden: [8]}']}",
 ]
 
 
 def test_groups_all_and_leave_one_out():
-    cfg = load_config(PRESET, ["train_sets=[mnist, all, loo]",
-                               "test_sets=[mnist, kmnist, sum]"], cls=CrossDatasetConfig)
+    cfg = load_config(
+        PRESET,
+        ["train_sets=[mnist, all, loo]", "test_sets=[mnist, kmnist, sum]"],
+        cls=CrossDatasetConfig,
+    )
     tests, groups = resolve_groups(cfg)
     assert tests == ["mnist", "kmnist", "sum"]  # kmnist: test split only
     assert groups == [("mnist",), ("mnist", "sum"), ("sum",)]
@@ -52,9 +66,20 @@ def test_bad_names_are_errors():
 
 @pytest.mark.slow
 def test_cross_dataset_writes_table_and_figure_and_resumes(tmp_path):
-    cmd = [sys.executable, "-m", "experiments.cross_dataset", "--las", "vsml,meta_rnn,maml@grad,sgd",
-           "--train-sets", "mnist", "--test-sets", "mnist,kmnist,sum",
-           "--set", f"out_dir={tmp_path}", *TINY]
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.cross_dataset",
+        "--las",
+        "vsml,meta_rnn,maml@grad,sgd",
+        "--train-sets",
+        "mnist",
+        "--test-sets",
+        "mnist,kmnist,sum",
+        "--set",
+        f"out_dir={tmp_path}",
+        *TINY,
+    ]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     run = next((tmp_path / "cross_dataset").iterdir())
@@ -73,8 +98,9 @@ def test_cross_dataset_writes_table_and_figure_and_resumes(tmp_path):
 
     # a resumed run recomputes nothing: every LA's meta-test is cached
     before = {p: p.stat().st_mtime for p in (run / "meta_test").iterdir()}
-    out = subprocess.run([*cmd, "--resume", str(run)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [*cmd, "--resume", str(run)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     assert {p: p.stat().st_mtime for p in (run / "meta_test").iterdir()} == before
     assert list(csv.DictReader((run / "results.csv").open())) == rows

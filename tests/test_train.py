@@ -16,27 +16,47 @@ from vsml_jax.checkpoint import Checkpointer
 ROOT = Path(__file__).resolve().parents[1]
 
 TINY = [
-    "--config", "experiments/configs/quickstart.yaml",
-    "--set", "cpu_devices=1",
-    "--set", "data.input_dim=8",
-    "--set", "data.episode_length=10",
-    "--set", "es.population_pairs=4",
-    "--set", "es.generations_per_call=5",
-    "--set", "checkpoint_every=10",
-    "--set", "eval.every=0",
-    "--set", "eval.episode_length=30",
-    "--set", "eval.num_episodes=4",
-    "--set", "eval.baseline_lrs=[0.01,0.1]",
-    "--set", "tensorboard=false",
+    "--config",
+    "experiments/configs/quickstart.yaml",
+    "--set",
+    "cpu_devices=1",
+    "--set",
+    "data.input_dim=8",
+    "--set",
+    "data.episode_length=10",
+    "--set",
+    "es.population_pairs=4",
+    "--set",
+    "es.generations_per_call=5",
+    "--set",
+    "checkpoint_every=10",
+    "--set",
+    "eval.every=0",
+    "--set",
+    "eval.episode_length=30",
+    "--set",
+    "eval.num_episodes=4",
+    "--set",
+    "eval.baseline_lrs=[0.01,0.1]",
+    "--set",
+    "tensorboard=false",
 ]
 
 
 def _cli(tmp_path, *args, env=None, **kw):
-    cmd = [sys.executable, "-m", "experiments.es_mnist", *TINY, "--set", f"out_dir={tmp_path}",
-           *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.es_mnist",
+        *TINY,
+        "--set",
+        f"out_dir={tmp_path}",
+        *args,
+    ]
     e = dict(os.environ, JAX_PLATFORMS="cpu", **(env or {}))
-    return subprocess.Popen(cmd, cwd=ROOT, env=e, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw
+    )
 
 
 def _run(tmp_path, *args, env=None, timeout=300):
@@ -119,16 +139,26 @@ def test_bad_config_key_is_one_line_error(tmp_path):
 
 
 def test_missing_dataset_is_one_line_error(tmp_path):
-    rc, out, err = _run(tmp_path, "--set", "data.train_sets=[emnist]",
-                        env={"VSML_DATA_DIR": str(tmp_path / "nodata")})
+    rc, out, err = _run(
+        tmp_path,
+        "--set",
+        "data.train_sets=[emnist]",
+        env={"VSML_DATA_DIR": str(tmp_path / "nodata")},
+    )
     assert rc == 2
     lines = [x for x in err.splitlines() if x.startswith("error:")]
-    assert len(lines) == 1 and "emnist" in lines[0] and "python -m vsml_jax.data prepare" in lines[0]
+    assert (
+        len(lines) == 1 and "emnist" in lines[0] and "python -m vsml_jax.data prepare" in lines[0]
+    )
 
 
 def test_population_not_dividing_devices_is_one_line_error(tmp_path):
-    rc, out, err = _run(tmp_path, "--set", "es.population_pairs=3",
-                        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+    rc, out, err = _run(
+        tmp_path,
+        "--set",
+        "es.population_pairs=3",
+        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
+    )
     assert rc == 2
     assert "population size 6 does not divide over 4 devices" in err
 

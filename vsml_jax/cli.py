@@ -16,12 +16,27 @@ from vsml_jax.config import ConfigError, RunConfig, load_config
 def parse_args(argv=None, default_preset: str | None = None, description: str = ""):
     p = argparse.ArgumentParser(description=description or __doc__)
     p.add_argument("--config", default=default_preset, help="YAML preset (default: %(default)s)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set es.population_pairs=128 (repeatable)")
-    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
-                   help="continue the latest run of this config (or RUN_DIR) from its checkpoint")
-    p.add_argument("--data-dir", default=None, help="TFDS data dir (else $VSML_DATA_DIR, "
-                   "../shared/datasets/tfds, TFDS default)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set es.population_pairs=128 (repeatable)",
+    )
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="RUN_DIR",
+        help="continue the latest run of this config (or RUN_DIR) from its checkpoint",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="TFDS data dir (else $VSML_DATA_DIR, ../shared/datasets/tfds, TFDS default)",
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
@@ -44,8 +59,10 @@ def resolve_config(args) -> RunConfig:
 
 def main(argv=None, default_preset: str | None = None, description: str = "") -> int:
     args = parse_args(argv, default_preset, description)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("vsml_jax").setLevel(logging.INFO)
     logging.getLogger("absl").setLevel(logging.WARNING)
     try:
@@ -65,8 +82,14 @@ def main(argv=None, default_preset: str | None = None, description: str = "") ->
 
     try:
         train(cfg, resume=args.resume)
-    except (ConfigError, FileNotFoundError, FileExistsError, ValueError, FloatingPointError,
-            CheckpointError) as e:
+    except (
+        ConfigError,
+        FileNotFoundError,
+        FileExistsError,
+        ValueError,
+        FloatingPointError,
+        CheckpointError,
+    ) as e:
         if args.verbose:
             raise
         print(f"error: {e}", file=sys.stderr)

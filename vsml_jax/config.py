@@ -110,7 +110,10 @@ class RunConfig:
                 f"es.generations ({self.es.generations}) must be a multiple of "
                 f"es.generations_per_call ({self.es.generations_per_call})"
             )
-        for key, every in (("checkpoint_every", self.checkpoint_every), ("eval.every", self.eval.every)):
+        for key, every in (
+            ("checkpoint_every", self.checkpoint_every),
+            ("eval.every", self.eval.every),
+        ):
             if every % self.es.generations_per_call:
                 raise ConfigError(
                     f"{key} ({every}) must be a multiple of es.generations_per_call "

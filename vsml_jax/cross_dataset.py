@@ -27,11 +27,10 @@ import numpy as np
 
 from vsml_jax import plots
 from vsml_jax.config import ConfigError, RunConfig, from_dict, parse_override, to_dict
-from vsml_jax.data import DatasetNotFoundError, available_splits
-from vsml_jax.evaluation import evaluate, sample_eval_episodes, summarize
+from vsml_jax.data import DatasetNotFoundError, available_splits, load_split
+from vsml_jax.evaluation import evaluate, summarize, tuned_online_optimizer
 from vsml_jax.learners import LEARNERS
 from vsml_jax.learners.sgd import online_optimizer
-from vsml_jax.learners.tuning import tune_lr
 from vsml_jax.meta.sharding import population_mesh
 from vsml_jax.train import episode_spec, load_data, load_meta_params, train
 
@@ -44,11 +43,22 @@ CPU_BASE = {
     "seed": 0,
     "checkpoint_every": 100,
     "tensorboard": False,
-    "data": {"grey": True, "image_size": [28, 28], "input_dim": 32, "num_classes": 10,
-             "projection_prob": 1.0, "episode_length": 100},
+    "data": {
+        "grey": True,
+        "image_size": [28, 28],
+        "input_dim": 32,
+        "num_classes": 10,
+        "projection_prob": 1.0,
+        "episode_length": 100,
+    },
     "es": {"population_pairs": 32, "generations": 300, "generations_per_call": 10},
-    "eval": {"every": 0, "datasets": [], "baselines": [], "episode_length": 500,
-             "num_episodes": 16},
+    "eval": {
+        "every": 0,
+        "datasets": [],
+        "baselines": [],
+        "episode_length": 500,
+        "num_episodes": 16,
+    },
 }
 
 
@@ -75,8 +85,9 @@ class CrossDatasetConfig:
     def __post_init__(self):
         for la in (*self.las, *self.la_overrides):
             if learner_name(la) not in LEARNERS:
-                raise ConfigError(f"unknown LA {la!r} in las/la_overrides; known: "
-                                  f"{', '.join(sorted(LEARNERS))}")
+                raise ConfigError(
+                    f"unknown LA {la!r} in las/la_overrides; known: {', '.join(sorted(LEARNERS))}"
+                )
         for name in self.test_sets:
             if name not in ALL_SETS:
                 raise ConfigError(f"unknown test set {name!r}; known: {', '.join(ALL_SETS)}")
@@ -152,18 +163,22 @@ def _hand_designed(run_cfg: RunConfig, run_dir: Path, mesh):
     ev = run_cfg.eval
     if path.exists():
         lr = json.loads(path.read_text())["lr"]
-    else:
-        data = load_data(run_cfg, run_cfg.data.train_sets, "train", mesh)
-        spec = episode_spec(run_cfg, ev.episode_length, data)
-        xs, labels, _ = sample_eval_episodes(data, spec, ev.num_episodes,
-                                             jax.random.PRNGKey(run_cfg.seed + 20_000))
-        make = lambda lr: online_optimizer(run_cfg.learner, lr=lr, hidden=ev.baseline_hidden)
-        lr, losses = tune_lr(make, ev.baseline_lrs, xs, labels, jax.random.PRNGKey(run_cfg.seed),
-                             spec.num_classes)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"lr": lr, "lrs": list(ev.baseline_lrs),
-                                    "losses": [float(x) for x in losses]}))
-    return online_optimizer(run_cfg.learner, lr=lr, hidden=ev.baseline_hidden), {}
+        return online_optimizer(run_cfg.learner, lr=lr, hidden=ev.baseline_hidden), {}
+    data = load_data(run_cfg, run_cfg.data.train_sets, "train", mesh)
+    learner, lr, losses = tuned_online_optimizer(
+        run_cfg.learner,
+        data,
+        episode_spec(run_cfg, ev.episode_length),
+        ev.num_episodes,
+        ev.baseline_hidden,
+        ev.baseline_lrs,
+        jax.random.PRNGKey(run_cfg.seed + 20_000),
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps({"lr": lr, "lrs": list(ev.baseline_lrs), "losses": [float(x) for x in losses]})
+    )
+    return learner, {}
 
 
 def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
@@ -171,6 +186,12 @@ def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
     mesh = population_mesh()
     tests, groups = resolve_groups(cfg)
     log.info("test sets %s; meta-training groups %s", tests, groups)
+    # every task is padded to the largest class count of the run
+    classes = max(load_split(t, "test", data_dir=cfg.base.data.data_dir).num_classes
+                  for t in tests)
+    data_cfg = dataclasses.replace(cfg.base.data,
+                                   num_classes=max(classes, cfg.base.data.num_classes))
+    cfg = dataclasses.replace(cfg, base=dataclasses.replace(cfg.base, data=data_cfg))
     base = cfg.base
     test_data = {t: load_data(base, [t], "test", mesh) for t in tests}
     rows, curves = [], {}
@@ -188,24 +209,44 @@ def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
                     learner, params = _meta_train(run_cfg, sub)
                 saved = {}
                 for i, t in enumerate(tests):
-                    spec = episode_spec(base, base.eval.episode_length, test_data[t])
+                    spec = episode_spec(base, base.eval.episode_length)
                     key = jax.random.fold_in(jax.random.PRNGKey(base.seed + 30_000), i)
-                    saved[t] = evaluate(learner, params, test_data[t], spec,
-                                        base.eval.num_episodes, key).accuracy
+                    saved[t] = evaluate(
+                        learner, params, test_data[t], spec, base.eval.num_episodes, key
+                    ).accuracy
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 np.savez_compressed(cache, **saved)
             for t in tests:
                 summary = summarize(saved[t])
-                rows.append({"la": la, "train_sets": "+".join(group), "test_set": t,
-                             "seen": t in group, **summary})
+                rows.append(
+                    {
+                        "la": la,
+                        "train_sets": "+".join(group),
+                        "test_set": t,
+                        "seen": t in group,
+                        **summary,
+                    }
+                )
                 curves.setdefault("+".join(group), {}).setdefault(t, {})[la] = saved[t]
             log.info("%s on %s: done", la, "+".join(group))
     write_outputs(rows, curves, run_dir, cfg)
     return rows
 
 
-COLUMNS = ("la", "train_sets", "test_set", "seen", "mean_acc", "first100_acc", "last100_acc",
-           "ci95", "steps_to_50", "steps_to_80", "episodes", "steps")
+COLUMNS = (
+    "la",
+    "train_sets",
+    "test_set",
+    "seen",
+    "mean_acc",
+    "first100_acc",
+    "last100_acc",
+    "ci95",
+    "steps_to_50",
+    "steps_to_80",
+    "episodes",
+    "steps",
+)
 
 
 def write_outputs(rows: list[dict], curves: dict, run_dir: Path, cfg: CrossDatasetConfig):
@@ -218,6 +259,8 @@ def write_outputs(rows: list[dict], curves: dict, run_dir: Path, cfg: CrossDatas
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in COLUMNS) + " |" for r in rows]
     (run_dir / "results.md").write_text("\n".join(lines) + "\n")
     for group, by_test in curves.items():
-        title = f"meta-trained on {group}; seen: " + ", ".join(t for t in by_test if t in group.split("+"))
+        title = f"meta-trained on {group}; seen: " + ", ".join(
+            t for t in by_test if t in group.split("+")
+        )
         plots.plot_accuracy_curves(by_test, run_dir / f"curves__{group}.png", title=title)
     plots.plot_accuracy_grid(rows, run_dir / "figure.png")

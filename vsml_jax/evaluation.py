@@ -14,6 +14,8 @@ import numpy as np
 from vsml_jax.data.episodes import DeviceDataset, EpisodeSpec, sample_episode
 from vsml_jax.episode import run_episode
 from vsml_jax.learners.base import Learner, PyTree
+from vsml_jax.learners.sgd import online_optimizer
+from vsml_jax.learners.tuning import tune_lr
 
 
 class Curves(NamedTuple):
@@ -87,3 +89,21 @@ def summarize(acc: np.ndarray) -> dict:
         out[f"steps_to_{int(frac * 100)}"] = int(hit[0]) + 1 if hit.size else None
     return out
 
+
+def tuned_online_optimizer(
+    name: str,
+    data: DeviceDataset,
+    spec: EpisodeSpec,
+    num_episodes: int,
+    hidden: tuple[int, ...],
+    lrs: tuple[float, ...],
+    key: jax.Array,
+) -> tuple[Learner, float, np.ndarray]:
+    """Online ``name`` ('sgd' or 'adam') with the lr of ``lrs`` that has the lowest mean
+    online loss on ``num_episodes`` episodes of ``data`` (meta-training data, never the
+    meta-test split). Returns ``(learner, lr, mean loss per lr)``."""
+    k_episodes, k_init = jax.random.split(key)
+    xs, labels, _ = sample_eval_episodes(data, spec, num_episodes, k_episodes)
+    make = lambda lr: online_optimizer(name, lr=lr, hidden=hidden)  # noqa: E731
+    lr, losses = tune_lr(make, lrs, xs, labels, k_init, spec.num_classes)
+    return make(float(lr)), float(lr), losses

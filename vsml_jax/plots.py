@@ -77,19 +77,36 @@ def plot_accuracy_grid(rows: list[dict], path, metric: str = "mean_acc"):
     groups = list(dict.fromkeys(r["train_sets"] for r in rows))
     las = list(dict.fromkeys(r["la"] for r in rows))
     tests = list(dict.fromkeys(r["test_set"] for r in rows))
-    fig, axes = plt.subplots(len(groups), 1, figsize=(1.4 * len(tests) * max(1, len(las) / 4) + 2,
-                                                       3.2 * len(groups)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(groups),
+        1,
+        figsize=(1.4 * len(tests) * max(1, len(las) / 4) + 2, 3.2 * len(groups)),
+        squeeze=False,
+    )
     width = 0.8 / max(1, len(las))
     for ax, group in zip(axes[:, 0], groups):
         for j, la in enumerate(las):
             for i, t in enumerate(tests):
-                r = next((r for r in rows if r["train_sets"] == group and r["la"] == la
-                          and r["test_set"] == t), None)
+                r = next(
+                    (
+                        r
+                        for r in rows
+                        if r["train_sets"] == group and r["la"] == la and r["test_set"] == t
+                    ),
+                    None,
+                )
                 if r is None:
                     continue
-                ax.bar(i + j * width, r[metric], width, yerr=r.get("ci95") or 0.0,
-                       color=f"C{j}", hatch="//" if r["seen"] else None,
-                       label=la if i == 0 else None, edgecolor="white")
+                ax.bar(
+                    i + j * width,
+                    r[metric],
+                    width,
+                    yerr=r.get("ci95") or 0.0,
+                    color=f"C{j}",
+                    hatch="//" if r["seen"] else None,
+                    label=la if i == 0 else None,
+                    edgecolor="white",
+                )
         ax.set_xticks(np.arange(len(tests)) + 0.4 - width / 2, tests)
         ax.set_ylabel(metric.replace("_", " "))
         ax.set_title(f"meta-trained on {group} (hatched: seen)")

@@ -10,8 +10,9 @@ import datetime
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -24,10 +25,8 @@ from vsml_jax.checkpoint import Checkpointer
 from vsml_jax.config import RunConfig, to_dict
 from vsml_jax.data import load_split, to_device
 from vsml_jax.data.episodes import DeviceDataset, EpisodeSpec
-from vsml_jax.evaluation import evaluate, sample_eval_episodes, summarize
+from vsml_jax.evaluation import evaluate, summarize, tuned_online_optimizer
 from vsml_jax.learners.base import Learner, TaskSpec
-from vsml_jax.learners.sgd import online_optimizer
-from vsml_jax.learners.tuning import tune_lr
 from vsml_jax.learners.vsml import vsml
 from vsml_jax.meta import es
 from vsml_jax.meta.sharding import (
@@ -60,7 +59,7 @@ def build_learner(cfg: RunConfig) -> Learner:
     return make_learner(cfg.learner, **cfg.learner_args)
 
 
-def episode_spec(cfg: RunConfig, length: int, data: DeviceDataset) -> EpisodeSpec:
+def episode_spec(cfg: RunConfig, length: int) -> EpisodeSpec:
     d = cfg.data
     return EpisodeSpec(
         length=length,
@@ -113,8 +112,7 @@ class Trainer(NamedTuple):
     mean: Callable  # state -> meta-parameter pytree
 
 
-def make_trainer(cfg: RunConfig, learner: Learner, meta_params, data, spec, mesh, key
-                 ) -> Trainer:
+def make_trainer(cfg: RunConfig, learner: Learner, meta_params, data, spec, mesh, key) -> Trainer:
     """ES (evosax, population sharded over ``mesh``) or meta-gradients (``cfg.trainer``)."""
     K = cfg.es.generations_per_call
     num_classes = cfg.data.num_classes
@@ -129,14 +127,26 @@ def make_trainer(cfg: RunConfig, learner: Learner, meta_params, data, spec, mesh
 
     g = cfg.grad
     if g.batch_size % mesh.size:
-        raise ValueError(f"grad.batch_size {g.batch_size} does not divide over {mesh.size} "
-                         f"devices; make it a multiple of {mesh.size}")
+        raise ValueError(
+            f"grad.batch_size {g.batch_size} does not divide over {mesh.size} "
+            f"devices; make it a multiple of {mesh.size}"
+        )
     flat, unravel = ravel_pytree(meta_params)
     optimizer = optax.adam(g.lr)
     if g.clip_norm:
         optimizer = optax.chain(optax.clip_by_global_norm(g.clip_norm), optimizer)
-    block = grad.make_grad_train_block(learner, optimizer, unravel, data, spec, num_classes,
-                                       g.batch_size, K, remat=g.remat, mesh=mesh)
+    block = grad.make_grad_train_block(
+        learner,
+        optimizer,
+        unravel,
+        data,
+        spec,
+        num_classes,
+        g.batch_size,
+        K,
+        remat=g.remat,
+        mesh=mesh,
+    )
     return Trainer(grad.init_grad_state(optimizer, flat), block, lambda s: unravel(s.mean))
 
 
@@ -158,17 +168,22 @@ class MetaTester:
         self.baselines: dict[str, Learner] = {}
         self.baseline_lrs: dict[str, float] = {}
         if ev.baselines:
-            spec = episode_spec(cfg, ev.episode_length, train_data)
-            xs, labels, _ = sample_eval_episodes(
-                train_data, spec, ev.num_episodes, jax.random.PRNGKey(cfg.seed + 20_000)
-            )
+            spec = episode_spec(cfg, ev.episode_length)
             for name in ev.baselines:
-                make = lambda lr, name=name: online_optimizer(name, lr=lr, hidden=ev.baseline_hidden)
-                lr, _ = tune_lr(make, ev.baseline_lrs, xs, labels, jax.random.PRNGKey(cfg.seed),
-                                spec.num_classes)
-                self.baseline_lrs[name] = float(lr)
-                self.baselines[f"{name} (lr={lr:g})"] = make(float(lr))
-            log.info("baseline learning rates tuned on meta-training episodes: %s", self.baseline_lrs)
+                learner_b, lr, _ = tuned_online_optimizer(
+                    name,
+                    train_data,
+                    spec,
+                    ev.num_episodes,
+                    ev.baseline_hidden,
+                    ev.baseline_lrs,
+                    jax.random.PRNGKey(cfg.seed + 20_000),
+                )
+                self.baseline_lrs[name] = lr
+                self.baselines[f"{name} (lr={lr:g})"] = learner_b
+            log.info(
+                "baseline learning rates tuned on meta-training episodes: %s", self.baseline_lrs
+            )
         self._baseline_curves: dict[str, dict[str, np.ndarray]] = {}
 
     def __call__(self, meta_params) -> tuple[dict, dict]:
@@ -176,7 +191,7 @@ class MetaTester:
         ev = self.cfg.eval
         summary, curves = {}, {}
         for i, (name, data) in enumerate(self.test_sets.items()):
-            spec = episode_spec(self.cfg, ev.episode_length, data)
+            spec = episode_spec(self.cfg, ev.episode_length)
             key = jax.random.fold_in(self.key, i)
             curves[name] = {
                 f"{self.learner.name} (meta-learned)": evaluate(
@@ -198,8 +213,9 @@ class MetaTester:
 # --------------------------------------------------------------------------- the loop
 
 
-def train(cfg: RunConfig, resume: bool | str | Path = False, run_dir: str | Path | None = None
-          ) -> Path:
+def train(
+    cfg: RunConfig, resume: bool | str | Path = False, run_dir: str | Path | None = None
+) -> Path:
     """Meta-train ``cfg`` into ``run_dir`` (default: a new ``runs/<name>/<stamp>``).
 
     With ``resume`` (True: the latest run of ``cfg.name``, or a run dir) continue
@@ -226,7 +242,7 @@ def train(cfg: RunConfig, resume: bool | str | Path = False, run_dir: str | Path
     train_data = load_data(cfg, cfg.data.train_sets, "train", mesh)
     learner = build_learner(cfg)
     task = task_spec(cfg, train_data)
-    spec = episode_spec(cfg, cfg.data.episode_length, train_data)
+    spec = episode_spec(cfg, cfg.data.episode_length)
 
     key = jax.random.PRNGKey(cfg.seed)
     k_meta, k_es, k_run = jax.random.split(key, 3)
@@ -259,8 +275,9 @@ def train(cfg: RunConfig, resume: bool | str | Path = False, run_dir: str | Path
         writer.write({"generation": start, "baseline_lrs": tester.baseline_lrs}, start)
 
     K = cfg.es.generations_per_call
-    bar = tqdm(total=cfg.es.generations, initial=start, disable=not is_main, unit="gen",
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=cfg.es.generations, initial=start, disable=not is_main, unit="gen", dynamic_ncols=True
+    )
     last_eval, last_eval_gen = None, None
     t_start = time.time()
     try:
@@ -296,8 +313,10 @@ def train(cfg: RunConfig, resume: bool | str | Path = False, run_dir: str | Path
         if last_eval is not None:
             summary.update(last_eval)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        print(f"done: {run_dir} (metrics.jsonl, checkpoints/, meta_test.png, meta_loss.png)",
-              flush=True)
+        print(
+            f"done: {run_dir} (metrics.jsonl, checkpoints/, meta_test.png, meta_loss.png)",
+            flush=True,
+        )
     return run_dir
 
 
@@ -316,7 +335,9 @@ def load_meta_params(run_dir: str | Path, step: int | None = None):
     input_dim = cfg.data.input_dim
     if input_dim is None:
         arrays = load_split(cfg.data.train_sets[0], "train", data_dir=cfg.data.data_dir)
-        input_dim = int(np.prod(to_device([arrays], cfg.data.image_size, cfg.data.grey).input_shape))
+        input_dim = int(
+            np.prod(to_device([arrays], cfg.data.image_size, cfg.data.grey).input_shape)
+        )
     task = TaskSpec(input_dim=input_dim, num_classes=cfg.data.num_classes)
     like = jax.eval_shape(lambda k: learner.meta_init(k, task), jax.random.PRNGKey(0))
     _, unravel = ravel_pytree(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), like))
@@ -338,7 +359,8 @@ def _check_finite(metrics: dict, start: int) -> None:
     for i in np.nonzero(bad)[0]:
         log.warning(
             "generation %d: %d members had non-finite fitness; that update was skipped",
-            start + i + 1, int(bad[i]),
+            start + i + 1,
+            int(bad[i]),
         )
 
 
@@ -355,9 +377,9 @@ def _meta_test(tester, mean_params, run_dir: Path, generation: int, writer, is_m
         title = f"meta-test after {generation} generations"
         plots.plot_accuracy_curves(curves, run_dir / "meta_test.png", title=title)
         line = ", ".join(
-            f"{k.removeprefix('eval/')}={v:.3f}" for k, v in summary.items()
+            f"{k.removeprefix('eval/')}={v:.3f}"
+            for k, v in summary.items()
             if k.endswith("/mean_acc")
         )
         tqdm.write(f"[gen {generation}] meta-test mean online accuracy: {line}")
     return summary
-

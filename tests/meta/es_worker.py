@@ -52,8 +52,15 @@ def main():
     mean = to_host(state.mean)
     if jax.process_index() == 0:
         np.savez(args.out, mean=mean, meta_loss=to_host(metrics["meta_loss"]))
-        print("devices", jax.device_count(), "processes", jax.process_count(),
-              "loss", to_host(metrics["meta_loss"]).tolist(), flush=True)
+        print(
+            "devices",
+            jax.device_count(),
+            "processes",
+            jax.process_count(),
+            "loss",
+            to_host(metrics["meta_loss"]).tolist(),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

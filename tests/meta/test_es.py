@@ -36,7 +36,9 @@ def test_es_gradient_matches_true_gradient_and_sign():
     gen = jax.jit(es.make_generation(strategy, quadratic))
     steps = jnp.stack(
         [
-            jax.flatten_util.ravel_pytree(strategy.get_mean(gen(state, jax.random.PRNGKey(i))[0]))[0]
+            jax.flatten_util.ravel_pytree(strategy.get_mean(gen(state, jax.random.PRNGKey(i))[0]))[
+                0
+            ]
             for i in range(10)
         ]
     )

@@ -23,10 +23,26 @@ def _env(devices: int, **extra) -> dict:
 
 
 def _worker(out, mesh, devices, timeout=240, **extra):
-    cmd = ["timeout", "-s", "KILL", str(timeout), sys.executable, "-m", "tests.meta.es_worker",
-           str(out), "--mesh", mesh]
-    return subprocess.Popen(cmd, cwd=ROOT, env=_env(devices, **extra), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    cmd = [
+        "timeout",
+        "-s",
+        "KILL",
+        str(timeout),
+        sys.executable,
+        "-m",
+        "tests.meta.es_worker",
+        str(out),
+        "--mesh",
+        mesh,
+    ]
+    return subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=_env(devices, **extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _finish(proc):
@@ -64,9 +80,16 @@ def _free_port() -> int:
 def test_two_processes_equal_one_process(tmp_path):
     port = _free_port()
     procs = [
-        _worker(tmp_path / f"multi{i}.npz", "all", 2, timeout=180,
-                VSML_DISTRIBUTED="1", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
-                VSML_NUM_PROCESSES="2", VSML_PROCESS_ID=str(i))
+        _worker(
+            tmp_path / f"multi{i}.npz",
+            "all",
+            2,
+            timeout=180,
+            VSML_DISTRIBUTED="1",
+            JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+            VSML_NUM_PROCESSES="2",
+            VSML_PROCESS_ID=str(i),
+        )
         for i in range(2)
     ]
     single = _worker(tmp_path / "single.npz", "one", 1)

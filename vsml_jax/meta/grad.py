@@ -46,9 +46,9 @@ def batch_meta_loss(
     chex.assert_rank(labels, 2)
     chex.assert_equal_shape_prefix((xs, labels), 2)
     keys = jax.random.split(key, xs.shape[0])
-    losses = jax.vmap(
-        lambda x, y, k: episode_loss(learner, meta_params, x, y, k, num_classes)
-    )(xs, labels, keys)
+    losses = jax.vmap(lambda x, y, k: episode_loss(learner, meta_params, x, y, k, num_classes))(
+        xs, labels, keys
+    )
     return losses.mean()
 
 
@@ -128,14 +128,19 @@ def make_grad_train_block(
             xs, labels = jax.lax.with_sharding_constraint((xs, labels), pop_sharding(mesh))
         loss, grad = jax.value_and_grad(loss_fn)(state.mean, xs, labels, k_init)
         ok = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grad))
-        updates, opt_state = optimizer.update(jnp.where(ok, grad, 0.0), state.opt_state,
-                                              state.mean)
+        updates, opt_state = optimizer.update(jnp.where(ok, grad, 0.0), state.opt_state, state.mean)
         new = GradState(mean=optax.apply_updates(state.mean, updates), opt_state=opt_state)
         new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
         nan = jnp.float32(jnp.nan)
-        metrics = {"meta_loss": loss, "meta_loss_std": nan, "meta_loss_min": nan,
-                   "meta_loss_max": nan, "sigma": nan, "grad_norm": jnp.linalg.norm(grad),
-                   "nonfinite": (~ok).astype(jnp.int32)}
+        metrics = {
+            "meta_loss": loss,
+            "meta_loss_std": nan,
+            "meta_loss_min": nan,
+            "meta_loss_max": nan,
+            "sigma": nan,
+            "grad_norm": jnp.linalg.norm(grad),
+            "nonfinite": (~ok).astype(jnp.int32),
+        }
         return new, metrics
 
     def block(state, base_key, start):

@@ -38,7 +38,10 @@ def maybe_initialize_distributed(enabled: bool = False) -> bool:
     jax.distributed.initialize(**kwargs)
     log.info(
         "jax.distributed: process %d of %d, %d local / %d global devices",
-        jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+        jax.device_count(),
     )
     return True
 

@@ -100,9 +100,7 @@ def init_cell_state(key: jax.Array, cfg: CellConfig, shape: tuple[int, ...]) -> 
     H = cfg.hidden
     h = jnp.zeros((*shape, H), jnp.float32)
     std = cfg.random_cell_std if cfg.random_cell_std is not None else 1.0 / jnp.sqrt(shape[0])
-    noise = std * jax.random.truncated_normal(
-        key, -2.0, 2.0, (*shape, cfg.num_random), jnp.float32
-    )
+    noise = std * jax.random.truncated_normal(key, -2.0, 2.0, (*shape, cfg.num_random), jnp.float32)
     c = jnp.concatenate([noise, jnp.zeros((*shape, H - cfg.num_random), jnp.float32)], -1)
     return CellState(h=h, c=c)
 

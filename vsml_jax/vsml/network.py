@@ -127,8 +127,12 @@ def _sweep_down(cfg, params, state: NetworkState, fwd_in, top_bwd):
         e_in = e
         for _ in range(cfg.num_micro_ticks):
             cells[layer], _, e = dense(
-                _layer_params(params, layer), cells[layer], fwd_inputs[layer], e_in,
-                cfg.cell.layer_norm, cfg.impl,
+                _layer_params(params, layer),
+                cells[layer],
+                fwd_inputs[layer],
+                e_in,
+                cfg.cell.layer_norm,
+                cfg.impl,
             )
         bwd_msgs[layer] = e
     return state.replace(cells=tuple(cells), bwd_msgs=tuple(bwd_msgs))
