@@ -1,9 +1,9 @@
 """Paper Section 4.4 (Fig. 8): meta-train learning algorithms, meta-test them on unseen datasets.
 
 With no arguments this runs the CPU-sized default (about 30 minutes on 2 cores):
-  LAs         vsml, meta_rnn, hebbian, fwp (meta-trained with ES: 32 antithetic pairs,
-              300 generations, 100-step episodes), online sgd and adam (lr tuned on the
-              meta-training set)
+  LAs         vsml, meta_rnn, hebbian, fwp (meta-trained with ES: 64 antithetic pairs,
+              800 generations, 100-step episodes), online sgd and adam (lr tuned on the
+              meta-training set), online nearest class mean (ncm)
   meta-train  mnist
   meta-test   mnist (seen), fashion_mnist, kmnist, cifar10, random, sum (unseen);
               16 online episodes of 500 steps each, the same episodes for every LA
@@ -11,7 +11,7 @@ With no arguments this runs the CPU-sized default (about 30 minutes on 2 cores):
               labels padded to 10 classes
 
 Paper scale is one flag away: --config experiments/configs/cross_dataset_paper.yaml
-(all nine LAs, groups mnist / all / leave-one-out, 2000-step meta-test episodes).
+(all nine LAs and variants, groups mnist / all / leave-one-out, 2000-step meta-tests).
 Outputs go to runs/cross_dataset/<run-id>/: results.csv, results.md, figure.png,
 curves__<group>.png, and per-LA checkpoints under meta_train/ (--resume skips finished LAs).
 """

@@ -103,7 +103,7 @@ def test_run_writes_metrics_checkpoints_and_plots(tmp_path):
 
 @pytest.mark.slow
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
-    gens = ["--set", "es.generations=40"]
+    gens = ["--set", "es.generations=40", "--set", "eval.datasets=[]"]
     rc, out, err = _run(tmp_path / "a", *gens)
     assert rc == 0, err
     reference = _final_mean(_run_dir(out), 40)

@@ -75,7 +75,7 @@ class EvalConfig:
     split: str = "test"
     episode_length: int = 2000
     num_episodes: int = 16
-    baselines: tuple[str, ...] = ("sgd", "adam")
+    baselines: tuple[str, ...] = ("sgd", "adam", "ncm")  # hand-designed; sgd/adam lr-tuned
     baseline_hidden: tuple[int, ...] = (160,)
     baseline_lrs: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 

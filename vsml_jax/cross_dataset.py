@@ -28,7 +28,7 @@ import numpy as np
 from vsml_jax import plots
 from vsml_jax.config import ConfigError, RunConfig, from_dict, parse_override, to_dict
 from vsml_jax.data import DatasetNotFoundError, available_splits, load_split
-from vsml_jax.evaluation import evaluate, summarize, tuned_online_optimizer
+from vsml_jax.evaluation import evaluate, hand_designed, summarize
 from vsml_jax.learners import LEARNERS
 from vsml_jax.learners.sgd import online_optimizer
 from vsml_jax.meta.sharding import population_mesh
@@ -36,7 +36,7 @@ from vsml_jax.train import episode_spec, load_data, load_meta_params, train
 
 log = logging.getLogger(__name__)
 
-HAND_DESIGNED = ("sgd", "adam")
+HAND_DESIGNED = ("sgd", "adam", "ncm")
 ALL_SETS = ("mnist", "fashion_mnist", "kmnist", "emnist", "cifar10", "random", "sum")
 
 CPU_BASE = {
@@ -51,7 +51,7 @@ CPU_BASE = {
         "projection_prob": 1.0,
         "episode_length": 100,
     },
-    "es": {"population_pairs": 32, "generations": 300, "generations_per_call": 10},
+    "es": {"population_pairs": 64, "generations": 800, "generations_per_call": 10},
     "eval": {
         "every": 0,
         "datasets": [],
@@ -76,7 +76,7 @@ class CrossDatasetConfig:
 
     name: str = "cross_dataset"
     out_dir: str = "runs"
-    las: tuple[str, ...] = ("vsml", "meta_rnn", "hebbian", "fwp", "sgd", "adam")
+    las: tuple[str, ...] = ("vsml", "meta_rnn", "hebbian", "fwp", "sgd", "adam", "ncm")
     train_sets: tuple[str, ...] = ("mnist",)
     test_sets: tuple[str, ...] = ("mnist", "fashion_mnist", "kmnist", "cifar10", "random", "sum")
     la_overrides: dict = dataclasses.field(default_factory=dict)
@@ -158,14 +158,14 @@ def _meta_train(run_cfg: RunConfig, run_dir: Path):
 
 
 def _hand_designed(run_cfg: RunConfig, run_dir: Path, mesh):
-    """Online SGD/Adam with the learning rate tuned on the meta-training group."""
+    """A hand-designed LA; online SGD/Adam get their lr tuned on the meta-training group."""
     path = run_dir / "lr.json"
     ev = run_cfg.eval
-    if path.exists():
+    if path.exists():  # tuned before this run was interrupted
         lr = json.loads(path.read_text())["lr"]
         return online_optimizer(run_cfg.learner, lr=lr, hidden=ev.baseline_hidden), {}
     data = load_data(run_cfg, run_cfg.data.train_sets, "train", mesh)
-    learner, lr, losses = tuned_online_optimizer(
+    learner, lr = hand_designed(
         run_cfg.learner,
         data,
         episode_spec(run_cfg, ev.episode_length),
@@ -174,10 +174,9 @@ def _hand_designed(run_cfg: RunConfig, run_dir: Path, mesh):
         ev.baseline_lrs,
         jax.random.PRNGKey(run_cfg.seed + 20_000),
     )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps({"lr": lr, "lrs": list(ev.baseline_lrs), "losses": [float(x) for x in losses]})
-    )
+    if lr is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"lr": lr, "lrs": list(ev.baseline_lrs)}))
     return learner, {}
 
 
@@ -187,10 +186,10 @@ def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
     tests, groups = resolve_groups(cfg)
     log.info("test sets %s; meta-training groups %s", tests, groups)
     # every task is padded to the largest class count of the run
-    classes = max(load_split(t, "test", data_dir=cfg.base.data.data_dir).num_classes
-                  for t in tests)
-    data_cfg = dataclasses.replace(cfg.base.data,
-                                   num_classes=max(classes, cfg.base.data.num_classes))
+    classes = max(load_split(t, "test", data_dir=cfg.base.data.data_dir).num_classes for t in tests)
+    data_cfg = dataclasses.replace(
+        cfg.base.data, num_classes=max(classes, cfg.base.data.num_classes)
+    )
     cfg = dataclasses.replace(cfg, base=dataclasses.replace(cfg.base, data=data_cfg))
     base = cfg.base
     test_data = {t: load_data(base, [t], "test", mesh) for t in tests}

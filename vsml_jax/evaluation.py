@@ -90,7 +90,7 @@ def summarize(acc: np.ndarray) -> dict:
     return out
 
 
-def tuned_online_optimizer(
+def hand_designed(
     name: str,
     data: DeviceDataset,
     spec: EpisodeSpec,
@@ -98,12 +98,17 @@ def tuned_online_optimizer(
     hidden: tuple[int, ...],
     lrs: tuple[float, ...],
     key: jax.Array,
-) -> tuple[Learner, float, np.ndarray]:
-    """Online ``name`` ('sgd' or 'adam') with the lr of ``lrs`` that has the lowest mean
-    online loss on ``num_episodes`` episodes of ``data`` (meta-training data, never the
-    meta-test split). Returns ``(learner, lr, mean loss per lr)``."""
+) -> tuple[Learner, float | None]:
+    """A hand-designed learner ready to evaluate: online 'sgd'/'adam' with the lr of ``lrs``
+    that has the lowest mean online loss on ``num_episodes`` episodes of ``data``
+    (meta-training data, never the meta-test split), or a parameter-free learner such
+    as 'ncm'. Returns ``(learner, lr or None)``."""
+    from vsml_jax.learners import make_learner
+
+    if name not in ("sgd", "adam"):
+        return make_learner(name), None
     k_episodes, k_init = jax.random.split(key)
     xs, labels, _ = sample_eval_episodes(data, spec, num_episodes, k_episodes)
     make = lambda lr: online_optimizer(name, lr=lr, hidden=hidden)  # noqa: E731
-    lr, losses = tune_lr(make, lrs, xs, labels, k_init, spec.num_classes)
-    return make(float(lr)), float(lr), losses
+    lr, _ = tune_lr(make, lrs, xs, labels, k_init, spec.num_classes)
+    return make(float(lr)), float(lr)

@@ -25,7 +25,7 @@ from vsml_jax.checkpoint import Checkpointer
 from vsml_jax.config import RunConfig, to_dict
 from vsml_jax.data import load_split, to_device
 from vsml_jax.data.episodes import DeviceDataset, EpisodeSpec
-from vsml_jax.evaluation import evaluate, summarize, tuned_online_optimizer
+from vsml_jax.evaluation import evaluate, hand_designed, summarize
 from vsml_jax.learners.base import Learner, TaskSpec
 from vsml_jax.learners.vsml import vsml
 from vsml_jax.meta import es
@@ -170,7 +170,7 @@ class MetaTester:
         if ev.baselines:
             spec = episode_spec(cfg, ev.episode_length)
             for name in ev.baselines:
-                learner_b, lr, _ = tuned_online_optimizer(
+                learner_b, lr = hand_designed(
                     name,
                     train_data,
                     spec,
@@ -179,8 +179,9 @@ class MetaTester:
                     ev.baseline_lrs,
                     jax.random.PRNGKey(cfg.seed + 20_000),
                 )
-                self.baseline_lrs[name] = lr
-                self.baselines[f"{name} (lr={lr:g})"] = learner_b
+                if lr is not None:
+                    self.baseline_lrs[name] = lr
+                self.baselines[name if lr is None else f"{name} (lr={lr:g})"] = learner_b
             log.info(
                 "baseline learning rates tuned on meta-training episodes: %s", self.baseline_lrs
             )

@@ -18,6 +18,7 @@ from vsml_jax.learners import (
     learned_optimizer,
     maml,
     meta_rnn,
+    ncm,
     sgd,
     synaptic_rule,
     vsml,
@@ -36,6 +37,7 @@ LEARNERS: dict[str, Callable[..., Learner]] = {
     "learned_optimizer": learned_optimizer.learned_optimizer,
     "synaptic_rule": synaptic_rule.synaptic_rule,
     "maml": maml.maml,
+    "ncm": ncm.ncm,
 }
 
 LEARNERS["vsml"] = vsml.vsml  # its NetworkConfig comes from RunConfig.network in training
