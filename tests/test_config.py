@@ -66,6 +66,7 @@ def test_overrides_are_typed():
         ("network.output_channel=9", "output_channel"),
         ("es.generations=15", "multiple of es.generations_per_call"),
         ("es", "--set expects key.path=value"),
+        ("data.classes=[1, x]", "data.classes: expected an integer"),
     ],
 )
 def test_bad_keys_and_values_name_the_key(override, message):

@@ -175,3 +175,15 @@ def test_corrupt_checkpoint_is_one_line_error_and_deletes_nothing(tmp_path):
     assert rc == 2
     assert "checkpoint" in err and "cannot be restored" in err
     assert (run / "checkpoints" / "10").exists()
+
+
+def test_load_data_filters_and_relabels_classes():
+    from vsml_jax.config import load_config
+    from vsml_jax.meta.sharding import population_mesh
+    from vsml_jax.train import load_data
+
+    cfg = load_config(None, ["data.classes=[7, 3]"])
+    data = load_data(cfg, ["mnist"], "test", population_mesh())
+    labels = np.asarray(data.labels)
+    assert set(np.unique(labels)) == {0, 1}
+    assert (labels == 0).sum() == 1028 and (labels == 1).sum() == 1010  # MNIST test: 7s, 3s

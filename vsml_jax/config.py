@@ -31,6 +31,8 @@ class DataConfig:
     data_dir: str | None = None
     image_size: tuple[int, int] | None = None  # resize (h, w); None keeps the native size
     grey: bool = False
+    classes: tuple[int, ...] | None = None  # keep these classes, relabelled 0..k-1
+    max_classes: int | None = None  # or keep the first k classes (e.g. of Omniglot)
     input_dim: int | None = 32  # A: the learner's input size; None = all pixels
     num_classes: int = 10
     projection_prob: float = 1.0  # share of tasks with a fresh random projection

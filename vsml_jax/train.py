@@ -25,6 +25,7 @@ from vsml_jax.checkpoint import Checkpointer
 from vsml_jax.config import RunConfig, to_dict
 from vsml_jax.data import load_split, to_device
 from vsml_jax.data.episodes import DeviceDataset, EpisodeSpec
+from vsml_jax.data.preprocess import filter_classes
 from vsml_jax.evaluation import evaluate, hand_designed, summarize
 from vsml_jax.learners.base import Learner, TaskSpec
 from vsml_jax.learners.vsml import vsml
@@ -75,6 +76,8 @@ def load_data(cfg: RunConfig, names, split: str, mesh) -> DeviceDataset:
     """Load, preprocess and place ``names`` (one mixture) on every device of ``mesh``."""
     d = cfg.data
     arrays = [load_split(n, split, data_dir=d.data_dir) for n in names]
+    if d.classes is not None or d.max_classes is not None:
+        arrays = [filter_classes(a, d.classes, max_classes=d.max_classes) for a in arrays]
     for a in arrays:
         log.info("data %s/%s: %s, %d examples", a.name, split, a.source, len(a.labels))
         if a.num_classes > d.num_classes:
