@@ -37,8 +37,9 @@ def test_meta_training_learns_to_learn():
     meta_params = initial_meta_params(learner, num_classes)
     # Many steps: an optimised compile pays off. Over 5 seeds x 2 compile modes the final
     # loss was 0.25-0.47 (chance: log 2 = 0.69).
-    _, losses = grad_meta_train(learner, meta_params, steps=150, lr=0.01,
-                                num_classes=num_classes, fast_compile=False)
+    _, losses = grad_meta_train(
+        learner, meta_params, steps=150, lr=0.01, num_classes=num_classes, fast_compile=False
+    )
     before, after = before_after(losses)
     # Below chance (log C) is only possible by learning within the episode.
     assert after < 0.85 * np.log(num_classes), (before, after)

@@ -38,4 +38,3 @@ def test_meta_training_improves():
     before, after = before_after(losses)
     assert after < 0.7 * before, (before, after)
     assert after < 0.5 * np.log(C), (before, after)
-

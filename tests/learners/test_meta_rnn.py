@@ -13,8 +13,7 @@ def test_meta_training_learns_to_learn():
     num_classes = 2  # the black box escapes its initial plateau faster with two classes
     learner = meta_rnn(hidden=32)
     meta_params = initial_meta_params(learner, num_classes)
-    _, losses = grad_meta_train(learner, meta_params, steps=150, lr=0.01,
-                                num_classes=num_classes)
+    _, losses = grad_meta_train(learner, meta_params, steps=150, lr=0.01, num_classes=num_classes)
     before, after = before_after(losses)
     # Below chance (log C) is only possible by learning within the episode.
     assert after < 0.7 * np.log(num_classes), (before, after)

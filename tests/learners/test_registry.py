@@ -3,8 +3,17 @@ import pytest
 from vsml_jax.learners import LEARNERS, make_learner
 from vsml_jax.learners.base import Learner
 
-EXPECTED = {"sgd", "adam", "meta_rnn", "hebbian", "fw_memory", "fwp", "learned_optimizer",
-            "synaptic_rule", "maml"}
+EXPECTED = {
+    "sgd",
+    "adam",
+    "meta_rnn",
+    "hebbian",
+    "fw_memory",
+    "fwp",
+    "learned_optimizer",
+    "synaptic_rule",
+    "maml",
+}
 
 
 def test_registry_has_all_learners():

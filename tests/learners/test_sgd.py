@@ -40,16 +40,18 @@ def test_no_update_without_feedback():
     new_state, _ = step({}, state, np.ones(4, np.float32), Feedback.zeros(3))
     for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(new_state.params), strict=True):
         np.testing.assert_array_equal(a, b)
-    for a, b in zip(jax.tree.leaves(state.opt_state), jax.tree.leaves(new_state.opt_state),
-                    strict=True):
+    for a, b in zip(
+        jax.tree.leaves(state.opt_state), jax.tree.leaves(new_state.opt_state), strict=True
+    ):
         np.testing.assert_array_equal(a, b)
 
 
 def test_tune_lr_prefers_working_rate():
     xs, labels = prototype_episodes(jax.random.key(5), 16, length=40)
     lrs = [1e-4, 0.3, 1e4]
-    best, losses = tune_lr(lambda lr: sgd(lr=lr, hidden=(16,)), lrs, xs, labels,
-                           jax.random.key(6), C)
+    best, losses = tune_lr(
+        lambda lr: sgd(lr=lr, hidden=(16,)), lrs, xs, labels, jax.random.key(6), C
+    )
     assert best == 0.3, losses
     assert losses.shape == (3,)
     assert losses[1] < losses[0]

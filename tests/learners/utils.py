@@ -86,11 +86,24 @@ def check_protocol(learner: Learner, input_dim=D, num_classes=C, length=12, batc
 # the returned loss curves are measured on held-out episodes (no extra compilation).
 
 
-def es_meta_train(learner, meta_params, steps, key, batch=8, pop=32, lr=0.03, std=0.05,
-                  num_classes=C, input_dim=D, length=T):
+def es_meta_train(
+    learner,
+    meta_params,
+    steps,
+    key,
+    batch=8,
+    pop=32,
+    lr=0.03,
+    std=0.05,
+    num_classes=C,
+    input_dim=D,
+    length=T,
+):
     """OpenAI-ES (evosax) on the mean online loss; returns (mean, held-out loss per step)."""
     es = Open_ES(
-        population_size=pop, solution=meta_params, optimizer=optax.adam(lr),
+        population_size=pop,
+        solution=meta_params,
+        optimizer=optax.adam(lr),
         std_schedule=optax.constant_schedule(std),
     )
     params = es.default_params
@@ -113,8 +126,19 @@ def es_meta_train(learner, meta_params, steps, key, batch=8, pop=32, lr=0.03, st
     return es.get_mean(state), np.asarray(losses)
 
 
-def grad_meta_train(learner, meta_params, steps, lr=0.01, batch=16, seed=0, remat=False,
-                    num_classes=C, input_dim=D, length=T, fast_compile=True):
+def grad_meta_train(
+    learner,
+    meta_params,
+    steps,
+    lr=0.01,
+    batch=16,
+    seed=0,
+    remat=False,
+    num_classes=C,
+    input_dim=D,
+    length=T,
+    fast_compile=True,
+):
     """Adam on the meta-gradient; returns (meta_params, held-out loss per step).
 
     ``fast_compile=False`` compiles with optimisations (worth it for many steps).

@@ -18,11 +18,13 @@ def test_batch_meta_loss_is_mean_episode_loss():
     key = jax.random.key(1)
     keys = jax.random.split(key, 3)
     single = fast_jit(episode_loss, static_argnums=(0, 5))
-    expected = np.mean([single(learner, meta_params, xs[i], labels[i], keys[i], C)
-                        for i in range(3)])
+    expected = np.mean(
+        [single(learner, meta_params, xs[i], labels[i], keys[i], C) for i in range(3)]
+    )
     batched = fast_jit(batch_meta_loss, static_argnums=(0, 5))
-    np.testing.assert_allclose(batched(learner, meta_params, xs, labels, key, C), expected,
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        batched(learner, meta_params, xs, labels, key, C), expected, rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize(
@@ -36,10 +38,10 @@ def test_remat_gives_the_same_gradient(learner):
     xs, labels = prototype_episodes(jax.random.key(0), 2, length=12)
     key = jax.random.key(1)
     grad = fast_jit(jax.grad(batch_meta_loss, argnums=1), static_argnums=(0, 5))
-    flat_plain, _ = jax.flatten_util.ravel_pytree(
-        grad(learner, meta_params, xs, labels, key, C))
+    flat_plain, _ = jax.flatten_util.ravel_pytree(grad(learner, meta_params, xs, labels, key, C))
     flat_remat, _ = jax.flatten_util.ravel_pytree(
-        grad(with_remat(learner), meta_params, xs, labels, key, C))
+        grad(with_remat(learner), meta_params, xs, labels, key, C)
+    )
     assert np.all(np.isfinite(flat_plain)) and np.any(flat_plain != 0)
     np.testing.assert_allclose(flat_remat, flat_plain, rtol=1e-4, atol=1e-6)
 
@@ -53,8 +55,7 @@ def test_meta_step_decreases_loss():
     xs, labels = prototype_episodes(jax.random.key(0), 16, length=30)
     losses = []
     for i in range(15):
-        meta_params, opt_state, loss = step(meta_params, opt_state, xs, labels,
-                                            jax.random.key(i))
+        meta_params, opt_state, loss = step(meta_params, opt_state, xs, labels, jax.random.key(i))
         losses.append(float(loss))
     assert np.all(np.isfinite(losses))
     assert losses[-1] < 0.8 * losses[0], losses

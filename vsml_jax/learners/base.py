@@ -39,9 +39,7 @@ class TaskSpec:
 
     def __post_init__(self):
         if self.input_dim < 1 or self.num_classes < 2:
-            raise ValueError(
-                f"TaskSpec needs input_dim >= 1 and num_classes >= 2, got {self}"
-            )
+            raise ValueError(f"TaskSpec needs input_dim >= 1 and num_classes >= 2, got {self}")
 
 
 class Feedback(NamedTuple):

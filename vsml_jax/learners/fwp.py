@@ -124,6 +124,4 @@ def fwp(
         return FWPState(fast=fast, prev_x=x.astype(state.prev_x.dtype)), logits
 
     # meta_init is jitted: un-jitted Flax initialisation dispatches (and compiles) op by op.
-    return Learner(
-        name="fwp", meta_init=jax.jit(meta_init, static_argnums=1), init=init, step=step
-    )
+    return Learner(name="fwp", meta_init=jax.jit(meta_init, static_argnums=1), init=init, step=step)

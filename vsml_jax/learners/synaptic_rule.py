@@ -49,8 +49,9 @@ FEATURES = ("1", "pre", "post", "mod", "pre*post", "pre*mod", "post*mod", "pre*p
 _MODULATIONS = ("backprop", "feedback_alignment")
 
 
-def rule_update(theta: jax.Array, pre: jax.Array, post: jax.Array, mod: jax.Array,
-                w: jax.Array) -> jax.Array:
+def rule_update(
+    theta: jax.Array, pre: jax.Array, post: jax.Array, mod: jax.Array, w: jax.Array
+) -> jax.Array:
     """``dw [out, in]`` of the polynomial rule for one layer (features in ``FEATURES`` order)."""
     chex.assert_shape(theta, (NUM_FEATURES,))
     chex.assert_shape(w, (post.shape[0], pre.shape[0]))

@@ -56,9 +56,9 @@ def tune_lr(
     def mean_loss(lr):
         learner = make_learner(lr)
         meta_params = learner.meta_init(key, task)
-        losses = jax.vmap(
-            lambda x, y, k: episode_loss(learner, meta_params, x, y, k, num_classes)
-        )(xs, labels, keys)
+        losses = jax.vmap(lambda x, y, k: episode_loss(learner, meta_params, x, y, k, num_classes))(
+            xs, labels, keys
+        )
         return losses.mean()
 
     losses = np.array([float(mean_loss(jnp.asarray(lr, jnp.float32))) for lr in lrs])
