@@ -25,7 +25,7 @@ def measure(
 ) -> dict:
     from vsml_jax.meta.sharding import configure_cpu_devices
 
-    configure_cpu_devices()  # as training does: one XLA device per core on CPU hosts
+    configure_cpu_devices(divides=population)  # as training does: a device per core on CPUs
     import jax
 
     from vsml_jax.config import ESConfig
@@ -33,10 +33,11 @@ def measure(
     from vsml_jax.learners.base import TaskSpec
     from vsml_jax.learners.vsml import vsml
     from vsml_jax.meta import es
-    from vsml_jax.meta.sharding import population_mesh, replicate
+    from vsml_jax.meta.sharding import check_population, population_mesh, replicate
     from vsml_jax.vsml.network import NetworkConfig
 
     mesh = population_mesh()
+    check_population(population, mesh)
     data = replicate(to_device([load_split("mnist", "train")]), mesh)
     # the paper: a random projection on half of the tasks (needs A == 784); else always
     spec = EpisodeSpec(

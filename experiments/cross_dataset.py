@@ -22,7 +22,10 @@ import logging
 import sys
 from pathlib import Path
 
-from vsml_jax.config import ConfigError, load_config
+import yaml
+
+from vsml_jax.cli import report, user_errors
+from vsml_jax.config import ConfigError, load_config, to_dict
 
 PRESET = Path(__file__).parent / "configs" / "cross_dataset.yaml"
 
@@ -56,9 +59,6 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("vsml_jax").setLevel(logging.INFO)
 
-    from vsml_jax.meta.sharding import configure_cpu_devices
-
-    configure_cpu_devices()
     from vsml_jax.cross_dataset import CrossDatasetConfig, run
 
     overrides = list(args.overrides)
@@ -72,31 +72,40 @@ def main(argv=None) -> int:
     if args.data_dir:
         overrides.append(f"base.data.data_dir={args.data_dir}")
     try:
-        cfg = load_config(args.config, overrides, cls=CrossDatasetConfig)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    root = Path(cfg.out_dir) / cfg.name
-    if args.resume is True:
-        runs = sorted(p for p in root.glob("*") if p.is_dir())
-        if not runs:
-            print(f"error: --resume: no run under {root}", file=sys.stderr)
-            return 2
-        run_dir = runs[-1]
-    elif args.resume:
-        run_dir = Path(args.resume)
-    else:
-        run_dir = root / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        # a resumed run keeps its own saved config; new flags apply on top of it
+        run_dir = _resume_dir(args.resume, args.config, overrides) if args.resume else None
+        preset = run_dir / "config.yaml" if run_dir else args.config
+        cfg = load_config(preset, overrides, cls=CrossDatasetConfig, defaults=PRESET)
+    except (ConfigError, FileNotFoundError) as e:
+        return report(e)
+    if run_dir is None:
+        run_dir = Path(cfg.out_dir) / cfg.name / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     print(f"run dir: {run_dir}", flush=True)
     try:
         rows = run(cfg, run_dir)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except user_errors() as e:
+        return report(e)
     print((run_dir / "results.md").read_text())
     print(f"done: {run_dir} (results.csv, results.md, figure.png; {len(rows)} rows)")
     return 0
+
+
+def _resume_dir(resume, preset, overrides) -> Path:
+    from vsml_jax.cross_dataset import CrossDatasetConfig
+
+    if resume is not True:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise FileNotFoundError(f"--resume {run_dir}: not a cross-dataset run folder")
+        return run_dir
+    cfg = load_config(preset, overrides, cls=CrossDatasetConfig, defaults=PRESET)
+    root = Path(cfg.out_dir) / cfg.name
+    runs = sorted(p for p in root.glob("*") if (p / "config.yaml").is_file())
+    if not runs:
+        raise FileNotFoundError(f"--resume: no run under {root}; start without --resume")
+    return runs[-1]
 
 
 if __name__ == "__main__":

@@ -67,6 +67,12 @@ def test_overrides_are_typed():
         ("es.generations=15", "multiple of es.generations_per_call"),
         ("es", "--set expects key.path=value"),
         ("data.classes=[1, x]", "data.classes: expected an integer"),
+        ("es.generations_per_call=0", "es.generations_per_call must be >= 1"),
+        ("checkpoint_every=0", "checkpoint_every must be >= 1"),
+        ("eval.baselines=[vsml]", "not hand-designed"),
+        ("learner=nope", "unknown learner 'nope'"),
+        ("learner_args={hidden: 3}", "learner_args do not apply to vsml"),
+        ("es.fitness_shaping=rank", "unknown es.fitness_shaping"),
     ],
 )
 def test_bad_keys_and_values_name_the_key(override, message):
@@ -74,9 +80,27 @@ def test_bad_keys_and_values_name_the_key(override, message):
         load_config(None, [override])
 
 
-def test_missing_preset():
+def test_missing_or_broken_preset(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("nope.yaml")
+    with pytest.raises(ConfigError, match="not a file"):
+        load_config(tmp_path)
+    (tmp_path / "bad.yaml").write_text("es: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(ConfigError, match="must be a YAML mapping"):
+        load_config(tmp_path / "list.yaml")
+
+
+def test_partial_preset_merges_over_defaults(tmp_path):
+    from vsml_jax.cross_dataset import CrossDatasetConfig
+
+    (tmp_path / "p.yaml").write_text("base: {es: {generations: 100}}\n")
+    default = ROOT / "experiments/configs/cross_dataset.yaml"
+    cfg = load_config(tmp_path / "p.yaml", cls=CrossDatasetConfig, defaults=default)
+    assert cfg.base.es.generations == 100
+    assert cfg.base.data.grey and cfg.base.data.input_dim == 32  # kept from the defaults
 
 
 def test_cli_print_config_and_error_exit():

@@ -62,6 +62,9 @@ def test_bad_names_are_errors():
     cfg = load_config(PRESET, ["train_sets=[kmnist]"], cls=CrossDatasetConfig)
     with pytest.raises(ConfigError, match="no train split"):
         resolve_groups(cfg)
+    cfg = load_config(PRESET, ["la_overrides={vsml: ['seed.x=1']}"], cls=CrossDatasetConfig)
+    with pytest.raises(ConfigError, match="seed is not a section"):
+        la_config(cfg, "vsml", ("mnist",))
 
 
 @pytest.mark.slow

@@ -13,6 +13,25 @@ from pathlib import Path
 from vsml_jax.config import ConfigError, RunConfig, load_config
 
 
+def user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean bad input (config, data, checkpoint, devices): one line, exit 2."""
+    from vsml_jax.checkpoint import CheckpointError
+
+    return (
+        ConfigError,
+        FileNotFoundError,
+        FileExistsError,
+        ValueError,
+        FloatingPointError,
+        CheckpointError,
+    )
+
+
+def report(error: Exception) -> int:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+
+
 def parse_args(argv=None, default_preset: str | None = None, description: str = ""):
     p = argparse.ArgumentParser(description=description or __doc__)
     p.add_argument("--config", default=default_preset, help="YAML preset (default: %(default)s)")
@@ -68,8 +87,7 @@ def main(argv=None, default_preset: str | None = None, description: str = "") ->
     try:
         cfg = resolve_config(args)
     except (ConfigError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report(e)
     if args.print_config:
         import yaml
 
@@ -77,23 +95,14 @@ def main(argv=None, default_preset: str | None = None, description: str = "") ->
 
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
-    from vsml_jax.checkpoint import CheckpointError
     from vsml_jax.train import train
 
     try:
         train(cfg, resume=args.resume)
-    except (
-        ConfigError,
-        FileNotFoundError,
-        FileExistsError,
-        ValueError,
-        FloatingPointError,
-        CheckpointError,
-    ) as e:
+    except user_errors() as e:
         if args.verbose:
             raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report(e)
     return 0
 
 

@@ -23,6 +23,10 @@ class ConfigError(ValueError):
     """A bad configuration key or value."""
 
 
+# learners without meta-parameters: evaluated as they are (sgd/adam with a tuned lr)
+HAND_DESIGNED = ("sgd", "adam", "ncm")
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Which data the meta-training episodes come from and how they are shaped."""
@@ -105,8 +109,50 @@ class RunConfig:
     eval: EvalConfig = EvalConfig()
 
     def __post_init__(self):
+        from vsml_jax.learners import LEARNERS
+
         if self.trainer not in ("es", "grad"):
             raise ConfigError(f"trainer must be 'es' or 'grad', got {self.trainer!r}")
+        if self.learner not in LEARNERS:
+            raise ConfigError(
+                f"unknown learner {self.learner!r}; choose one of {', '.join(sorted(LEARNERS))}"
+            )
+        if self.learner == "vsml" and self.learner_args:
+            raise ConfigError("learner_args do not apply to vsml; configure it under network")
+        for key, value in (
+            ("es.population_pairs", self.es.population_pairs),
+            ("es.generations_per_call", self.es.generations_per_call),
+            ("es.generations", self.es.generations),
+            ("checkpoint_every", self.checkpoint_every),
+            ("keep_checkpoints", self.keep_checkpoints),
+            ("data.episode_length", self.data.episode_length),
+            ("eval.episode_length", self.eval.episode_length),
+            ("eval.num_episodes", self.eval.num_episodes),
+            ("grad.batch_size", self.grad.batch_size),
+        ):
+            if value < 1:
+                raise ConfigError(f"{key} must be >= 1, got {value}")
+        if self.eval.every < 0:
+            raise ConfigError(f"eval.every must be >= 0, got {self.eval.every}")
+        if not 0.0 <= self.data.projection_prob <= 1.0:
+            raise ConfigError(
+                f"data.projection_prob must be in [0, 1], got {self.data.projection_prob}"
+            )
+        if self.data.classes is not None and self.data.max_classes is not None:
+            raise ConfigError("set at most one of data.classes and data.max_classes")
+        unknown = sorted(set(self.eval.baselines) - set(HAND_DESIGNED))
+        if unknown:
+            raise ConfigError(
+                f"eval.baselines {unknown} are not hand-designed learners; "
+                f"choose from {', '.join(HAND_DESIGNED)}"
+            )
+        from vsml_jax.meta.es import FITNESS_SHAPING
+
+        if self.es.fitness_shaping not in FITNESS_SHAPING:
+            raise ConfigError(
+                f"unknown es.fitness_shaping {self.es.fitness_shaping!r}; "
+                f"choose one of {', '.join(FITNESS_SHAPING)}"
+            )
         if self.es.generations % self.es.generations_per_call:
             raise ConfigError(
                 f"es.generations ({self.es.generations}) must be a multiple of "
@@ -182,7 +228,7 @@ def from_dict(cls, data: dict, prefix: str = ""):
     """Build dataclass ``cls`` from a (possibly partial) nested dict."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(map(str, set(data) - names))
     if unknown:
         raise ConfigError(
             f"unknown config key {prefix}{unknown[0]!s}; valid keys under "
@@ -210,13 +256,13 @@ def to_dict(cfg) -> dict:
     return plain(dataclasses.asdict(cfg))
 
 
-def _set_path(tree: dict, dotted: str, value: Any):
+def set_path(tree: dict, dotted: str, value: Any):
     *parents, leaf = dotted.split(".")
     node = tree
     for p in parents:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"--set {dotted}: {p} is not a section")
+            raise ConfigError(f"{dotted}: {p} is not a section")
     node[leaf] = value
 
 
@@ -231,18 +277,42 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def load_config(preset: str | Path | None = None, overrides: list[str] = (), cls=RunConfig):
-    """Defaults <- YAML preset <- ``key=value`` overrides, validated into ``cls``."""
-    tree: dict = {}
-    if preset is not None:
-        path = Path(preset)
-        if not path.exists():
-            raise ConfigError(f"config preset {path} does not exist")
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config preset {path} does not exist or is not a file")
+    try:
         tree = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(tree, dict):
-            raise ConfigError(f"config preset {path} must be a YAML mapping")
+    except yaml.YAMLError as e:
+        msg = str(e).splitlines()[0]
+        raise ConfigError(f"config preset {path} is not valid YAML: {msg}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config preset {path} must be a YAML mapping")
+    return tree
+
+
+def _merge(base: dict, top: dict) -> dict:
+    """``top`` over ``base``, recursively for nested mappings."""
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(
+    preset: str | Path | None = None,
+    overrides: list[str] = (),
+    cls=RunConfig,
+    defaults: str | Path | None = None,
+):
+    """Dataclass defaults <- ``defaults`` preset <- ``preset`` <- ``key=value`` overrides,
+    validated into ``cls``. Nested sections merge, so a preset may set only a few keys."""
+    tree: dict = {}
+    if defaults is not None:
+        tree = _read_yaml(Path(defaults))
+    if preset is not None:
+        tree = _merge(tree, _read_yaml(Path(preset)))
     for text in overrides:
-        _set_path(tree, *parse_override(text))
+        set_path(tree, *parse_override(text))
     return from_dict(cls, tree)
 
 

@@ -26,40 +26,36 @@ import jax
 import numpy as np
 
 from vsml_jax import plots
-from vsml_jax.config import ConfigError, RunConfig, from_dict, parse_override, to_dict
-from vsml_jax.data import DatasetNotFoundError, available_splits, load_split
+from vsml_jax.config import (
+    HAND_DESIGNED,
+    ConfigError,
+    RunConfig,
+    from_dict,
+    parse_override,
+    set_path,
+    to_dict,
+)
+from vsml_jax.data import DatasetNotFoundError, available_splits
 from vsml_jax.evaluation import evaluate, hand_designed, summarize
 from vsml_jax.learners import LEARNERS
 from vsml_jax.learners.sgd import online_optimizer
-from vsml_jax.meta.sharding import population_mesh
-from vsml_jax.train import episode_spec, load_data, load_meta_params, train
+from vsml_jax.meta.sharding import (
+    configure_cpu_devices,
+    maybe_initialize_distributed,
+    population_mesh,
+)
+from vsml_jax.train import (
+    episode_spec,
+    load_arrays,
+    load_data,
+    load_meta_params,
+    run_key,
+    train,
+)
 
 log = logging.getLogger(__name__)
 
-HAND_DESIGNED = ("sgd", "adam", "ncm")
 ALL_SETS = ("mnist", "fashion_mnist", "kmnist", "emnist", "cifar10", "random", "sum")
-
-CPU_BASE = {
-    "seed": 0,
-    "checkpoint_every": 100,
-    "tensorboard": False,
-    "data": {
-        "grey": True,
-        "image_size": [28, 28],
-        "input_dim": 32,
-        "num_classes": 10,
-        "projection_prob": 1.0,
-        "episode_length": 100,
-    },
-    "es": {"population_pairs": 64, "generations": 800, "generations_per_call": 10},
-    "eval": {
-        "every": 0,
-        "datasets": [],
-        "baselines": [],
-        "episode_length": 500,
-        "num_episodes": 16,
-    },
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +76,7 @@ class CrossDatasetConfig:
     train_sets: tuple[str, ...] = ("mnist",)
     test_sets: tuple[str, ...] = ("mnist", "fashion_mnist", "kmnist", "cifar10", "random", "sum")
     la_overrides: dict = dataclasses.field(default_factory=dict)
-    base: RunConfig = dataclasses.field(default_factory=lambda: from_dict(RunConfig, CPU_BASE))
+    base: RunConfig = RunConfig()  # the CPU default lives in experiments/configs/cross_dataset.yaml
 
     def __post_init__(self):
         for la in (*self.las, *self.la_overrides):
@@ -138,12 +134,7 @@ def la_config(cfg: CrossDatasetConfig, la: str, group: tuple[str, ...]) -> RunCo
     tree.update(name=f"{la.replace('@', '-')}__{'+'.join(group)}", learner=learner_name(la))
     tree["data"]["train_sets"] = list(group)
     for text in cfg.la_overrides.get(la, ()):
-        key, value = parse_override(text)
-        node = tree
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
+        set_path(tree, *parse_override(text))
     return from_dict(RunConfig, tree)
 
 
@@ -172,21 +163,28 @@ def _hand_designed(run_cfg: RunConfig, run_dir: Path, mesh):
         ev.num_episodes,
         ev.baseline_hidden,
         ev.baseline_lrs,
-        jax.random.PRNGKey(run_cfg.seed + 20_000),
+        run_key(run_cfg.seed, "baseline_lr"),
     )
-    if lr is not None:
+    if lr is not None and jax.process_index() == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"lr": lr, "lrs": list(ev.baseline_lrs)}))
     return learner, {}
 
 
 def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
-    """Meta-train every (LA, group), meta-test on every test set; write table and figure."""
+    """Meta-train every (LA, group), meta-test on every test set; write table and figure.
+
+    Finished work is cached under ``run_dir`` (``meta_train/*/summary.json``,
+    ``meta_test/*.npz``), so calling ``run`` again on the same folder recomputes nothing.
+    """
+    configure_cpu_devices(cfg.base.cpu_devices, divides=cfg.base.es.population_size)
+    maybe_initialize_distributed(cfg.base.distributed)
+    is_main = jax.process_index() == 0
     mesh = population_mesh()
     tests, groups = resolve_groups(cfg)
     log.info("test sets %s; meta-training groups %s", tests, groups)
     # every task is padded to the largest class count of the run
-    classes = max(load_split(t, "test", data_dir=cfg.base.data.data_dir).num_classes for t in tests)
+    classes = max(a.num_classes for t in tests for a in load_arrays(cfg.base, [t], "test"))
     data_cfg = dataclasses.replace(
         cfg.base.data, num_classes=max(classes, cfg.base.data.num_classes)
     )
@@ -209,12 +207,13 @@ def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
                 saved = {}
                 for i, t in enumerate(tests):
                     spec = episode_spec(base, base.eval.episode_length)
-                    key = jax.random.fold_in(jax.random.PRNGKey(base.seed + 30_000), i)
+                    key = jax.random.fold_in(run_key(base.seed, "meta_test"), i)
                     saved[t] = evaluate(
                         learner, params, test_data[t], spec, base.eval.num_episodes, key
                     ).accuracy
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                np.savez_compressed(cache, **saved)
+                if is_main:
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    np.savez_compressed(cache, **saved)
             for t in tests:
                 summary = summarize(saved[t])
                 rows.append(
@@ -228,7 +227,8 @@ def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
                 )
                 curves.setdefault("+".join(group), {}).setdefault(t, {})[la] = saved[t]
             log.info("%s on %s: done", la, "+".join(group))
-    write_outputs(rows, curves, run_dir, cfg)
+    if is_main:
+        write_outputs(rows, curves, run_dir)
     return rows
 
 
@@ -248,7 +248,7 @@ COLUMNS = (
 )
 
 
-def write_outputs(rows: list[dict], curves: dict, run_dir: Path, cfg: CrossDatasetConfig):
+def write_outputs(rows: list[dict], curves: dict, run_dir: Path):
     with (run_dir / "results.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         w.writeheader()

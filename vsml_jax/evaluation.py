@@ -6,6 +6,7 @@ Every learner evaluated with the same ``key`` sees exactly the same episodes
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -25,16 +26,31 @@ class Curves(NamedTuple):
     loss: np.ndarray
 
 
+@functools.partial(jax.jit, static_argnames=("spec", "num"))
 def sample_eval_episodes(data: DeviceDataset, spec: EpisodeSpec, num: int, key: jax.Array):
     """``num`` episodes ``([N, T, D], [N, T])`` and per-episode learner-init keys ``[N, 2]``."""
-    keys = jax.random.split(key, num)
 
     def one(k):
         k_episode, k_init = jax.random.split(k)
         xs, labels = sample_episode(k_episode, data, spec)
         return xs, labels, k_init
 
-    return jax.jit(jax.vmap(one))(keys)
+    return jax.vmap(one)(jax.random.split(key, num))
+
+
+@functools.lru_cache(maxsize=64)
+def _episode_runner(learner: Learner, num_classes: int):
+    """One jitted function per (learner, class count): repeated meta-tests reuse the compile."""
+
+    @jax.jit
+    def run(meta_params, xs, labels, init_keys):
+        def one(x, y, k):
+            r = run_episode(learner, meta_params, x, y, k, num_classes)
+            return r.accuracy, r.loss
+
+        return jax.vmap(one)(xs, labels, init_keys)
+
+    return run
 
 
 def evaluate(
@@ -47,16 +63,7 @@ def evaluate(
 ) -> Curves:
     """Online accuracy/loss curves of ``learner`` on ``num_episodes`` episodes."""
     xs, labels, init_keys = sample_eval_episodes(data, spec, num_episodes, key)
-
-    @jax.jit
-    def run(meta_params, xs, labels, init_keys):
-        def one(x, y, k):
-            r = run_episode(learner, meta_params, x, y, k, spec.num_classes)
-            return r.accuracy, r.loss
-
-        return jax.vmap(one)(xs, labels, init_keys)
-
-    acc, loss = run(meta_params, xs, labels, init_keys)
+    acc, loss = _episode_runner(learner, spec.num_classes)(meta_params, xs, labels, init_keys)
     return Curves(np.asarray(acc), np.asarray(loss))
 
 

@@ -20,14 +20,29 @@ def _plain(v):
 class MetricsWriter:
     """Append one JSON object per record to ``metrics.jsonl``; mirror scalars to TensorBoard."""
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True, enabled: bool = True):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        tensorboard: bool = True,
+        enabled: bool = True,
+        resume_from: int | None = None,
+    ):
+        """With ``resume_from``, records of later generations (written after the last
+        checkpoint by the interrupted run) are dropped, so none appears twice."""
         self.enabled = enabled
         self.path = Path(run_dir) / "metrics.jsonl"
         self._tb = None
-        if enabled and tensorboard:
+        if not enabled:
+            return
+        if resume_from is not None and self.path.exists():
+            kept = [r for r in read_metrics(run_dir) if r.get("generation", 0) <= resume_from]
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            tmp.replace(self.path)
+        if tensorboard:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+            self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=resume_from)
 
     def write(self, record: dict, step: int) -> None:
         if not self.enabled:

@@ -6,10 +6,12 @@ loop logs metrics, saves checkpoints and runs the meta-test evaluation.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import logging
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -51,6 +53,11 @@ class NonFiniteFitnessError(FloatingPointError):
 # --------------------------------------------------------------------------- building blocks
 
 
+def run_key(seed: int, purpose: str) -> jax.Array:
+    """An independent PRNG key per (seed, purpose): no two purposes or seeds collide."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), zlib.crc32(purpose.encode()) & 0x7FFFFFFF)
+
+
 def build_learner(cfg: RunConfig) -> Learner:
     """VSML from ``cfg.network``; any other learner by name with ``cfg.learner_args``."""
     if cfg.learner == "vsml":
@@ -72,12 +79,19 @@ def episode_spec(cfg: RunConfig, length: int) -> EpisodeSpec:
     )
 
 
-def load_data(cfg: RunConfig, names, split: str, mesh) -> DeviceDataset:
-    """Load, preprocess and place ``names`` (one mixture) on every device of ``mesh``."""
+def load_arrays(cfg: RunConfig, names, split: str):
+    """Host arrays of ``names``, with the configured class filter applied."""
     d = cfg.data
     arrays = [load_split(n, split, data_dir=d.data_dir) for n in names]
     if d.classes is not None or d.max_classes is not None:
         arrays = [filter_classes(a, d.classes, max_classes=d.max_classes) for a in arrays]
+    return arrays
+
+
+def load_data(cfg: RunConfig, names, split: str, mesh) -> DeviceDataset:
+    """Load, preprocess and place ``names`` (one mixture) on every device of ``mesh``."""
+    d = cfg.data
+    arrays = load_arrays(cfg, names, split)
     for a in arrays:
         log.info("data %s/%s: %s, %d examples", a.name, split, a.source, len(a.labels))
         if a.num_classes > d.num_classes:
@@ -95,13 +109,24 @@ def task_spec(cfg: RunConfig, data: DeviceDataset) -> TaskSpec:
 
 
 def new_run_dir(cfg: RunConfig) -> Path:
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    """``runs/<name>/<stamp>-seed<seed>``; in multi-process runs process 0's clock names it."""
+    now = np.int64(time.time())
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        now = multihost_utils.broadcast_one_to_all(now)
+    stamp = datetime.datetime.fromtimestamp(int(now)).strftime("%Y%m%d-%H%M%S")
     return Path(cfg.out_dir) / cfg.name / f"{stamp}-seed{cfg.seed}"
 
 
 def latest_run_dir(cfg: RunConfig) -> Path:
+    """The newest run of ``cfg.name`` that wrote at least one checkpoint."""
     root = Path(cfg.out_dir) / cfg.name
-    runs = sorted(p for p in root.glob("*") if (p / "config.yaml").exists())
+    runs = sorted(
+        p
+        for p in root.glob("*")
+        if (p / "config.yaml").exists() and any((p / "checkpoints").glob("[0-9]*"))
+    )
     if not runs:
         raise FileNotFoundError(f"--resume: no run to resume under {root}; start without --resume")
     return runs[-1]
@@ -167,7 +192,7 @@ class MetaTester:
         self.cfg, self.learner = cfg, learner
         ev = cfg.eval
         self.test_sets = {n: load_data(cfg, [n], ev.split, mesh) for n in ev.datasets}
-        self.key = jax.random.PRNGKey(cfg.seed + 10_000)
+        self.key = run_key(cfg.seed, "meta_test")
         self.baselines: dict[str, Learner] = {}
         self.baseline_lrs: dict[str, float] = {}
         if ev.baselines:
@@ -180,7 +205,7 @@ class MetaTester:
                     ev.num_episodes,
                     ev.baseline_hidden,
                     ev.baseline_lrs,
-                    jax.random.PRNGKey(cfg.seed + 20_000),
+                    run_key(cfg.seed, "baseline_lr"),
                 )
                 if lr is not None:
                     self.baseline_lrs[name] = lr
@@ -225,7 +250,8 @@ def train(
     With ``resume`` (True: the latest run of ``cfg.name``, or a run dir) continue
     from that run's last checkpoint.
     """
-    configure_cpu_devices(cfg.cpu_devices)
+    per_device = cfg.es.population_size if cfg.trainer == "es" else cfg.grad.batch_size
+    configure_cpu_devices(cfg.cpu_devices, divides=per_device)
     maybe_initialize_distributed(cfg.distributed)
     is_main = jax.process_index() == 0
     mesh = population_mesh()
@@ -238,18 +264,19 @@ def train(
         run_dir = Path(run_dir)
     else:
         run_dir = new_run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
     if is_main:
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         print(f"run dir: {run_dir}", flush=True)
 
     train_data = load_data(cfg, cfg.data.train_sets, "train", mesh)
     learner = build_learner(cfg)
     task = task_spec(cfg, train_data)
     spec = episode_spec(cfg, cfg.data.episode_length)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if is_main:  # written once the config has proved loadable
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        (run_dir / "task.json").write_text(json.dumps(dataclasses.asdict(task)))
 
-    key = jax.random.PRNGKey(cfg.seed)
-    k_meta, k_es, k_run = jax.random.split(key, 3)
+    k_meta, k_es, k_run = (run_key(cfg.seed, tag) for tag in ("meta_init", "es", "run"))
     meta_params = learner.meta_init(k_meta, task)
     num_params = sum(x.size for x in jax.tree.leaves(meta_params))
     if num_params == 0:
@@ -269,11 +296,19 @@ def train(
     if latest is not None:
         if not resume:
             raise FileExistsError(f"{run_dir} already has checkpoints; pass --resume")
+        K = cfg.es.generations_per_call
+        if latest % K:
+            raise ValueError(
+                f"checkpoint {latest} is not a multiple of es.generations_per_call={K}; "
+                f"resume with the generations_per_call the run was started with"
+            )
         state = ckpt.restore(latest, state)
         start = latest
         print(f"resumed from generation {start} ({ckpt.directory / str(latest)})", flush=True)
 
-    writer = MetricsWriter(run_dir, tensorboard=cfg.tensorboard, enabled=is_main)
+    writer = MetricsWriter(
+        run_dir, tensorboard=cfg.tensorboard, enabled=is_main, resume_from=start if latest else None
+    )
     tester = MetaTester(cfg, learner, train_data, mesh) if cfg.eval.datasets else None
     if is_main and tester is not None and tester.baseline_lrs:
         writer.write({"generation": start, "baseline_lrs": tester.baseline_lrs}, start)
@@ -336,13 +371,7 @@ def load_meta_params(run_dir: str | Path, step: int | None = None):
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.yaml")
     learner = build_learner(cfg)
-    input_dim = cfg.data.input_dim
-    if input_dim is None:
-        arrays = load_split(cfg.data.train_sets[0], "train", data_dir=cfg.data.data_dir)
-        input_dim = int(
-            np.prod(to_device([arrays], cfg.data.image_size, cfg.data.grey).input_shape)
-        )
-    task = TaskSpec(input_dim=input_dim, num_classes=cfg.data.num_classes)
+    task = TaskSpec(**json.loads((run_dir / "task.json").read_text()))
     like = jax.eval_shape(lambda k: learner.meta_init(k, task), jax.random.PRNGKey(0))
     _, unravel = ravel_pytree(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), like))
     ckpt = Checkpointer(run_dir / "checkpoints")

@@ -33,6 +33,8 @@ def maybe_initialize_distributed(enabled: bool = False) -> bool:
         return True
     kwargs = {}
     if "VSML_NUM_PROCESSES" in os.environ:
+        if "VSML_PROCESS_ID" not in os.environ:
+            raise ValueError("VSML_NUM_PROCESSES is set but VSML_PROCESS_ID is not; set both")
         kwargs["num_processes"] = int(os.environ["VSML_NUM_PROCESSES"])
         kwargs["process_id"] = int(os.environ["VSML_PROCESS_ID"])
     jax.distributed.initialize(**kwargs)
@@ -46,17 +48,22 @@ def maybe_initialize_distributed(enabled: bool = False) -> bool:
     return True
 
 
-def configure_cpu_devices(count: int = 0) -> None:
-    """Split the host CPU into ``count`` XLA devices (0: one per core) before JAX starts.
+def configure_cpu_devices(count: int = 0, divides: int | None = None) -> None:
+    """Split the host CPU into ``count`` XLA devices before JAX starts.
 
-    XLA runs small per-member programs on one core per device, so on a CPU-only
-    machine sharding the population over one device per core uses every core.
-    Accelerator backends ignore this; an explicit ``XLA_FLAGS`` device count wins.
+    ``count=0`` picks one device per usable core, reduced to the largest number that
+    divides ``divides`` (the population or batch size), so the default works on any
+    core count. XLA runs small per-member programs on one core per device, so on a
+    CPU-only machine sharding the population over one device per core uses every
+    core. Accelerator backends ignore this; an explicit ``XLA_FLAGS`` count wins.
     """
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return
+    if not count:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        count = max(d for d in range(1, cores + 1) if divides is None or divides % d == 0)
     try:
-        jax.config.update("jax_num_cpu_devices", count or os.cpu_count() or 1)
+        jax.config.update("jax_num_cpu_devices", count)
     except RuntimeError as e:  # the backend is already running (e.g. inside tests)
         log.info("cpu_devices left as they are: %s", e)
 

@@ -152,7 +152,9 @@ def network_step(
     together in one bottom-up sweep. With ``backward_pass``, the feedback is first
     delivered by a top-down sweep over the previous input ``prev_x`` (so the error
     reaches every layer within the step, as the paper's reverse tick does right
-    after the output), then ``x`` is read by a bottom-up sweep with zero feedback.
+    after the output), then ``x`` is read by a bottom-up sweep in which the top layer
+    gets zero feedback and lower layers read the backward messages the top-down sweep
+    left (as in the paper's code).
     """
     chex.assert_rank([x, error, label], 1)
     m = cfg.cell.message
