@@ -22,8 +22,11 @@ def smooth(y: np.ndarray, window: int) -> np.ndarray:
     return out / n
 
 
-def plot_accuracy_curves(curves: dict[str, dict[str, np.ndarray]], path, title: str = ""):
-    """``curves[dataset][learner] = accuracy [episodes, T]``; mean ± 95% CI per step."""
+def plot_accuracy_curves(
+    curves: dict[str, dict[str, np.ndarray]], path, title: str = "", log_x: bool = False
+):
+    """``curves[dataset][learner] = accuracy [episodes, T]``; mean ± 95% CI per step.
+    ``log_x`` spreads out the first steps, where meta-learned learners differ most."""
     n = len(curves)
     fig, axes = plt.subplots(1, n, figsize=(5 * n, 3.6), squeeze=False)
     for ax, (dataset, by_learner) in zip(axes[0], curves.items()):
@@ -37,6 +40,8 @@ def plot_accuracy_curves(curves: dict[str, dict[str, np.ndarray]], path, title: 
             ax.plot(steps, mean, label=learner)
             ax.fill_between(steps, mean - ci, mean + ci, alpha=0.2)
         ax.set_title(dataset)
+        if log_x:
+            ax.set_xscale("log")
         ax.set_xlabel("step (examples seen)")
         ax.set_ylabel("online accuracy")
         ax.set_ylim(0, 1)

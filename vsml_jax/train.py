@@ -409,6 +409,7 @@ def _meta_test(tester, mean_params, run_dir: Path, generation: int, writer, is_m
         )
         title = f"meta-test after {generation} generations"
         plots.plot_accuracy_curves(curves, run_dir / "meta_test.png", title=title)
+        plots.plot_accuracy_curves(curves, run_dir / "meta_test_logx.png", title=title, log_x=True)
         line = ", ".join(
             f"{k.removeprefix('eval/')}={v:.3f}"
             for k, v in summary.items()
