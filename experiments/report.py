@@ -23,7 +23,11 @@ def main(argv=None) -> int:
     losses = [r for r in records if r.get("meta_loss") is not None]
     lrs = next((r["baseline_lrs"] for r in records if "baseline_lrs" in r), {})
     print(f"run: {run}")
-    print(f"generations: {summary['generations']}, wall time: {summary['wall_s'] / 60:.1f} min")
+    block_s = sum(1.0 / r["generations_per_s"] for r in records if r.get("generations_per_s"))
+    print(
+        f"generations: {summary['generations']}; time in ES generations (sum over blocks, "
+        f"meta-tests excluded): {block_s / 60:.1f} min"
+    )
     if losses:
         first, last = losses[0], losses[-1]
         tail = losses[-min(100, len(losses)) :]
@@ -45,15 +49,18 @@ def main(argv=None) -> int:
             rows.setdefault((dataset, learner), {})[metric] = value
     print()
     print(
-        "| test set | learner | acc. steps 1-100 | mean acc. (all steps) | last 100 | 95% CI "
-        "(mean) | episodes x steps |"
+        "| test set | learner | acc. steps 1-100 | mean acc. (all steps) | last 100 steps "
+        "| episodes x steps |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for (dataset, learner), m in rows.items():
+        first_ci = m.get("first100_ci95", float("nan"))
         print(
-            f"| {dataset} | {learner} | {m['first100_acc']:.3f} | {m['mean_acc']:.3f} | "
-            f"{m['last100_acc']:.3f} | ±{m['ci95']:.3f} | {m['episodes']} x {m['steps']} |"
+            f"| {dataset} | {learner} | {m['first100_acc']:.3f} ± {first_ci:.3f} | "
+            f"{m['mean_acc']:.3f} ± {m['ci95']:.3f} | {m['last100_acc']:.3f} | "
+            f"{m['episodes']} x {m['steps']} |"
         )
+    print("\n(± is the 95% confidence interval over episodes)")
     return 0
 
 

@@ -77,6 +77,7 @@ def summarize(acc: np.ndarray) -> dict:
     acc = np.asarray(acc, np.float64)
     n, T = acc.shape
     per_episode = acc.mean(1)
+    first = acc[:, : min(100, T)].mean(1)
     last = acc[:, -min(100, T) :].mean()
     window = max(1, T // 20)
     kernel = np.ones(window) / window
@@ -85,7 +86,8 @@ def summarize(acc: np.ndarray) -> dict:
     )
     out = {
         "mean_acc": float(per_episode.mean()),
-        "first100_acc": float(acc[:, : min(100, T)].mean()),
+        "first100_acc": float(first.mean()),
+        "first100_ci95": float(1.96 * first.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
         "last100_acc": float(last),
         "ci95": float(1.96 * per_episode.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
         "episodes": n,

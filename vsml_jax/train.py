@@ -348,7 +348,9 @@ def train(
 
     if is_main:
         plots.plot_meta_loss(read_metrics(run_dir), run_dir / "meta_loss.png")
-        summary = {"generations": cfg.es.generations, "wall_s": time.time() - t_start}
+        previous = run_dir / "summary.json"
+        earlier = json.loads(previous.read_text())["wall_s"] if resume and previous.exists() else 0
+        summary = {"generations": cfg.es.generations, "wall_s": earlier + time.time() - t_start}
         if last_eval is not None:
             summary.update(last_eval)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
