@@ -49,6 +49,8 @@ class DataConfig:
 class ESConfig:
     """OpenAI-ES (or another evosax strategy) over the meta-parameters."""
 
+    # Open_ES uses sigma, lr (Adam) and antithetic pairs; any other distribution-based
+    # evosax strategy named here runs with its own default hyperparameters
     strategy: str = "Open_ES"
     population_pairs: int = 64  # antithetic pairs; population = 2 * pairs
     sigma: float = 0.05
