@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from vsml_jax.cli import report, user_errors
+from vsml_jax.cli import add_run_args, report, user_errors
 from vsml_jax.config import ConfigError, load_config, to_dict
 
 PRESET = Path(__file__).parent / "configs" / "cross_dataset.yaml"
@@ -36,27 +36,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--config", default=str(PRESET), help="YAML preset (default: %(default)s)")
-    p.add_argument("--las", help="comma-separated LAs, e.g. vsml,sgd,maml")
+    add_run_args(p, str(PRESET), "base.es.generations=100")
+    p.add_argument("--las", help="comma-separated LAs, e.g. vsml,sgd,maml@grad")
     p.add_argument("--train-sets", help="comma-separated groups: NAME, A+B, all, loo")
     p.add_argument("--test-sets", help="comma-separated test datasets")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override, e.g. --set base.es.generations=100 (repeatable)",
-    )
-    p.add_argument(
-        "--resume",
-        nargs="?",
-        const=True,
-        default=False,
-        metavar="RUN_DIR",
-        help="continue the latest (or the given) run; finished LAs are not redone",
-    )
-    p.add_argument("--data-dir", help="TFDS data dir")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("vsml_jax").setLevel(logging.INFO)

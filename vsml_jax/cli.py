@@ -32,8 +32,8 @@ def report(error: Exception) -> int:
     return 2
 
 
-def parse_args(argv=None, default_preset: str | None = None, description: str = ""):
-    p = argparse.ArgumentParser(description=description or __doc__)
+def add_run_args(p: argparse.ArgumentParser, default_preset, set_example: str) -> None:
+    """The flags every experiment shares: --config, --set, --resume, --data-dir."""
     p.add_argument("--config", default=default_preset, help="YAML preset (default: %(default)s)")
     p.add_argument(
         "--set",
@@ -41,7 +41,7 @@ def parse_args(argv=None, default_preset: str | None = None, description: str = 
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config value, e.g. --set es.population_pairs=128 (repeatable)",
+        help=f"override a config value, e.g. --set {set_example} (repeatable)",
     )
     p.add_argument(
         "--resume",
@@ -49,13 +49,18 @@ def parse_args(argv=None, default_preset: str | None = None, description: str = 
         const=True,
         default=False,
         metavar="RUN_DIR",
-        help="continue the latest run of this config (or RUN_DIR) from its checkpoint",
+        help="continue the latest run of this config (or RUN_DIR); finished work is kept",
     )
     p.add_argument(
         "--data-dir",
         default=None,
         help="TFDS data dir (else $VSML_DATA_DIR, ../shared/datasets/tfds, TFDS default)",
     )
+
+
+def parse_args(argv=None, default_preset: str | None = None, description: str = ""):
+    p = argparse.ArgumentParser(description=description or __doc__)
+    add_run_args(p, default_preset, "es.population_pairs=128")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
