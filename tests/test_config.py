@@ -80,6 +80,13 @@ def test_bad_keys_and_values_name_the_key(override, message):
         load_config(None, [override])
 
 
+def test_learner_args_are_checked_against_the_factory():
+    cfg = load_config(None, ["learner=meta_rnn", "learner_args={hidden: 8}"])
+    assert cfg.learner_args == {"hidden": 8}
+    with pytest.raises(ConfigError, match="learner_args: Unknown hyperparameter.*'hiden'"):
+        load_config(None, ["learner=meta_rnn", "learner_args={hiden: 8}"])
+
+
 def test_missing_or_broken_preset(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("nope.yaml")

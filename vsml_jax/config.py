@@ -121,6 +121,13 @@ class RunConfig:
             )
         if self.learner == "vsml" and self.learner_args:
             raise ConfigError("learner_args do not apply to vsml; configure it under network")
+        if self.learner != "vsml":
+            from vsml_jax.learners import make_learner
+
+            try:
+                make_learner(self.learner, **self.learner_args)
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"learner_args: {e}") from None
         for key, value in (
             ("es.population_pairs", self.es.population_pairs),
             ("es.generations_per_call", self.es.generations_per_call),
