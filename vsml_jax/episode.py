@@ -61,3 +61,18 @@ def run_episode(
 def episode_loss(learner: Learner, meta_params, xs, labels, key, num_classes) -> jax.Array:
     """The meta-objective of one episode: its mean online cross-entropy."""
     return run_episode(learner, meta_params, xs, labels, key, num_classes).loss.mean()
+
+
+def batch_episode_loss(
+    learner: Learner, meta_params, xs: jax.Array, labels: jax.Array, key: jax.Array, num_classes
+) -> jax.Array:
+    """Mean online cross-entropy over a batch of episodes ``xs [B, T, D]``, ``labels [B, T]``;
+    ``key`` is split into one learner-init key per episode."""
+    chex.assert_rank(xs, 3)
+    chex.assert_rank(labels, 2)
+    chex.assert_equal_shape_prefix((xs, labels), 2)
+    keys = jax.random.split(key, xs.shape[0])
+    losses = jax.vmap(lambda x, y, k: episode_loss(learner, meta_params, x, y, k, num_classes))(
+        xs, labels, keys
+    )
+    return losses.mean()

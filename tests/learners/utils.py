@@ -9,7 +9,7 @@ import numpy as np
 import optax
 from evosax.algorithms import Open_ES
 
-from vsml_jax.episode import episode_loss, run_episode
+from vsml_jax.episode import batch_episode_loss, run_episode
 from vsml_jax.learners.base import Learner, TaskSpec
 
 D, C, T = 8, 3, 40
@@ -111,10 +111,7 @@ def es_meta_train(
     def generation(state, k):
         ka, kd, ke, kt = jax.random.split(k, 4)
         xs, labels = _prototype_episodes(kd, batch, length, input_dim, num_classes)
-        ekeys = jax.random.split(ke, batch)
-        loss = lambda mp: jax.vmap(
-            lambda x, y, kk: episode_loss(learner, mp, x, y, kk, num_classes)
-        )(xs, labels, ekeys).mean()
+        loss = lambda mp: batch_episode_loss(learner, mp, xs, labels, ke, num_classes)
         held_out = loss(es.get_mean(state))
         population, state = es.ask(ka, state, params)
         state, _ = es.tell(kt, population, jax.vmap(loss)(population), state, params)

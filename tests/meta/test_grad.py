@@ -4,14 +4,14 @@ import optax
 import pytest
 
 from tests.learners.utils import C, fast_jit, initial_meta_params, prototype_episodes
-from vsml_jax.episode import episode_loss
+from vsml_jax.episode import batch_episode_loss, episode_loss
 from vsml_jax.learners.hebbian import hebbian
 from vsml_jax.learners.learned_optimizer import learned_optimizer
 from vsml_jax.learners.maml import maml
-from vsml_jax.meta.grad import batch_meta_loss, make_grad_meta_step, with_remat
+from vsml_jax.meta.grad import make_grad_meta_step, with_remat
 
 
-def test_batch_meta_loss_is_mean_episode_loss():
+def test_batch_episode_loss_is_mean_episode_loss():
     learner = hebbian()
     meta_params = initial_meta_params(learner)
     xs, labels = prototype_episodes(jax.random.key(0), 3, length=10)
@@ -21,7 +21,7 @@ def test_batch_meta_loss_is_mean_episode_loss():
     expected = np.mean(
         [single(learner, meta_params, xs[i], labels[i], keys[i], C) for i in range(3)]
     )
-    batched = fast_jit(batch_meta_loss, static_argnums=(0, 5))
+    batched = fast_jit(batch_episode_loss, static_argnums=(0, 5))
     np.testing.assert_allclose(
         batched(learner, meta_params, xs, labels, key, C), expected, rtol=1e-5
     )
@@ -37,7 +37,7 @@ def test_remat_gives_the_same_gradient(learner):
     meta_params = initial_meta_params(learner)
     xs, labels = prototype_episodes(jax.random.key(0), 2, length=12)
     key = jax.random.key(1)
-    grad = fast_jit(jax.grad(batch_meta_loss, argnums=1), static_argnums=(0, 5))
+    grad = fast_jit(jax.grad(batch_episode_loss, argnums=1), static_argnums=(0, 5))
     flat_plain, _ = jax.flatten_util.ravel_pytree(grad(learner, meta_params, xs, labels, key, C))
     flat_remat, _ = jax.flatten_util.ravel_pytree(
         grad(with_remat(learner), meta_params, xs, labels, key, C)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vsml_jax.episode import episode_loss
+from vsml_jax.episode import batch_episode_loss
 from vsml_jax.learners.base import Learner, TaskSpec
 
 
@@ -48,18 +48,13 @@ def tune_lr(
     chex.assert_equal_shape_prefix((xs, labels), 2)
     if len(lrs) == 0:
         raise ValueError("tune_lr needs at least one learning rate")
-    keys = jax.random.split(key, xs.shape[0])
-
     task = TaskSpec(input_dim=xs.shape[-1], num_classes=num_classes)
 
     @jax.jit
     def mean_loss(lr):
         learner = make_learner(lr)
         meta_params = learner.meta_init(key, task)
-        losses = jax.vmap(lambda x, y, k: episode_loss(learner, meta_params, x, y, k, num_classes))(
-            xs, labels, keys
-        )
-        return losses.mean()
+        return batch_episode_loss(learner, meta_params, xs, labels, key, num_classes)
 
     losses = np.array([float(mean_loss(jnp.asarray(lr, jnp.float32))) for lr in lrs])
     losses = np.where(np.isfinite(losses), losses, np.inf)

@@ -1,7 +1,7 @@
 """Gradient-based meta-training: backpropagation through the unrolled episode.
 
 The meta-objective is the mean online cross-entropy of a batch of episodes
-(:func:`vsml_jax.episode.episode_loss`), differentiated with respect to the
+(:func:`vsml_jax.episode.batch_episode_loss`), differentiated with respect to the
 meta-parameters through every step of the episode (as in Hochreiter et al. 2001,
 Andrychowicz et al. 2016 and MAML, Finn et al. 2017). This works for every learner
 whose ``step`` is differentiable (learned_optimizer, maml, meta_rnn, hebbian, fwp,
@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
-from vsml_jax.episode import episode_loss
+from vsml_jax.episode import batch_episode_loss
 from vsml_jax.learners.base import Learner, PyTree
 
 
@@ -31,25 +30,6 @@ def with_remat(learner: Learner) -> Learner:
     """The same learner with its ``step`` rematerialised in the backward pass."""
     # prevent_cse=False is safe (and faster) because the step runs inside lax.scan.
     return learner._replace(step=jax.checkpoint(learner.step, prevent_cse=False))
-
-
-def batch_meta_loss(
-    learner: Learner,
-    meta_params: PyTree,
-    xs: jax.Array,
-    labels: jax.Array,
-    key: jax.Array,
-    num_classes: int,
-) -> jax.Array:
-    """Mean online cross-entropy over a batch of episodes ``xs [B, T, D]``, ``labels [B, T]``."""
-    chex.assert_rank(xs, 3)
-    chex.assert_rank(labels, 2)
-    chex.assert_equal_shape_prefix((xs, labels), 2)
-    keys = jax.random.split(key, xs.shape[0])
-    losses = jax.vmap(lambda x, y, k: episode_loss(learner, meta_params, x, y, k, num_classes))(
-        xs, labels, keys
-    )
-    return losses.mean()
 
 
 MetaStep = Callable[
@@ -74,7 +54,7 @@ def make_grad_meta_step(
     if remat:
         learner = with_remat(learner)
     loss_and_grad = jax.value_and_grad(
-        lambda mp, xs, labels, key: batch_meta_loss(learner, mp, xs, labels, key, num_classes)
+        lambda mp, xs, labels, key: batch_episode_loss(learner, mp, xs, labels, key, num_classes)
     )
 
     @jax.jit
@@ -119,7 +99,7 @@ def make_grad_train_block(
         learner = with_remat(learner)
 
     def loss_fn(flat, xs, labels, key):
-        return batch_meta_loss(learner, unravel(flat), xs, labels, key, num_classes)
+        return batch_episode_loss(learner, unravel(flat), xs, labels, key, num_classes)
 
     def one_step(state: GradState, key):
         k_data, k_init = jax.random.split(key)
