@@ -49,6 +49,7 @@ from vsml_jax.train import (
     load_arrays,
     load_data,
     load_meta_params,
+    place_data,
     run_key,
     train,
 )
@@ -184,13 +185,14 @@ def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
     tests, groups = resolve_groups(cfg)
     log.info("test sets %s; meta-training groups %s", tests, groups)
     # every task is padded to the largest class count of the run
-    classes = max(a.num_classes for t in tests for a in load_arrays(cfg.base, [t], "test"))
+    test_arrays = {t: load_arrays(cfg.base, [t], "test") for t in tests}
+    classes = max(a.num_classes for arrays in test_arrays.values() for a in arrays)
     data_cfg = dataclasses.replace(
         cfg.base.data, num_classes=max(classes, cfg.base.data.num_classes)
     )
     cfg = dataclasses.replace(cfg, base=dataclasses.replace(cfg.base, data=data_cfg))
     base = cfg.base
-    test_data = {t: load_data(base, [t], "test", mesh) for t in tests}
+    test_data = {t: place_data(base, test_arrays[t], mesh) for t in tests}
     rows, curves = [], {}
     for la in cfg.las:
         for group in groups:

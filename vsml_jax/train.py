@@ -90,10 +90,14 @@ def load_arrays(cfg: RunConfig, names, split: str):
 
 def load_data(cfg: RunConfig, names, split: str, mesh) -> DeviceDataset:
     """Load, preprocess and place ``names`` (one mixture) on every device of ``mesh``."""
+    return place_data(cfg, load_arrays(cfg, names, split), mesh)
+
+
+def place_data(cfg: RunConfig, arrays, mesh) -> DeviceDataset:
+    """Check, preprocess and place host arrays (one mixture) on every device of ``mesh``."""
     d = cfg.data
-    arrays = load_arrays(cfg, names, split)
     for a in arrays:
-        log.info("data %s/%s: %s, %d examples", a.name, split, a.source, len(a.labels))
+        log.info("data %s/%s: %s, %d examples", a.name, a.split, a.source, len(a.labels))
         if a.num_classes > d.num_classes:
             raise ValueError(
                 f"dataset {a.name} has {a.num_classes} classes but data.num_classes is "
