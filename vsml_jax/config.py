@@ -104,6 +104,7 @@ class RunConfig:
     #                      counts ES generations or meta-gradient steps
     learner: str = "vsml"  # any name of vsml_jax.learners.LEARNERS
     learner_args: dict = dataclasses.field(default_factory=dict)  # its factory's kwargs
+    init_from: str | None = None  # a run dir: start from its final meta-parameters
     network: NetworkConfig = NetworkConfig()  # the VSML learner's architecture
     data: DataConfig = DataConfig()
     es: ESConfig = ESConfig()

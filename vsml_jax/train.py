@@ -282,6 +282,8 @@ def train(
 
     k_meta, k_es, k_run = (run_key(cfg.seed, tag) for tag in ("meta_init", "es", "run"))
     meta_params = learner.meta_init(k_meta, task)
+    if cfg.init_from:
+        meta_params = initial_meta_params(cfg, meta_params)
     num_params = sum(x.size for x in jax.tree.leaves(meta_params))
     if num_params == 0:
         raise ValueError(
@@ -386,6 +388,37 @@ def load_meta_params(run_dir: str | Path, step: int | None = None):
     finally:
         ckpt.close()
     return cfg, learner, unravel(jax.numpy.asarray(raw["mean"]))
+
+
+def initial_meta_params(cfg: RunConfig, like):
+    """The final meta-parameters of the run ``cfg.init_from``, checked against ``like``
+    (this run's freshly initialised meta-parameters): same learner, same pytree, same shapes.
+    """
+    source = Path(cfg.init_from)
+    if not (source / "config.yaml").is_file() or not (source / "task.json").is_file():
+        raise FileNotFoundError(
+            f"init_from: {source} is not a run directory (it needs config.yaml, task.json and "
+            "checkpoints/); pass the directory a training run printed as 'run dir'"
+        )
+    src_cfg, _, params = load_meta_params(source)
+    if src_cfg.learner != cfg.learner:
+        raise ValueError(
+            f"init_from: {source} trained learner {src_cfg.learner!r}, this run trains "
+            f"{cfg.learner!r}; start from a run of the same learner"
+        )
+    def signature(tree):
+        leaves, treedef = jax.tree.flatten(tree)
+        return treedef, [(tuple(x.shape), str(x.dtype)) for x in leaves]
+
+    (want_def, want), (got_def, got) = signature(like), signature(params)
+    if want_def != got_def or want != got:
+        raise ValueError(
+            f"init_from: the meta-parameters of {source} do not fit this run's learner "
+            f"(shapes {[s for s, _ in got]} vs {[s for s, _ in want]}); use the same "
+            "network / learner_args as that run"
+        )
+    log.info("meta-parameters initialised from %s", source)
+    return params
 
 
 def _check_finite(metrics: dict, start: int) -> None:

@@ -39,6 +39,10 @@ class NetworkConfig:
     output_scale: float = 100.0
     feed_label: bool = False
     backward_pass: bool = False
+    # with backward_pass: lower layers read, in the bottom-up sweep, the backward messages
+    # the top-down sweep left (True, the paper's code) or zeros (False, like backprop's
+    # forward pass; what a cloned backprop expects)
+    forward_sweep_feedback: bool = True
     share_layers: bool = True  # one V_M for all layers (the paper), else one per layer
     impl: str = "auto"  # 'auto' (fast when valid), 'fast' or 'direct'
 
@@ -95,13 +99,19 @@ def _embed(values: jax.Array, m: int, channel: int = 0) -> jax.Array:
     return jnp.zeros((values.shape[0], m), values.dtype).at[:, channel].set(values)
 
 
-def _sweep_up(cfg, params, state: NetworkState, fwd_in, top_bwd):
-    """One bottom-up sweep (micro-ticks per layer); returns the new state and the top output."""
+def _sweep_up(cfg, params, state: NetworkState, fwd_in, top_bwd, lower_feedback: bool = True):
+    """One bottom-up sweep (micro-ticks per layer); returns the new state and the top output.
+
+    Layer ``l < L - 1`` reads the backward message layer ``l + 1`` last emitted, or zeros
+    when ``lower_feedback`` is False.
+    """
     cells, bwd_msgs = list(state.cells), list(state.bwd_msgs)
     n = len(cells)
     f = fwd_in
     for layer in range(n):
         e = top_bwd if layer == n - 1 else state.bwd_msgs[layer + 1]
+        if not lower_feedback:
+            e = jnp.zeros_like(e)
         f_in = f
         for _ in range(cfg.num_micro_ticks):
             cells[layer], f, bwd_msgs[layer] = dense(
@@ -154,7 +164,9 @@ def network_step(
     reaches every layer within the step, as the paper's reverse tick does right
     after the output), then ``x`` is read by a bottom-up sweep in which the top layer
     gets zero feedback and lower layers read the backward messages the top-down sweep
-    left (as in the paper's code).
+    left (as in the paper's code; zeros with ``forward_sweep_feedback=False``). On the
+    first step (all-zero feedback: there is no previous example) the top-down sweep is
+    skipped, as in the paper's code.
     """
     chex.assert_rank([x, error, label], 1)
     m = cfg.cell.message
@@ -163,8 +175,10 @@ def network_step(
         top = top.at[:, 1].set(label)
     fwd_in = _embed(x, m, 0)
     if cfg.backward_pass:
-        state = _sweep_down(cfg, params, state, _embed(state.prev_x, m, 0), top)
+        swept = _sweep_down(cfg, params, state, _embed(state.prev_x, m, 0), top)
+        first = jnp.all(error == 0) & jnp.all(label == 0)
+        state = jax.tree.map(lambda old, new: jnp.where(first, old, new), state, swept)
         top = jnp.zeros_like(top)
-    state, out = _sweep_up(cfg, params, state, fwd_in, top)
+    state, out = _sweep_up(cfg, params, state, fwd_in, top, cfg.forward_sweep_feedback)
     logits = jnp.tanh(out[:, cfg.output_channel] / cfg.output_scale) * cfg.output_scale
     return state.replace(prev_x=x), logits
