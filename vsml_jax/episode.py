@@ -8,6 +8,7 @@ axes come from ``vmap`` outside.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import chex
@@ -35,6 +36,20 @@ def run_episode(
     num_classes: int,
 ) -> EpisodeResult:
     """Run ``learner`` online over ``xs`` ``[T, D]`` with integer ``labels`` ``[T]``."""
+    return trace_episode(learner, meta_params, xs, labels, key, num_classes, lambda s: ())[0]
+
+
+def trace_episode(
+    learner: Learner,
+    meta_params: PyTree,
+    xs: jax.Array,
+    labels: jax.Array,
+    key: jax.Array,
+    num_classes: int,
+    observe: Callable[[PyTree], PyTree],
+) -> tuple[EpisodeResult, PyTree]:
+    """:func:`run_episode` that also returns ``observe(state)`` after every step (stacked
+    over ``T``), e.g. the weights a learner holds, for introspection."""
     chex.assert_rank(xs, 2)
     chex.assert_rank(labels, 1)
     chex.assert_equal_shape_prefix((xs, labels), 1)
@@ -51,11 +66,11 @@ def run_episode(
         error = jax.nn.softmax(logits) - onehot  # d loss / d logits
         acc = (jnp.argmax(logits) == y).astype(jnp.float32)
         feedback = Feedback(error=error, label=onehot)
-        return (state, feedback), (logits, loss, acc)
+        return (state, feedback), (logits, loss, acc, observe(state))
 
     init_carry = (state, Feedback.zeros(num_classes, xs.dtype))
-    _, (logits, loss, acc) = jax.lax.scan(body, init_carry, (xs, labels))
-    return EpisodeResult(logits=logits, loss=loss, accuracy=acc)
+    _, (logits, loss, acc, observed) = jax.lax.scan(body, init_carry, (xs, labels))
+    return EpisodeResult(logits=logits, loss=loss, accuracy=acc), observed
 
 
 def episode_loss(learner: Learner, meta_params, xs, labels, key, num_classes) -> jax.Array:

@@ -387,7 +387,8 @@ def load_meta_params(run_dir: str | Path, step: int | None = None):
         raw = ckpt.restore_raw(step)
     finally:
         ckpt.close()
-    return cfg, learner, unravel(jax.numpy.asarray(raw["mean"]))
+    # via numpy: uncommitted arrays, usable with data on any devices
+    return cfg, learner, unravel(jax.numpy.asarray(np.asarray(raw["mean"])))
 
 
 def initial_meta_params(cfg: RunConfig, like):
@@ -406,6 +407,7 @@ def initial_meta_params(cfg: RunConfig, like):
             f"init_from: {source} trained learner {src_cfg.learner!r}, this run trains "
             f"{cfg.learner!r}; start from a run of the same learner"
         )
+
     def signature(tree):
         leaves, treedef = jax.tree.flatten(tree)
         return treedef, [(tuple(x.shape), str(x.dtype)) for x in leaves]
