@@ -4,7 +4,8 @@ With no arguments this runs the CPU-sized default (about 20 minutes on 2 cores):
   LAs         vsml and hebbian (meta-trained with ES: 64 antithetic pairs, 1500 generations,
               100-step episodes), meta_rnn (hidden 32) and fwp (meta-gradients through
               the episodes: batch 16, 1500 / 1000 steps), online sgd and adam (lr tuned on
-              the meta-training set), online nearest class mean (ncm)
+              the meta-training set), online nearest class mean (ncm), online k-nearest
+              neighbours over the last 2000 examples (knn with k = 5, and 1nn)
   meta-train  mnist
   meta-test   mnist (seen), fashion_mnist, kmnist, cifar10, random, sum (unseen);
               16 online episodes of 500 steps each, the same episodes for every LA

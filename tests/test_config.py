@@ -80,6 +80,16 @@ def test_bad_keys_and_values_name_the_key(override, message):
         load_config(None, [override])
 
 
+def test_every_hand_designed_learner_is_a_default_baseline():
+    from vsml_jax.config import HAND_DESIGNED
+    from vsml_jax.learners import LEARNERS
+
+    assert {"ncm", "knn", "1nn"} <= set(HAND_DESIGNED) <= set(LEARNERS)
+    assert load_config(None).eval.baselines == HAND_DESIGNED
+    cfg = load_config(None, ["eval.baselines=[1nn, knn]"])
+    assert cfg.eval.baselines == ("1nn", "knn")
+
+
 def test_learner_args_are_checked_against_the_factory():
     cfg = load_config(None, ["learner=meta_rnn", "learner_args={hidden: 8}"])
     assert cfg.learner_args == {"hidden": 8}

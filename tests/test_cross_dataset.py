@@ -54,6 +54,21 @@ def test_groups_all_and_leave_one_out():
     assert rc.learner_args == {"hidden": 32}
 
 
+def test_simple_learners_are_in_every_default_comparison():
+    from vsml_jax.config import HAND_DESIGNED
+
+    paper = ROOT / "experiments" / "configs" / "cross_dataset_paper.yaml"
+    for las in (
+        CrossDatasetConfig().las,
+        load_config(PRESET, cls=CrossDatasetConfig).las,
+        load_config(paper, cls=CrossDatasetConfig, defaults=PRESET).las,
+    ):
+        assert set(HAND_DESIGNED) <= set(las)
+        assert len(set(las)) == len(las)
+    rc = la_config(load_config(PRESET, cls=CrossDatasetConfig), "1nn", ("mnist",))
+    assert rc.learner == "1nn" and rc.name == "1nn__mnist"
+
+
 def test_bad_names_are_errors():
     with pytest.raises(ConfigError, match="unknown LA 'nope'"):
         load_config(PRESET, ["las=[vsml, nope]"], cls=CrossDatasetConfig)

@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 
 
 # learners without meta-parameters: evaluated as they are (sgd/adam with a tuned lr)
-HAND_DESIGNED = ("sgd", "adam", "ncm")
+HAND_DESIGNED = ("sgd", "adam", "ncm", "knn", "1nn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +83,8 @@ class EvalConfig:
     split: str = "test"
     episode_length: int = 2000
     num_episodes: int = 16
-    baselines: tuple[str, ...] = ("sgd", "adam", "ncm")  # hand-designed; sgd/adam lr-tuned
+    # hand-designed; sgd/adam lr-tuned, ncm, knn (k=5) and 1nn parameter-free
+    baselines: tuple[str, ...] = ("sgd", "adam", "ncm", "knn", "1nn")
     baseline_hidden: tuple[int, ...] = (160,)
     baseline_lrs: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 

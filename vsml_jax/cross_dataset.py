@@ -6,8 +6,9 @@ marked *seen* or *unseen* in meta-training. All LAs go through the same
 :func:`vsml_jax.train.train` (ES or meta-gradients, checkpoints) and the same
 :func:`vsml_jax.evaluation.evaluate`; every LA sees the same meta-test episodes.
 
-Hand-designed LAs (online SGD / Adam) have no meta-parameters: their learning
-rate is grid-searched on episodes of the meta-training group instead.
+Hand-designed LAs have no meta-parameters: online SGD / Adam get their learning
+rate grid-searched on episodes of the meta-training group instead; the nearest
+class mean and k-NN (``ncm``, ``knn``, ``1nn``) are evaluated as they are.
 
 All tasks share one input format, as the paper does for its baselines: grey,
 28x28, standardised per dataset, labels padded to the largest class count; the
@@ -73,7 +74,17 @@ class CrossDatasetConfig:
 
     name: str = "cross_dataset"
     out_dir: str = "runs"
-    las: tuple[str, ...] = ("vsml", "meta_rnn", "hebbian", "fwp", "sgd", "adam", "ncm")
+    las: tuple[str, ...] = (
+        "vsml",
+        "meta_rnn",
+        "hebbian",
+        "fwp",
+        "sgd",
+        "adam",
+        "ncm",
+        "knn",
+        "1nn",
+    )
     train_sets: tuple[str, ...] = ("mnist",)
     test_sets: tuple[str, ...] = ("mnist", "fashion_mnist", "kmnist", "cifar10", "random", "sum")
     la_overrides: dict = dataclasses.field(default_factory=dict)

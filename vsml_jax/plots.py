@@ -22,6 +22,15 @@ def smooth(y: np.ndarray, window: int) -> np.ndarray:
     return out / n
 
 
+def colors(n: int) -> list:
+    """``n`` distinct colours: matplotlib's default cycle (tab10) up to 10, else tab20
+    (the default cycle repeats after 10, which would give two learners one colour)."""
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    cmap = plt.get_cmap("tab20" if n <= 20 else "gist_ncar")
+    return [cmap(i if n <= 20 else i / n) for i in range(n)]
+
+
 def plot_accuracy_curves(
     curves: dict[str, dict[str, np.ndarray]], path, title: str = "", log_x: bool = False
 ):
@@ -29,6 +38,8 @@ def plot_accuracy_curves(
     ``log_x`` spreads out the first steps, where meta-learned learners differ most."""
     n = len(curves)
     fig, axes = plt.subplots(1, n, figsize=(5 * n, 3.6), squeeze=False)
+    learners = list(dict.fromkeys(name for by in curves.values() for name in by))
+    color = dict(zip(learners, colors(len(learners))))  # one colour per learner, every panel
     for ax, (dataset, by_learner) in zip(axes[0], curves.items()):
         for learner, acc in by_learner.items():
             acc = np.asarray(acc, np.float64)
@@ -37,8 +48,8 @@ def plot_accuracy_curves(
             mean = s.mean(0)
             ci = 1.96 * s.std(0) / np.sqrt(max(1, s.shape[0]))
             steps = np.arange(1, T + 1)
-            ax.plot(steps, mean, label=learner)
-            ax.fill_between(steps, mean - ci, mean + ci, alpha=0.2)
+            ax.plot(steps, mean, label=learner, color=color[learner])
+            ax.fill_between(steps, mean - ci, mean + ci, alpha=0.2, color=color[learner])
         ax.set_title(dataset)
         if log_x:
             ax.set_xscale("log")
@@ -89,6 +100,7 @@ def plot_accuracy_grid(rows: list[dict], path, metric: str = "mean_acc"):
         squeeze=False,
     )
     width = 0.8 / max(1, len(las))
+    color = colors(len(las))
     for ax, group in zip(axes[:, 0], groups):
         for j, la in enumerate(las):
             for i, t in enumerate(tests):
@@ -107,7 +119,7 @@ def plot_accuracy_grid(rows: list[dict], path, metric: str = "mean_acc"):
                     r[metric],
                     width,
                     yerr=r.get("ci95") or 0.0,
-                    color=f"C{j}",
+                    color=color[j],
                     hatch="//" if r["seen"] else None,
                     label=la if i == 0 else None,
                     edgecolor="white",

@@ -13,6 +13,9 @@ EXPECTED = {
     "learned_optimizer",
     "synaptic_rule",
     "maml",
+    "ncm",
+    "knn",
+    "1nn",
 }
 
 

@@ -15,6 +15,7 @@ from vsml_jax.learners import (
     fw_memory,
     fwp,
     hebbian,
+    knn,
     learned_optimizer,
     maml,
     meta_rnn,
@@ -38,6 +39,8 @@ LEARNERS: dict[str, Callable[..., Learner]] = {
     "synaptic_rule": synaptic_rule.synaptic_rule,
     "maml": maml.maml,
     "ncm": ncm.ncm,
+    "knn": knn.knn,
+    "1nn": knn.one_nn,
 }
 
 LEARNERS["vsml"] = vsml.vsml  # its NetworkConfig comes from RunConfig.network in training
