@@ -187,3 +187,43 @@ def test_load_data_filters_and_relabels_classes():
     labels = np.asarray(data.labels)
     assert set(np.unique(labels)) == {0, 1}
     assert (labels == 0).sum() == 1028 and (labels == 1).sum() == 1010  # MNIST test: 7s, 3s
+
+
+@pytest.mark.slow
+def test_init_from_loads_exactly_and_rejects_other_learners_or_shapes(tmp_path):
+    import jax
+    from jax.flatten_util import ravel_pytree
+
+    from vsml_jax.config import load_config
+    from vsml_jax.learners.base import TaskSpec
+    from vsml_jax.train import build_learner, initial_meta_params
+
+    rc, out, err = _run(tmp_path, "--set", "es.generations=10", "--set", "eval.datasets=[]")
+    assert rc == 0, err
+    source = _run_dir(out)
+    saved = _final_mean(source, 10)
+
+    def cfg_with(*overrides):
+        sets = [a for a in TINY[2:] if a != "--set"]
+        return load_config(TINY[1], [*sets, f"init_from={source}", *overrides])
+
+    cfg = cfg_with()
+    like = build_learner(cfg).meta_init(jax.random.PRNGKey(5), TaskSpec(8, 10))
+    loaded = initial_meta_params(cfg, like)
+    flat, _ = ravel_pytree(loaded)
+    np.testing.assert_array_equal(np.asarray(flat), saved)  # bitwise
+
+    with pytest.raises(ValueError, match="trained learner 'vsml'.*'hebbian'"):
+        initial_meta_params(cfg_with("learner=hebbian"), like)
+    small = cfg_with("network.cell.hidden=8")
+    like_small = build_learner(small).meta_init(jax.random.PRNGKey(5), TaskSpec(8, 10))
+    with pytest.raises(ValueError, match="do not fit this run's learner"):
+        initial_meta_params(small, like_small)
+    with pytest.raises(FileNotFoundError, match="is not a run directory"):
+        initial_meta_params(cfg_with(f"init_from={tmp_path}"), like)
+
+    # through the CLI: a mismatched init_from is one line, exit 2
+    rc, out, err = _run(tmp_path, "--set", f"init_from={source}", "--set", "network.cell.hidden=8")
+    assert rc == 2
+    errors = [x for x in err.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and "init_from" in errors[0] and "Traceback" not in err

@@ -414,10 +414,13 @@ def initial_meta_params(cfg: RunConfig, like):
 
     (want_def, want), (got_def, got) = signature(like), signature(params)
     if want_def != got_def or want != got:
+        diff = next(
+            (f"leaf {i}: {g[0]} vs {w[0]}" for i, (g, w) in enumerate(zip(got, want)) if g != w),
+            f"{len(got)} vs {len(want)} arrays",
+        )
         raise ValueError(
             f"init_from: the meta-parameters of {source} do not fit this run's learner "
-            f"(shapes {[s for s, _ in got]} vs {[s for s, _ in want]}); use the same "
-            "network / learner_args as that run"
+            f"({diff}); use the same network / learner_args as that run"
         )
     log.info("meta-parameters initialised from %s", source)
     return params

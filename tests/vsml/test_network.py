@@ -27,6 +27,7 @@ def _episode(cfg, D=12, C=4, T=30, seed=0):
         {},
         {"hidden_layers": (6,)},
         {"hidden_layers": (6, 5), "backward_pass": True},
+        {"hidden_layers": (6,), "backward_pass": True, "forward_sweep_feedback": False},
         {"feed_label": True, "num_micro_ticks": 3},
         {"share_layers": False, "hidden_layers": (5,)},
     ],
@@ -74,3 +75,48 @@ def test_config_validation():
         NetworkConfig(impl="fast", cell=CellConfig(layer_norm=True))
     with pytest.raises(ValueError, match="impl"):
         NetworkConfig(impl="cuda")
+
+
+def _two_steps(cfg, D=6, C=3):
+    from vsml_jax.learners.base import Feedback
+    from vsml_jax.vsml.network import init_network_params, init_network_state, network_step
+
+    params = init_network_params(jax.random.PRNGKey(0), cfg, len(cfg.hidden_layers) + 1)
+    state = init_network_state(jax.random.PRNGKey(1), cfg, D, C)
+    x = jax.random.normal(jax.random.PRNGKey(2), (D,))
+    fb = Feedback.zeros(C)
+    return params, state, x, fb, network_step
+
+
+def test_backward_pass_skips_the_top_down_sweep_on_the_first_step():
+    """Step 0 has no previous example: with backward_pass the state after it equals the
+    state of the bottom-up sweep alone (the network without a backward pass)."""
+    with_bp = NetworkConfig(hidden_layers=(4,), backward_pass=True)
+    without = NetworkConfig(hidden_layers=(4,), backward_pass=False)
+    params, state, x, fb, step = _two_steps(with_bp)
+    s1, logits1 = step(with_bp, params, state, x, fb.error, fb.label)
+    s2, logits2 = step(without, params, state, x, fb.error, fb.label)
+    np.testing.assert_array_equal(logits1, logits2)
+    for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2)):
+        np.testing.assert_array_equal(a, b)
+    # with feedback (any later step) the sweep runs and changes the outcome
+    err = jax.numpy.array([0.2, -0.3, 0.1])
+    _, l_bp = step(with_bp, params, s1, x, err, jax.numpy.array([0.0, 1.0, 0.0]))
+    _, l_no = step(without, params, s1, x, jax.numpy.zeros(3), jax.numpy.zeros(3))
+    assert not np.allclose(l_bp, l_no)
+
+
+def test_forward_sweep_feedback_false_feeds_lower_layers_zeros():
+    """After the top-down sweep, the bottom-up sweep's lower layers read zeros, so their
+    state then is that of a sweep whose stored backward messages were zero."""
+    cfg = NetworkConfig(hidden_layers=(4,), backward_pass=True, forward_sweep_feedback=False)
+    params, state, x, fb, step = _two_steps(cfg)
+    s1, _ = step(cfg, params, state, x, fb.error, fb.label)
+    err, lab = jax.numpy.array([0.2, -0.3, 0.1]), jax.numpy.array([0.0, 1.0, 0.0])
+    zeroed = s1.replace(bwd_msgs=tuple(jax.numpy.zeros_like(b) for b in s1.bwd_msgs))
+    a, la = step(cfg, params, s1, x, err, lab)
+    b, lb = step(cfg, params, zeroed, x, err, lab)
+    np.testing.assert_allclose(la, lb, rtol=1e-6, atol=1e-6)  # stored messages never read
+    paper = NetworkConfig(hidden_layers=(4,), backward_pass=True)
+    _, lp = step(paper, params, s1, x, err, lab)
+    assert not np.allclose(la, lp)

@@ -1,0 +1,75 @@
+"""End to end: `python -m experiments.la_cloning` on real MNIST, tiny; resume recomputes nothing."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = [
+    "clone.train_steps=40",
+    "clone_block=20",
+    "clone.grids=2",
+    "clone.grid=[6,4]",
+    "clone.steps=5",
+    "deep_hidden=[4]",
+    "base.cpu_devices=1",
+    "base.data.input_dim=8",
+    "base.data.episode_length=10",
+    "base.es.population_pairs=2",
+    "base.es.generations=10",
+    "base.es.generations_per_call=5",
+    "base.checkpoint_every=5",
+    "base.eval.num_episodes=3",
+    "base.eval.episode_length=40",
+    "base.eval.baseline_lrs=[0.01,0.1]",
+    "base.eval.baselines=[sgd,ncm]",
+]
+
+
+def _run(out_dir, *args):
+    sets = [a for s in TINY for a in ("--set", s)]
+    cmd = [sys.executable, "-m", "experiments.la_cloning", *sets, "--set", f"out_dir={out_dir}"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.run(
+        [*cmd, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.mark.slow
+def test_la_cloning_writes_its_outputs_and_resume_recomputes_nothing(tmp_path):
+    p = _run(tmp_path)
+    assert p.returncode == 0, p.stderr
+    run = Path(next(x for x in p.stdout.splitlines() if x.startswith("run dir: "))[9:])
+    for f in ("cloning_loss.png", "weights.png", "fig5.png", "improve.png", "results.md"):
+        assert (run / f).stat().st_size > 0, f
+    rows = (run / "results.csv").read_text().splitlines()
+    # 2 test sets x 2 networks x 3 learners, then 2 test sets x (2 ES runs + 2 baselines + clone)
+    assert len(rows) == 1 + 12 + 10
+    assert any("VSML clone + ES" in r for r in rows)
+    clone = run / "clone"
+    assert (clone / "config.yaml").exists() and (clone / "task.json").exists()
+    cached = {f: f.stat().st_mtime_ns for f in (run / "meta_test").glob("*.npz")}
+    acc = np.load(next(iter(cached)))["accuracy"]
+    assert acc.shape == (3, 40)
+
+    p = _run(tmp_path, "--resume", str(run))
+    assert p.returncode == 0, p.stderr
+    assert {f: f.stat().st_mtime_ns for f in (run / "meta_test").glob("*.npz")} == cached
+    assert "clone step" not in p.stderr  # the clone is not retrained
+
+
+def test_unknown_key_is_one_line_error(tmp_path):
+    p = subprocess.run(
+        [sys.executable, "-m", "experiments.la_cloning", "--set", "clone.stepz=3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines()[-1].startswith("error: unknown config key clone.stepz")

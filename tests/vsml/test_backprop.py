@@ -1,0 +1,117 @@
+"""The cloning target: backprop written as VSML dynamics (vsml/backprop.py, grid_sgd)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from vsml_jax.episode import run_episode
+from vsml_jax.learners.base import TaskSpec
+from vsml_jax.learners.grid_sgd import grid_sgd
+from vsml_jax.vsml.backprop import GridWeights, reference_tick
+from vsml_jax.vsml.network import NetworkConfig
+
+A, B, LR, BIAS_LR = 5, 3, 0.7, 0.05
+
+
+def _weights(key):
+    k1, k2 = jax.random.split(key)
+    return GridWeights(w=jax.random.normal(k1, (A, B)), beta=0.1 * jax.random.normal(k2, (A, B)))
+
+
+def test_tick_is_a_dense_layer_with_the_documented_scales():
+    """y = tanh(x) W + b with W = w / A, b = mean_a beta; e_a = (A / B) dL/dtanh(x_a);
+    the update is SGD on W with lr LR / A and on b with BIAS_LR, for L = <e, y>."""
+    k = jax.random.split(jax.random.PRNGKey(0), 3)
+    g = _weights(k[0])
+    x, e = jax.random.normal(k[1], (A,)), jax.random.normal(k[2], (B,))
+    W, b = g.w / A, g.bias
+
+    def loss(W, b, u):
+        return jnp.dot(e, u @ W + b)
+
+    dW, db, du = jax.grad(loss, argnums=(0, 1, 2))(W, b, jnp.tanh(x))
+    new, y, e_a = reference_tick(g, x, e, LR, BIAS_LR)
+    W_new, b_new = W - (LR / A) * dW, b - BIAS_LR * db
+    np.testing.assert_allclose(new.w / A, W_new, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new.bias, b_new, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y, jnp.tanh(x) @ W_new + b_new, rtol=1e-5, atol=1e-6)
+    # the backward message is taken from the updated weights
+    du_new = jax.grad(lambda u: jnp.dot(e, u @ W_new))(jnp.tanh(x))
+    np.testing.assert_allclose(e_a, (A / B) * du_new, rtol=1e-5, atol=1e-6)
+
+
+def test_zero_error_tick_leaves_the_weights():
+    g = _weights(jax.random.PRNGKey(1))
+    new, _, e_a = reference_tick(g, jnp.ones((A,)), jnp.zeros((B,)), LR, BIAS_LR)
+    np.testing.assert_array_equal(new.w, g.w)
+    np.testing.assert_array_equal(e_a, 0.0)
+
+
+def _net(hidden=()):
+    return NetworkConfig(
+        hidden_layers=hidden,
+        num_micro_ticks=1,
+        output_channel=0,
+        backward_pass=True,
+        forward_sweep_feedback=False,
+    )
+
+
+def test_shallow_grid_sgd_is_online_sgd_on_cross_entropy():
+    """The whole episode equals online SGD of the dense layer on the previous example's
+    cross-entropy (logits small enough that VSML's tanh squash is the identity)."""
+    D, C, T = 6, 3, 25
+    k = jax.random.split(jax.random.PRNGKey(2), 3)
+    xs = jax.random.normal(k[0], (T, D))
+    labels = jax.random.randint(k[1], (T,), 0, C)
+    learner = grid_sgd(LR, BIAS_LR, _net(), init_std=0.5)
+    result = run_episode(learner, {}, xs, labels, k[2], C)
+    g0 = learner.init({}, TaskSpec(D, C), k[2]).layers[0]
+    W, b = g0.w / D, g0.bias
+
+    def logits_fn(W, b, x):
+        return jnp.tanh(x) @ W + b
+
+    expected = []
+    for t in range(T):
+        if t > 0:
+
+            def ce(W, b, t=t):
+                return optax.softmax_cross_entropy_with_integer_labels(
+                    logits_fn(W, b, xs[t - 1]), labels[t - 1]
+                )
+
+            dW, db = jax.grad(ce, argnums=(0, 1))(W, b)
+            W, b = W - (LR / D) * dW, b - BIAS_LR * db
+        expected.append(logits_fn(W, b, xs[t]))
+    np.testing.assert_allclose(result.logits, jnp.stack(expected), rtol=1e-4, atol=1e-5)
+
+
+def test_grid_sgd_with_readout_starts_from_the_vsml_cells_weights():
+    """With a read-out, the initial weights are the read-out of VSML's initial cell state
+    for the same key (so clone and reference start from the same network)."""
+    from vsml_jax.vsml.network import init_network_state
+
+    net = _net((4,))
+    readout = np.zeros((2, net.cell.hidden), np.float32)
+    readout[0, 0], readout[1, 1] = 3.0, 2.0
+    task = TaskSpec(6, 3)
+    key = jax.random.PRNGKey(3)
+    state = grid_sgd(LR, BIAS_LR, net, readout=readout).init({}, task, key)
+    cells = init_network_state(key, net, 6, 3).cells
+    for layer, c in zip(state.layers, cells):
+        np.testing.assert_array_equal(layer.w, 3.0 * c.c[..., 0])
+        np.testing.assert_array_equal(layer.beta, 2.0 * c.c[..., 1])
+    with pytest.raises(ValueError, match="readout must be"):
+        grid_sgd(network=net, readout=np.zeros((3, 3)))
+
+
+def test_deep_grid_sgd_learns_a_separable_task():
+    D, C, T = 8, 2, 300
+    k = jax.random.split(jax.random.PRNGKey(4), 3)
+    xs = jax.random.normal(k[0], (T, D))
+    labels = (xs[:, 0] + xs[:, 1] > 0).astype(jnp.int32)
+    result = run_episode(grid_sgd(1.0, 0.03, _net((8,)), init_std=3.0), {}, xs, labels, k[2], C)
+    assert result.accuracy[-100:].mean() > 0.85

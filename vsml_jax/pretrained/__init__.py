@@ -1,0 +1,77 @@
+"""Meta-learned learners shipped with the package: meta-parameters plus a model card.
+
+Each entry ``NAME`` is ``NAME.npz`` (the flat meta-parameters ``mean`` and, for a clone,
+its ``readout``) and ``NAME.json`` (the model card: the run config, the command that
+produced it, the code version and its measured meta-test numbers).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+
+class Pretrained(NamedTuple):
+    name: str
+    config: object  # vsml_jax.config.RunConfig
+    learner: object  # vsml_jax.learners.base.Learner
+    meta_params: object
+    card: dict
+    arrays: dict  # everything stored beside ``mean`` (e.g. a clone's ``readout``)
+
+
+def available() -> list[str]:
+    return sorted(
+        p.name[: -len(".json")]
+        for p in resources.files(__name__).iterdir()
+        if p.name.endswith(".json")
+    )
+
+
+def save(path: Path, cfg, task, meta_params, card: dict, **arrays) -> None:
+    """Write ``path.npz`` / ``path.json`` for a learner (used to add shipped learners)."""
+    from vsml_jax.config import to_dict
+
+    flat, _ = ravel_pytree(meta_params)
+    np.savez(
+        path.with_suffix(".npz"),
+        mean=np.asarray(flat),
+        **{k: np.asarray(v) for k, v in arrays.items()},
+    )
+    card = {
+        **card,
+        "config": to_dict(cfg),
+        "task": {"input_dim": task.input_dim, "num_classes": task.num_classes},
+    }
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+def load(name: str) -> Pretrained:
+    """The shipped learner ``name`` (see :func:`available`)."""
+    from vsml_jax.config import RunConfig, from_dict
+    from vsml_jax.learners.base import TaskSpec
+    from vsml_jax.train import build_learner
+
+    names = available()
+    if name not in names:
+        raise FileNotFoundError(f"no shipped learner {name!r}; available: {', '.join(names)}")
+    root = resources.files(__name__)
+    card = json.loads((root / f"{name}.json").read_text())
+    with (root / f"{name}.npz").open("rb") as f:
+        arrays = dict(np.load(f))
+    cfg = from_dict(RunConfig, card["config"])
+    learner = build_learner(cfg)
+    task = TaskSpec(**card["task"])
+    like = jax.eval_shape(lambda k: learner.meta_init(k, task), jax.random.PRNGKey(0))
+    _, unravel = ravel_pytree(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), like))
+    flat = arrays.pop("mean")
+    if flat.size != sum(int(np.prod(s.shape)) for s in jax.tree.leaves(like)):
+        raise ValueError(f"shipped learner {name!r}: {flat.size} parameters do not fit its config")
+    return Pretrained(name, cfg, learner, unravel(jnp.asarray(flat)), card, arrays)
