@@ -28,6 +28,7 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+            item_handlers=ocp.StandardCheckpointHandler(),  # so metadata reads before restores
         )
 
     def latest_step(self) -> int | None:
@@ -49,12 +50,23 @@ class Checkpointer:
             ) from None
 
     def restore_raw(self, step: int | None = None) -> dict:
-        """Restore ``step`` (default: latest) as plain arrays, without a target structure."""
+        """Restore ``step`` (default: latest) as arrays on one local device, whatever the
+        device count of the run that saved it."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise CheckpointError(f"no checkpoint under {self.directory}")
         try:
-            return self._manager.restore(step, args=ocp.args.StandardRestore())
+            # a target on this process's first device: the checkpoint's own shardings
+            # name the devices of the run that saved it, which may not exist here
+            import jax
+
+            meta = self._manager.item_metadata(step)
+            tree = getattr(meta, "tree", meta)
+            device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            target = jax.tree.map(
+                lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree
+            )
+            return self._manager.restore(step, args=ocp.args.StandardRestore(target))
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(
                 f"checkpoint {self.directory / str(step)} cannot be restored "

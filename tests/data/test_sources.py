@@ -132,6 +132,7 @@ def test_synthetic_options_rejected_for_real_data():
 def test_resolve_data_dirs_order(tmp_path, monkeypatch):
     explicit, env, default = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     explicit.mkdir()
+    env.mkdir()
     monkeypatch.setenv("VSML_DATA_DIR", str(env))
     monkeypatch.setenv("TFDS_DATA_DIR", str(default))
     assert resolve_data_dirs(explicit) == [explicit, env, *shared_tfds_dirs(), default]
