@@ -30,7 +30,7 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 def report_interrupt(error: KeyboardInterrupt) -> int:
     """Ctrl-C: one line (where the last checkpoint is, when training had started)."""
-    print(f"interrupted: {error}" if str(error) else "interrupted", file=sys.stderr)
+    print(str(error) or "interrupted", file=sys.stderr)
     return 130
 
 
