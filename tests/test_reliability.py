@@ -280,12 +280,11 @@ def test_out_dir_that_is_a_file_is_one_line_error(tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: cannot create the run folder")
 
 
-def test_failed_start_leaves_no_run_dir(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("VSML_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr("vsml_jax.data.dirs.shared_tfds_dirs", lambda: [])
-    rc, err = _main(capsys, "--set", f"out_dir={tmp_path}", "--set", "data.train_sets=[emnist]")
-    assert rc == 2 and "emnist" in err[-1]
+def test_failed_start_leaves_no_run_dir(tmp_path, capsys):
+    # init_from fails after the data, the learner and the run dir are set up
+    rc, err = _main(capsys, "--set", f"out_dir={tmp_path}", "--set", f"init_from={tmp_path}")
+    assert rc == 2 and err[-1].startswith(f"error: init_from: {tmp_path} is not a run directory")
+    assert [p.name for p in tmp_path.iterdir()] == ["quickstart"]
     assert list((tmp_path / "quickstart").iterdir()) == []
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from vsml_jax.config import ConfigError, RunConfig, load_config
 def user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean bad input (config, data, checkpoint, devices): one line, exit 2."""
     from vsml_jax.checkpoint import CheckpointError
+    from vsml_jax.meta.sharding import DistributedError
     from vsml_jax.rundir import RunDirError
 
     return (
@@ -25,6 +27,7 @@ def user_errors() -> tuple[type[Exception], ...]:
         FloatingPointError,
         CheckpointError,
         RunDirError,
+        DistributedError,
     )
 
 
@@ -119,7 +122,13 @@ def main(argv=None, default_preset: str | None = None, description: str = "") ->
     except user_errors() as e:
         if args.verbose:
             raise
-        return report(e)
+        rc = report(e)
+        from vsml_jax.meta.sharding import DistributedError
+
+        if isinstance(e, DistributedError):  # skip the coordination service's C++ teardown
+            sys.stderr.flush()
+            os._exit(rc)
+        return rc
     except KeyboardInterrupt as e:
         if args.verbose:
             raise

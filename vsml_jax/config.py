@@ -100,6 +100,8 @@ class RunConfig:
     checkpoint_every: int = 100  # generations
     keep_checkpoints: int = 3
     distributed: bool = False  # call jax.distributed.initialize() (also: $VSML_DISTRIBUTED=1)
+    distributed_heartbeat_timeout_s: int = 20  # a process silent this long is dead: all exit
+    distributed_init_timeout_s: int = 60  # every process must join within this
     cpu_devices: int = 0  # CPU backend only: XLA devices to split the host into (0 = per core)
     max_skipped: int = 10  # stop after this many consecutive skipped (non-finite) updates
     tensorboard: bool = True
@@ -144,6 +146,8 @@ class RunConfig:
             ("eval.num_episodes", self.eval.num_episodes),
             ("grad.batch_size", self.grad.batch_size),
             ("max_skipped", self.max_skipped),
+            ("distributed_heartbeat_timeout_s", self.distributed_heartbeat_timeout_s),
+            ("distributed_init_timeout_s", self.distributed_init_timeout_s),
         ):
             if value < 1:
                 raise ConfigError(f"{key} must be >= 1, got {value}")

@@ -189,7 +189,10 @@ def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
     ``meta_test/*.npz``), so calling ``run`` again on the same folder recomputes nothing.
     """
     configure_cpu_devices(cfg.base.cpu_devices, divides=cfg.base.es.population_size)
-    maybe_initialize_distributed(cfg.base.distributed)
+    b = cfg.base
+    maybe_initialize_distributed(
+        b.distributed, b.distributed_heartbeat_timeout_s, b.distributed_init_timeout_s
+    )
     is_main = jax.process_index() == 0
     mesh = population_mesh()
     tests, groups = resolve_groups(cfg)

@@ -33,6 +33,8 @@ RESUME_SAFE = (
     "keep_checkpoints",
     "tensorboard",
     "distributed",
+    "distributed_heartbeat_timeout_s",
+    "distributed_init_timeout_s",
     "cpu_devices",
     "data.data_dir",
     "eval",  # every eval.* key

@@ -33,12 +33,15 @@ from vsml_jax.learners.base import Learner, TaskSpec
 from vsml_jax.learners.vsml import vsml
 from vsml_jax.meta import es
 from vsml_jax.meta.sharding import (
+    PeerWatchdog,
     check_population,
     configure_cpu_devices,
     maybe_initialize_distributed,
+    peer_failed,
     population_mesh,
     replicate,
     replicated,
+    set_failure_note,
     to_host,
 )
 from vsml_jax.metrics import MetricsWriter, read_metrics
@@ -281,7 +284,9 @@ def train(
     """
     per_device = cfg.es.population_size if cfg.trainer == "es" else cfg.grad.batch_size
     configure_cpu_devices(cfg.cpu_devices, divides=per_device)
-    maybe_initialize_distributed(cfg.distributed)
+    maybe_initialize_distributed(
+        cfg.distributed, cfg.distributed_heartbeat_timeout_s, cfg.distributed_init_timeout_s
+    )
     is_main = jax.process_index() == 0
     mesh = population_mesh()
     if cfg.trainer == "es":
@@ -343,6 +348,7 @@ def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: 
     block = jax.jit(trainer.block, out_shardings=(rep, rep))
     state = replicate(to_host(trainer.init_state), mesh)
     ckpt = Checkpointer(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
+    set_failure_note(lambda: _last_checkpoint_note(ckpt, run_dir))
     start = 0
     latest = ckpt.latest_step()
     if latest is not None:
@@ -391,6 +397,8 @@ def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: 
     last_eval, last_eval_gen = None, None
     skipped, warned = 0, False
     g = start
+    multi = jax.process_count() > 1
+    watchdog = PeerWatchdog(cfg.distributed_heartbeat_timeout_s).start() if multi else None
     t_start = time.time()
     try:
         for g in range(start, cfg.es.generations, K):
@@ -416,12 +424,17 @@ def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: 
         if tester is not None and last_eval_gen != final:
             last_eval = _meta_test(tester, trainer.mean(state), run_dir, final, writer, is_main)
     except KeyboardInterrupt:
-        step = ckpt.latest_step()
-        where = f"the last checkpoint is {ckpt.directory / str(step)}" if step else "no checkpoint"
         raise TrainingInterrupted(
-            f"interrupted in generation {g + 1}; {where}; continue with --resume {run_dir}"
+            f"interrupted in generation {g + 1}; {_last_checkpoint_note(ckpt, run_dir)}"
         ) from None
+    except (jax.errors.JaxRuntimeError, RuntimeError) as e:
+        if multi:  # a lost peer: one line naming it, not a stall and a C++ abort
+            peer_failed(e, watchdog)
+        raise
     finally:
+        if watchdog is not None:
+            watchdog.stop()
+        set_failure_note(lambda: "")
         bar.close()
         writer.close()
         ckpt.close()
@@ -494,6 +507,13 @@ def initial_meta_params(cfg: RunConfig, like):
         )
     log.info("meta-parameters initialised from %s", source)
     return params
+
+
+def _last_checkpoint_note(ckpt: Checkpointer, run_dir: Path) -> str:
+    step = ckpt.latest_step()
+    if step is None:
+        return f"no checkpoint was written yet in {run_dir}"
+    return f"the last checkpoint is {ckpt.directory / str(step)}; continue with --resume {run_dir}"
 
 
 def _check_finite(metrics: dict, start: int, skipped: int, max_skipped: int) -> int:
