@@ -8,7 +8,10 @@ folder, and nothing is deleted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 from pathlib import Path
 
 import orbax.checkpoint as ocp
@@ -18,6 +21,22 @@ log = logging.getLogger(__name__)
 
 class CheckpointError(RuntimeError):
     """A checkpoint exists but cannot be restored."""
+
+
+@contextlib.contextmanager
+def _ctrl_c_after():
+    """Hold back SIGINT inside the block and raise KeyboardInterrupt after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *a: caught.append(a))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 class Checkpointer:
@@ -35,8 +54,10 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def save(self, step: int, tree) -> None:
-        self._manager.save(step, args=ocp.args.StandardSave(tree))
-        self._manager.wait_until_finished()
+        """Save and wait until it is on disk; Ctrl-C waits for the save to finish."""
+        with _ctrl_c_after():
+            self._manager.save(step, args=ocp.args.StandardSave(tree))
+            self._manager.wait_until_finished()
 
     def restore(self, step: int, like):
         """Restore ``step`` into the structure (and shardings) of ``like``."""

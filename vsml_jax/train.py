@@ -348,9 +348,10 @@ def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: 
     block = jax.jit(trainer.block, out_shardings=(rep, rep))
     state = replicate(to_host(trainer.init_state), mesh)
     ckpt = Checkpointer(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
-    set_failure_note(lambda: _last_checkpoint_note(ckpt, run_dir))
     start = 0
     latest = ckpt.latest_step()
+    saved = [latest]  # the last checkpoint step, for the failure and interrupt messages
+    set_failure_note(lambda: _last_checkpoint_note(saved[0], run_dir))
     if latest is not None:
         if not resume:
             ckpt.close()
@@ -417,6 +418,7 @@ def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: 
             done = g + K
             if done % cfg.checkpoint_every == 0 or done == cfg.es.generations:
                 ckpt.save(done, state)
+                saved[0] = done
             if tester is not None and cfg.eval.every and done % cfg.eval.every == 0:
                 last_eval = _meta_test(tester, trainer.mean(state), run_dir, done, writer, is_main)
                 last_eval_gen = done
@@ -425,7 +427,7 @@ def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: 
             last_eval = _meta_test(tester, trainer.mean(state), run_dir, final, writer, is_main)
     except KeyboardInterrupt:
         raise TrainingInterrupted(
-            f"interrupted in generation {g + 1}; {_last_checkpoint_note(ckpt, run_dir)}"
+            f"interrupted in generation {g + 1}; {_last_checkpoint_note(saved[0], run_dir)}"
         ) from None
     except (jax.errors.JaxRuntimeError, RuntimeError) as e:
         if multi:  # a lost peer: one line naming it, not a stall and a C++ abort
@@ -509,11 +511,13 @@ def initial_meta_params(cfg: RunConfig, like):
     return params
 
 
-def _last_checkpoint_note(ckpt: Checkpointer, run_dir: Path) -> str:
-    step = ckpt.latest_step()
+def _last_checkpoint_note(step: int | None, run_dir: Path) -> str:
+    """Where to resume from. ``step`` is tracked by the loop: asking orbax here could wait
+    on a lock of a save that a lost peer will never finish."""
     if step is None:
         return f"no checkpoint was written yet in {run_dir}"
-    return f"the last checkpoint is {ckpt.directory / str(step)}; continue with --resume {run_dir}"
+    where = Path(run_dir).absolute() / "checkpoints" / str(step)
+    return f"the last checkpoint is {where}; continue with --resume {run_dir}"
 
 
 def _check_finite(metrics: dict, start: int, skipped: int, max_skipped: int) -> int:

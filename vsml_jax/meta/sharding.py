@@ -40,10 +40,18 @@ def set_failure_note(note: Callable[[], str]) -> None:
 def fail_fast(reason: str, code: int = 3) -> None:
     """Print one line and end this process now, without jax.distributed's shutdown
     barrier (which would wait for the lost peer and then abort with a C++ stack)."""
-    try:
-        note = _failure_note()
-    except Exception:  # noqa: BLE001 - never fail while reporting a failure
-        note = ""
+    result = [""]
+
+    def get_note():
+        try:
+            result[0] = _failure_note()
+        except Exception:  # noqa: BLE001 - never fail while reporting a failure
+            pass
+
+    helper = threading.Thread(target=get_note, daemon=True)
+    helper.start()
+    helper.join(timeout=2)  # never let the report itself hang
+    note = result[0]
     print(
         f"error: jax.distributed: {reason}; process {jax.process_index()} exits"
         f"{'; ' + note if note else ''}",
