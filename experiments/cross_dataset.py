@@ -19,8 +19,10 @@ curves__<group>.png, and per-LA checkpoints under meta_train/ (--resume skips fi
 """
 
 import argparse
+import contextlib
 import datetime
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -65,11 +67,19 @@ def main(argv=None) -> int:
         return report(e)
     from vsml_jax.rundir import RunLock, create_run_dir
 
+    # several processes of one jax.distributed run share the folder (process 0 writes;
+    # each meta-training run dir is locked by its process 0 in train())
+    multi = cfg.base.distributed or os.environ.get("VSML_DISTRIBUTED", "0") not in ("", "0")
     try:
         if run_dir is None:
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-            run_dir = create_run_dir(Path(cfg.out_dir) / cfg.name, stamp)
-        with RunLock(run_dir):
+            root = Path(cfg.out_dir) / cfg.name
+            if multi:
+                run_dir = root / stamp
+                run_dir.mkdir(parents=True, exist_ok=True)
+            else:
+                run_dir = create_run_dir(root, stamp)
+        with contextlib.nullcontext() if multi else RunLock(run_dir):
             (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
             print(f"run dir: {run_dir}", flush=True)
             rows = run(cfg, run_dir)
