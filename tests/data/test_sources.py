@@ -151,6 +151,6 @@ def test_explicit_data_dir_with_a_prepared_copy_wins(tmp_path, monkeypatch):
         raise RuntimeError("stop")
 
     monkeypatch.setattr(tfds_reader, "open_source", fake_open)
-    with pytest.raises(RuntimeError, match="stop"):
+    with pytest.raises(ValueError, match=r"cannot read .*\(RuntimeError: stop\)"):
         load_split("mnist", "test", data_dir=tmp_path, cache_dir=tmp_path / "cache")
     assert seen == {"name": "mnist:3.0.1", "split": "test", "data_dir": tmp_path}
