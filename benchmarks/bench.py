@@ -83,7 +83,7 @@ def measure(
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--grid", default="784x10", help="A x B of the VSML layer")
-    p.add_argument("--impls", nargs="+", default=["fast", "direct"])
+    p.add_argument("--impls", nargs="+", default=["fast", "direct"], choices=["fast", "direct"])
     p.add_argument("--populations", nargs="+", type=int, default=[8, 32])
     p.add_argument("--T", type=int, default=100)
     p.add_argument("--repeats", type=int, default=5)
@@ -94,10 +94,25 @@ def main(argv=None) -> int:
     )
     p.add_argument("--one", nargs=2, metavar=("IMPL", "POP"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    A, B = (int(x) for x in args.grid.lower().split("x"))
+    try:
+        A, B = (int(x) for x in args.grid.lower().split("x"))
+        if A < 1 or B < 1:
+            raise ValueError
+    except ValueError:
+        p.error(f"--grid: expected AxB with positive integers, e.g. 784x10; got {args.grid!r}")
+    for name, value in (("--T", args.T), ("--repeats", args.repeats)):
+        if value < 1:
+            p.error(f"{name} must be >= 1, got {value}")
+    bad = [n for n in args.populations if n < 2 or n % 2]
+    if bad:
+        p.error(f"--populations must be even and >= 2 (antithetic pairs), got {bad}")
     if args.one:
         impl, pop = args.one[0], int(args.one[1])
-        print(json.dumps(measure(impl, pop, args.T, A, B, args.repeats, args.generation)))
+        try:
+            print(json.dumps(measure(impl, pop, args.T, A, B, args.repeats, args.generation)))
+        except ValueError as e:  # e.g. a population that does not divide over the devices
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         return 0
     for impl in args.impls:
         for pop in args.populations:
@@ -119,7 +134,8 @@ def main(argv=None) -> int:
                 cmd.append("--generation")
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode:
-                print(out.stderr, file=sys.stderr)
+                errors = [x for x in out.stderr.splitlines() if x.startswith("error: ")]
+                print(errors[-1] if errors else out.stderr, file=sys.stderr)
                 return out.returncode
             print(out.stdout.strip().splitlines()[-1], flush=True)
     return 0

@@ -20,8 +20,10 @@ curves__<group>.png, and per-LA checkpoints under meta_train/ (--resume skips fi
 """
 
 import argparse
+import contextlib
 import datetime
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -62,17 +64,31 @@ def main(argv=None) -> int:
         run_dir = _resume_dir(args.resume, args.config, overrides) if args.resume else None
         preset = run_dir / "config.yaml" if run_dir else args.config
         cfg = load_config(preset, overrides, cls=CrossDatasetConfig, defaults=PRESET)
-    except (ConfigError, FileNotFoundError) as e:
+    except (ConfigError, OSError) as e:
         return report(e)
-    if run_dir is None:
-        run_dir = Path(cfg.out_dir) / cfg.name / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    print(f"run dir: {run_dir}", flush=True)
+    from vsml_jax.rundir import RunLock, create_run_dir
+
+    # several processes of one jax.distributed run share the folder (process 0 writes;
+    # each meta-training run dir is locked by its process 0 in train())
+    multi = cfg.base.distributed or os.environ.get("VSML_DISTRIBUTED", "0") not in ("", "0")
     try:
-        rows = run(cfg, run_dir)
+        if run_dir is None:
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            root = Path(cfg.out_dir) / cfg.name
+            if multi:
+                run_dir = root / stamp
+                run_dir.mkdir(parents=True, exist_ok=True)
+            else:
+                run_dir = create_run_dir(root, stamp)
+        with contextlib.nullcontext() if multi else RunLock(run_dir):
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+            print(f"run dir: {run_dir}", flush=True)
+            rows = run(cfg, run_dir)
     except user_errors() as e:
         return report(e)
+    except KeyboardInterrupt:
+        print(f"interrupted; finished LAs are kept: --resume {run_dir}", file=sys.stderr)
+        return 130
     print((run_dir / "results.md").read_text())
     print(f"done: {run_dir} (results.csv, results.md, figure.png; {len(rows)} rows)")
     return 0

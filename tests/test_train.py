@@ -139,6 +139,7 @@ def test_bad_config_key_is_one_line_error(tmp_path):
 
 
 def test_missing_dataset_is_one_line_error(tmp_path):
+    (tmp_path / "nodata").mkdir()
     rc, out, err = _run(
         tmp_path,
         "--set",

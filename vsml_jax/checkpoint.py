@@ -8,7 +8,10 @@ folder, and nothing is deleted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 from pathlib import Path
 
 import orbax.checkpoint as ocp
@@ -20,6 +23,22 @@ class CheckpointError(RuntimeError):
     """A checkpoint exists but cannot be restored."""
 
 
+@contextlib.contextmanager
+def _ctrl_c_after():
+    """Hold back SIGINT inside the block and raise KeyboardInterrupt after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *a: caught.append(a))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 class Checkpointer:
     """Save/restore one pytree per generation under ``directory``."""
 
@@ -28,14 +47,17 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+            item_handlers=ocp.StandardCheckpointHandler(),  # so metadata reads before restores
         )
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
     def save(self, step: int, tree) -> None:
-        self._manager.save(step, args=ocp.args.StandardSave(tree))
-        self._manager.wait_until_finished()
+        """Save and wait until it is on disk; Ctrl-C waits for the save to finish."""
+        with _ctrl_c_after():
+            self._manager.save(step, args=ocp.args.StandardSave(tree))
+            self._manager.wait_until_finished()
 
     def restore(self, step: int, like):
         """Restore ``step`` into the structure (and shardings) of ``like``."""
@@ -49,12 +71,23 @@ class Checkpointer:
             ) from None
 
     def restore_raw(self, step: int | None = None) -> dict:
-        """Restore ``step`` (default: latest) as plain arrays, without a target structure."""
+        """Restore ``step`` (default: latest) as arrays on one local device, whatever the
+        device count of the run that saved it."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise CheckpointError(f"no checkpoint under {self.directory}")
         try:
-            return self._manager.restore(step, args=ocp.args.StandardRestore())
+            # a target on this process's first device: the checkpoint's own shardings
+            # name the devices of the run that saved it, which may not exist here
+            import jax
+
+            meta = self._manager.item_metadata(step)
+            tree = getattr(meta, "tree", meta)
+            device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            target = jax.tree.map(
+                lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree
+            )
+            return self._manager.restore(step, args=ocp.args.StandardRestore(target))
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(
                 f"checkpoint {self.directory / str(step)} cannot be restored "

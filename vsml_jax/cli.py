@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,15 +17,24 @@ from vsml_jax.config import ConfigError, RunConfig, load_config
 def user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean bad input (config, data, checkpoint, devices): one line, exit 2."""
     from vsml_jax.checkpoint import CheckpointError
+    from vsml_jax.meta.sharding import DistributedError
+    from vsml_jax.rundir import RunDirError
 
     return (
         ConfigError,
-        FileNotFoundError,
-        FileExistsError,
+        OSError,  # FileNotFoundError, FileExistsError, PermissionError, ...
         ValueError,
         FloatingPointError,
         CheckpointError,
+        RunDirError,
+        DistributedError,
     )
+
+
+def report_interrupt(error: KeyboardInterrupt) -> int:
+    """Ctrl-C: one line (where the last checkpoint is, when training had started)."""
+    print(str(error) or "interrupted", file=sys.stderr)
+    return 130
 
 
 def report(error: Exception) -> int:
@@ -73,6 +83,11 @@ def resolve_config(args) -> RunConfig:
     preset = args.config
     if args.resume and args.resume is not True:
         preset = Path(args.resume) / "config.yaml"
+        if not preset.is_file():
+            raise FileNotFoundError(
+                f"--resume {args.resume}: no config.yaml there, so it is not a run dir (or "
+                "its first start failed); start without --resume"
+            )
     elif args.resume:
         from vsml_jax.train import latest_run_dir
 
@@ -91,7 +106,7 @@ def main(argv=None, default_preset: str | None = None, description: str = "") ->
     logging.getLogger("absl").setLevel(logging.WARNING)
     try:
         cfg = resolve_config(args)
-    except (ConfigError, FileNotFoundError) as e:
+    except (ConfigError, OSError) as e:
         return report(e)
     if args.print_config:
         import yaml
@@ -107,7 +122,17 @@ def main(argv=None, default_preset: str | None = None, description: str = "") ->
     except user_errors() as e:
         if args.verbose:
             raise
-        return report(e)
+        rc = report(e)
+        from vsml_jax.meta.sharding import DistributedError
+
+        if isinstance(e, DistributedError):  # skip the coordination service's C++ teardown
+            sys.stderr.flush()
+            os._exit(rc)
+        return rc
+    except KeyboardInterrupt as e:
+        if args.verbose:
+            raise
+        return report_interrupt(e)
     return 0
 
 

@@ -7,7 +7,9 @@ values of the wrong type raise :class:`ConfigError` naming the key.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -99,7 +101,10 @@ class RunConfig:
     checkpoint_every: int = 100  # generations
     keep_checkpoints: int = 3
     distributed: bool = False  # call jax.distributed.initialize() (also: $VSML_DISTRIBUTED=1)
+    distributed_heartbeat_timeout_s: int = 20  # a process silent this long is dead: all exit
+    distributed_init_timeout_s: int = 60  # every process must join within this
     cpu_devices: int = 0  # CPU backend only: XLA devices to split the host into (0 = per core)
+    max_skipped: int = 10  # stop after this many consecutive skipped (non-finite) updates
     tensorboard: bool = True
     trainer: str = "es"  # es (evolution strategies) | grad (meta-gradients); es.generations
     #                      counts ES generations or meta-gradient steps
@@ -126,6 +131,7 @@ class RunConfig:
         if self.learner != "vsml":
             from vsml_jax.learners import make_learner
 
+            check_learner_args(self.learner, self.learner_args)
             try:
                 make_learner(self.learner, **self.learner_args)
             except (TypeError, ValueError) as e:
@@ -140,9 +146,23 @@ class RunConfig:
             ("eval.episode_length", self.eval.episode_length),
             ("eval.num_episodes", self.eval.num_episodes),
             ("grad.batch_size", self.grad.batch_size),
+            ("max_skipped", self.max_skipped),
+            ("distributed_heartbeat_timeout_s", self.distributed_heartbeat_timeout_s),
+            ("distributed_init_timeout_s", self.distributed_init_timeout_s),
         ):
             if value < 1:
                 raise ConfigError(f"{key} must be >= 1, got {value}")
+        if self.cpu_devices < 0:
+            raise ConfigError(
+                f"cpu_devices must be >= 0 (0 = one per core), got {self.cpu_devices}"
+            )
+        for key, value in (
+            ("es.sigma", self.es.sigma),
+            ("es.lr", self.es.lr),
+            ("grad.lr", self.grad.lr),
+        ):
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"{key} must be a finite number > 0, got {value}")
         if self.eval.every < 0:
             raise ConfigError(f"eval.every must be >= 0, got {self.eval.every}")
         if not 0.0 <= self.data.projection_prob <= 1.0:
@@ -181,6 +201,35 @@ class RunConfig:
 
 
 # --------------------------------------------------------------------------- parsing
+
+
+def check_learner_args(name: str, args: dict) -> None:
+    """Each of ``args`` must have the type its factory's annotation names; integer sizes
+    whose default is positive (``hidden``, ``memory_size``, ...) must be >= 1."""
+    import inspect
+
+    from vsml_jax.learners import LEARNERS
+
+    factory = LEARNERS[name]
+    hints = typing.get_type_hints(factory)
+    params = inspect.signature(factory).parameters
+    for key, value in args.items():
+        if key not in hints or key not in params:
+            continue
+        tp, default = hints[key], params[key].default
+        if typing.get_origin(tp) is collections.abc.Sequence:
+            tp = tuple[typing.get_args(tp)[0], ...]
+        try:
+            converted = _convert(value, tp, f"learner_args.{key}")
+        except ConfigError as e:
+            raise ConfigError(f"{e} (learner {name})") from None
+        ints = converted if isinstance(converted, tuple) else (converted,)
+        positive = default != () and all(
+            isinstance(d, int) and d >= 1
+            for d in (default if isinstance(default, tuple) else (default,))
+        )
+        if positive and any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in ints):
+            raise ConfigError(f"learner_args.{key} must be >= 1, got {value!r} (learner {name})")
 
 
 def _convert(value: Any, tp: Any, key: str) -> Any:
@@ -277,14 +326,36 @@ def set_path(tree: dict, dotted: str, value: Any):
     node[leaf] = value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a mapping with the same key twice."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (line {line})", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load(text: str):
+    """``yaml.safe_load`` that also rejects duplicate keys."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"--set expects key.path=value, got {text!r}")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as e:
-        raise ConfigError(f"--set {key}: cannot parse {raw!r} ({e})") from None
+        msg = str(e).splitlines()[0]
+        raise ConfigError(f"--set {key}: cannot parse {raw!r} ({msg})") from None
     return key.strip(), value
 
 
@@ -292,7 +363,7 @@ def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config preset {path} does not exist or is not a file")
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
+        tree = safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         msg = str(e).splitlines()[0]
         raise ConfigError(f"config preset {path} is not valid YAML: {msg}") from None

@@ -21,6 +21,9 @@ import csv
 import dataclasses
 import json
 import logging
+import os
+import tempfile
+import zipfile
 from pathlib import Path
 
 import jax
@@ -96,6 +99,13 @@ class CrossDatasetConfig:
                 raise ConfigError(
                     f"unknown LA {la!r} in las/la_overrides; known: {', '.join(sorted(LEARNERS))}"
                 )
+        for la in self.las:
+            if "@" in la and la not in self.la_overrides:
+                tagged = sorted(x for x in self.la_overrides if "@" in x)
+                raise ConfigError(
+                    f"unknown LA variant {la!r}: a tagged LA needs its overrides in "
+                    f"la_overrides (defined variants: {', '.join(tagged) or 'none'})"
+                )
         for name in self.test_sets:
             if name not in ALL_SETS:
                 raise ConfigError(f"unknown test set {name!r}; known: {', '.join(ALL_SETS)}")
@@ -153,7 +163,7 @@ def la_config(cfg: CrossDatasetConfig, la: str, group: tuple[str, ...]) -> RunCo
 def _meta_train(run_cfg: RunConfig, run_dir: Path):
     """Meta-train (or resume); returns ``(learner, meta_params)``."""
     if not (run_dir / "summary.json").exists():
-        resume = run_dir if (run_dir / "checkpoints").exists() else False
+        resume = run_dir if (run_dir / "config.yaml").exists() else False
         run_dir.mkdir(parents=True, exist_ok=True)
         train(run_cfg, resume=resume, run_dir=run_dir)
     _, learner, meta_params = load_meta_params(run_dir)
@@ -190,7 +200,10 @@ def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
     ``meta_test/*.npz``), so calling ``run`` again on the same folder recomputes nothing.
     """
     configure_cpu_devices(cfg.base.cpu_devices, divides=cfg.base.es.population_size)
-    maybe_initialize_distributed(cfg.base.distributed)
+    b = cfg.base
+    maybe_initialize_distributed(
+        b.distributed, b.distributed_heartbeat_timeout_s, b.distributed_init_timeout_s
+    )
     is_main = jax.process_index() == 0
     mesh = population_mesh()
     tests, groups = resolve_groups(cfg)
@@ -211,7 +224,7 @@ def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
             sub = run_dir / "meta_train" / run_cfg.name
             cache = run_dir / "meta_test" / f"{run_cfg.name}.npz"
             if cache.exists():
-                saved = dict(np.load(cache))
+                saved = load_cached_curves(cache)
             else:
                 if learner_name(la) in HAND_DESIGNED:
                     learner, params = _hand_designed(run_cfg, sub, mesh)
@@ -225,8 +238,7 @@ def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
                         learner, params, test_data[t], spec, base.eval.num_episodes, key
                     ).accuracy
                 if is_main:
-                    cache.parent.mkdir(parents=True, exist_ok=True)
-                    np.savez_compressed(cache, **saved)
+                    save_cached_curves(cache, saved)
             for t in tests:
                 summary = summarize(saved[t])
                 rows.append(
@@ -243,6 +255,31 @@ def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
     if is_main:
         write_outputs(rows, curves, run_dir)
     return rows
+
+
+def save_cached_curves(path: Path, curves: dict) -> None:
+    """Write a ``meta_test/*.npz`` atomically: a killed run leaves no torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp.npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **curves)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_cached_curves(path: Path) -> dict:
+    """The meta-test curves cached at ``path``; a corrupt file raises naming it."""
+    try:
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(
+            f"cached meta-test curves {path} are corrupt ({type(e).__name__}: {e}); delete "
+            "that file and resume to recompute them"
+        ) from None
 
 
 COLUMNS = (

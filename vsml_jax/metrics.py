@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def _plain(v):
@@ -28,14 +31,17 @@ class MetricsWriter:
         resume_from: int | None = None,
     ):
         """With ``resume_from``, records of later generations (written after the last
-        checkpoint by the interrupted run) are dropped, so none appears twice."""
+        checkpoint by the interrupted run) are dropped, so none appears twice; with
+        ``resume_from=0`` (a restart with no checkpoint) every old record is."""
         self.enabled = enabled
         self.path = Path(run_dir) / "metrics.jsonl"
         self._tb = None
         if not enabled:
             return
         if resume_from is not None and self.path.exists():
-            kept = [r for r in read_metrics(run_dir) if r.get("generation", 0) <= resume_from]
+            old = read_metrics(run_dir)  # drops a torn last line
+            # a restart from generation 0 keeps nothing, not even the old baseline rows
+            kept = [r for r in old if 0 < resume_from and r.get("generation", 0) <= resume_from]
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
             tmp.replace(self.path)
@@ -61,7 +67,26 @@ class MetricsWriter:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The records of ``<run>/metrics.jsonl``.
+
+    A torn last line (a crash in the middle of a write) is dropped with a warning; any
+    other line that is not JSON raises ``ValueError`` naming the file and the line.
+    """
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text().splitlines()
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if i == len(lines) - 1:
+                log.warning("%s: dropping its torn last line %d (%s)", path, i + 1, e)
+                continue
+            raise ValueError(
+                f"{path}, line {i + 1}, is not JSON ({e}); fix or remove that line"
+            ) from None
+    return records

@@ -10,6 +10,7 @@ import dataclasses
 import datetime
 import json
 import logging
+import shutil
 import time
 import zlib
 from collections.abc import Callable
@@ -19,12 +20,11 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 import optax
-import yaml
 from tqdm.auto import tqdm
 
-from vsml_jax import plots
+from vsml_jax import plots, rundir
 from vsml_jax.checkpoint import Checkpointer
-from vsml_jax.config import RunConfig, to_dict
+from vsml_jax.config import RunConfig
 from vsml_jax.data import load_split, to_device
 from vsml_jax.data.episodes import DeviceDataset, EpisodeSpec
 from vsml_jax.data.preprocess import filter_classes
@@ -33,12 +33,15 @@ from vsml_jax.learners.base import Learner, TaskSpec
 from vsml_jax.learners.vsml import vsml
 from vsml_jax.meta import es
 from vsml_jax.meta.sharding import (
+    PeerWatchdog,
     check_population,
     configure_cpu_devices,
     maybe_initialize_distributed,
+    peer_failed,
     population_mesh,
     replicate,
     replicated,
+    set_failure_note,
     to_host,
 )
 from vsml_jax.metrics import MetricsWriter, read_metrics
@@ -47,7 +50,11 @@ log = logging.getLogger(__name__)
 
 
 class NonFiniteFitnessError(FloatingPointError):
-    """Every generation of a block produced non-finite fitness."""
+    """Too many consecutive generations had their update skipped as non-finite."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C: the message says where the last checkpoint is."""
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -113,20 +120,39 @@ def task_spec(cfg: RunConfig, data: DeviceDataset) -> TaskSpec:
 
 
 def new_run_dir(cfg: RunConfig) -> Path:
-    """``runs/<name>/<stamp>-seed<seed>``; in multi-process runs process 0's clock names it."""
+    """Create ``runs/<name>/<stamp>-seed<seed>`` (``-2``, ``-3``, ... if that exists).
+
+    Process 0 creates it exclusively; in multi-process runs its clock and its choice of
+    suffix name the dir for every process.
+    """
     now = np.int64(time.time())
-    if jax.process_count() > 1:
+    multi = jax.process_count() > 1
+    if multi:
         from jax.experimental import multihost_utils
 
         now = multihost_utils.broadcast_one_to_all(now)
     stamp = datetime.datetime.fromtimestamp(int(now)).strftime("%Y%m%d-%H%M%S")
-    return Path(cfg.out_dir) / cfg.name / f"{stamp}-seed{cfg.seed}"
+    root, base = Path(cfg.out_dir) / cfg.name, f"{stamp}-seed{cfg.seed}"
+    if not multi:
+        return rundir.create_run_dir(root, base)
+    path, n = None, np.int32(-1)
+    if jax.process_index() == 0:
+        try:
+            path = rundir.create_run_dir(root, base)
+            n = np.int32(1 if path.name == base else int(path.name.rsplit("-", 1)[1]))
+        finally:
+            n = multihost_utils.broadcast_one_to_all(n)
+        return path
+    n = int(multihost_utils.broadcast_one_to_all(n))
+    if n < 0:
+        raise rundir.RunDirError(f"process 0 could not create a run dir under {root}")
+    return root / (base if n == 1 else f"{base}-{n}")
 
 
 def latest_run_dir(cfg: RunConfig) -> Path:
     """The newest run of ``cfg.name`` that wrote at least one checkpoint."""
     root = Path(cfg.out_dir) / cfg.name
-    runs = sorted(
+    runs = rundir.sorted_runs(
         p
         for p in root.glob("*")
         if (p / "config.yaml").exists() and any((p / "checkpoints").glob("[0-9]*"))
@@ -252,33 +278,58 @@ def train(
     """Meta-train ``cfg`` into ``run_dir`` (default: a new ``runs/<name>/<stamp>``).
 
     With ``resume`` (True: the latest run of ``cfg.name``, or a run dir) continue
-    from that run's last checkpoint.
+    from that run's last checkpoint; ``cfg`` may differ from the run's saved config only
+    in the keys of :data:`vsml_jax.rundir.RESUME_SAFE`. Process 0 holds an exclusive lock
+    on the run dir for the whole run.
     """
     per_device = cfg.es.population_size if cfg.trainer == "es" else cfg.grad.batch_size
     configure_cpu_devices(cfg.cpu_devices, divides=per_device)
-    maybe_initialize_distributed(cfg.distributed)
+    maybe_initialize_distributed(
+        cfg.distributed, cfg.distributed_heartbeat_timeout_s, cfg.distributed_init_timeout_s
+    )
     is_main = jax.process_index() == 0
     mesh = population_mesh()
     if cfg.trainer == "es":
         check_population(cfg.es.population_size, mesh)
 
+    created = False
     if resume:
         run_dir = latest_run_dir(cfg) if resume is True else Path(resume)
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"--resume {run_dir}: no such run dir")
     elif run_dir is not None:
         run_dir = Path(run_dir)
+        if is_main:
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise rundir.RunDirError(f"cannot create run dir {run_dir}: {e}") from None
     else:
-        run_dir = new_run_dir(cfg)
-    if is_main:
-        print(f"run dir: {run_dir}", flush=True)
+        run_dir, created = new_run_dir(cfg), True
+    lock = rundir.RunLock(run_dir) if is_main else None
+    try:
+        if lock is not None:
+            lock.acquire()
+        if resume:  # before anything is written: the saved config is the reference
+            rundir.check_resume_config(rundir.saved_config(run_dir), cfg, run_dir)
+        if is_main:
+            print(f"run dir: {run_dir}", flush=True)
+        return _train(cfg, resume, run_dir, created, mesh, is_main)
+    except BaseException:
+        # a fresh run that failed before it started leaves nothing behind
+        if created and is_main and not (run_dir / "config.yaml").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: bool) -> Path:
     train_data = load_data(cfg, cfg.data.train_sets, "train", mesh)
     learner = build_learner(cfg)
     task = task_spec(cfg, train_data)
     spec = episode_spec(cfg, cfg.data.episode_length)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if is_main:  # written once the config has proved loadable
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        (run_dir / "task.json").write_text(json.dumps(dataclasses.asdict(task)))
 
     k_meta, k_es, k_run = (run_key(cfg.seed, tag) for tag in ("meta_init", "es", "run"))
     meta_params = learner.meta_init(k_meta, task)
@@ -299,21 +350,42 @@ def train(
     ckpt = Checkpointer(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
     start = 0
     latest = ckpt.latest_step()
+    saved = [latest]  # the last checkpoint step, for the failure and interrupt messages
+    set_failure_note(lambda: _last_checkpoint_note(saved[0], run_dir))
     if latest is not None:
         if not resume:
+            ckpt.close()
             raise FileExistsError(f"{run_dir} already has checkpoints; pass --resume")
         K = cfg.es.generations_per_call
         if latest % K:
+            ckpt.close()
             raise ValueError(
                 f"checkpoint {latest} is not a multiple of es.generations_per_call={K}; "
                 f"resume with the generations_per_call the run was started with"
             )
-        state = ckpt.restore(latest, state)
+        try:
+            state = ckpt.restore(latest, state)
+        except BaseException:
+            ckpt.close()
+            raise
         start = latest
         print(f"resumed from generation {start} ({ckpt.directory / str(latest)})", flush=True)
+    elif resume and is_main:
+        rows = len(read_metrics(run_dir))
+        print(
+            f"--resume {run_dir}: it has no checkpoint, so training restarts from generation 0"
+            + (f"; its {rows} old metrics rows were dropped" if rows else ""),
+            flush=True,
+        )
+    if is_main:  # written once the config has proved loadable (and the checkpoint restorable)
+        rundir.write_config(run_dir, cfg)
+        (run_dir / "task.json").write_text(json.dumps(dataclasses.asdict(task)))
 
     writer = MetricsWriter(
-        run_dir, tensorboard=cfg.tensorboard, enabled=is_main, resume_from=start if latest else None
+        run_dir,
+        tensorboard=cfg.tensorboard,
+        enabled=is_main,
+        resume_from=start if (resume or not created) else None,
     )
     tester = MetaTester(cfg, learner, train_data, mesh) if cfg.eval.datasets else None
     if is_main and tester is not None and tester.baseline_lrs:
@@ -324,6 +396,10 @@ def train(
         total=cfg.es.generations, initial=start, disable=not is_main, unit="gen", dynamic_ncols=True
     )
     last_eval, last_eval_gen = None, None
+    skipped, warned = 0, False
+    g = start
+    multi = jax.process_count() > 1
+    watchdog = PeerWatchdog(cfg.distributed_heartbeat_timeout_s).start() if multi else None
     t_start = time.time()
     try:
         for g in range(start, cfg.es.generations, K):
@@ -331,7 +407,8 @@ def train(
             state, metrics = block(state, k_run, g)
             metrics = to_host(metrics)  # blocks on the result: safe in multi-process runs
             dt = time.time() - t0
-            _check_finite(metrics, g)
+            skipped = _check_finite(metrics, g, skipped, cfg.max_skipped)
+            warned = warned or _warn_if_diverging(metrics, g, cfg.data.num_classes)
             for i in range(K):
                 rec = {k: v[i].item() for k, v in metrics.items()}
                 rec.update(generation=g + i + 1, generations_per_s=K / dt)
@@ -341,13 +418,25 @@ def train(
             done = g + K
             if done % cfg.checkpoint_every == 0 or done == cfg.es.generations:
                 ckpt.save(done, state)
+                saved[0] = done
             if tester is not None and cfg.eval.every and done % cfg.eval.every == 0:
                 last_eval = _meta_test(tester, trainer.mean(state), run_dir, done, writer, is_main)
                 last_eval_gen = done
         final = max(start, cfg.es.generations)
         if tester is not None and last_eval_gen != final:
             last_eval = _meta_test(tester, trainer.mean(state), run_dir, final, writer, is_main)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(
+            f"interrupted in generation {g + 1}; {_last_checkpoint_note(saved[0], run_dir)}"
+        ) from None
+    except (jax.errors.JaxRuntimeError, RuntimeError) as e:
+        if multi:  # a lost peer: one line naming it, not a stall and a C++ abort
+            peer_failed(e, watchdog)
+        raise
     finally:
+        if watchdog is not None:
+            watchdog.stop()
+        set_failure_note(lambda: "")
         bar.close()
         writer.close()
         ckpt.close()
@@ -426,19 +515,62 @@ def initial_meta_params(cfg: RunConfig, like):
     return params
 
 
-def _check_finite(metrics: dict, start: int) -> None:
-    bad = np.asarray(metrics["nonfinite"])
-    if bad.all():
-        raise NonFiniteFitnessError(
-            f"every generation {start + 1}..{start + len(bad)} had non-finite fitness, so the "
-            f"meta-parameters stopped changing; lower es.sigma or es.lr, or check the data"
-        )
-    for i in np.nonzero(bad)[0]:
+def _last_checkpoint_note(step: int | None, run_dir: Path) -> str:
+    """Where to resume from. ``step`` is tracked by the loop: asking orbax here could wait
+    on a lock of a save that a lost peer will never finish."""
+    if step is None:
+        return f"no checkpoint was written yet in {run_dir}"
+    where = Path(run_dir).absolute() / "checkpoints" / str(step)
+    return f"the last checkpoint is {where}; continue with --resume {run_dir}"
+
+
+def _check_finite(metrics: dict, start: int, skipped: int, max_skipped: int) -> int:
+    """Report skipped updates; returns the count of consecutive skips so far, and stops
+    the run once it reaches ``max_skipped`` (the state is the last finite one)."""
+    bad = np.asarray(metrics["skipped"] if "skipped" in metrics else metrics["nonfinite"])
+    nonfinite = np.asarray(metrics["nonfinite"])
+    for i in range(len(bad)):
+        if not bad[i]:
+            skipped = 0
+            continue
+        skipped += 1
         log.warning(
-            "generation %d: %d members had non-finite fitness; that update was skipped",
+            "generation %d: update skipped (%s); the previous meta-parameters are kept",
             start + i + 1,
-            int(bad[i]),
+            f"{int(nonfinite[i])} members had non-finite fitness"
+            if nonfinite[i]
+            else "the updated ES state was not finite",
         )
+        if skipped >= max_skipped:
+            raise NonFiniteFitnessError(
+                f"{skipped} consecutive updates up to generation {start + i + 1} were "
+                "non-finite and skipped, so the meta-parameters stopped changing; lower "
+                "es.sigma or es.lr, or check the data (max_skipped sets the limit)"
+            )
+    return skipped
+
+
+# a mean online loss this many times chance level (ln num_classes) means the run diverged
+DIVERGED_FACTOR = 5.0
+
+
+def _warn_if_diverging(metrics: dict, start: int, num_classes: int) -> bool:
+    """Warn (and return True) when the meta-loss is far above chance level."""
+    chance = float(np.log(max(num_classes, 2)))
+    loss = np.asarray(metrics["meta_loss"], dtype=np.float64)
+    high = np.nonzero(np.isfinite(loss) & (loss > DIVERGED_FACTOR * chance))[0]
+    if not len(high):
+        return False
+    i = int(high[0])
+    log.warning(
+        "generation %d: meta-loss %.3g is over %g x chance level (%.3g); the run is "
+        "diverging: lower es.lr / grad.lr or es.sigma",
+        start + i + 1,
+        loss[i],
+        DIVERGED_FACTOR,
+        chance,
+    )
+    return True
 
 
 def _meta_test(tester, mean_params, run_dir: Path, generation: int, writer, is_main) -> dict:

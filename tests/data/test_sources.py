@@ -132,6 +132,7 @@ def test_synthetic_options_rejected_for_real_data():
 def test_resolve_data_dirs_order(tmp_path, monkeypatch):
     explicit, env, default = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     explicit.mkdir()
+    env.mkdir()
     monkeypatch.setenv("VSML_DATA_DIR", str(env))
     monkeypatch.setenv("TFDS_DATA_DIR", str(default))
     assert resolve_data_dirs(explicit) == [explicit, env, *shared_tfds_dirs(), default]
@@ -150,6 +151,6 @@ def test_explicit_data_dir_with_a_prepared_copy_wins(tmp_path, monkeypatch):
         raise RuntimeError("stop")
 
     monkeypatch.setattr(tfds_reader, "open_source", fake_open)
-    with pytest.raises(RuntimeError, match="stop"):
+    with pytest.raises(ValueError, match=r"cannot read .*\(RuntimeError: stop\)"):
         load_split("mnist", "test", data_dir=tmp_path, cache_dir=tmp_path / "cache")
     assert seen == {"name": "mnist:3.0.1", "split": "test", "data_dir": tmp_path}

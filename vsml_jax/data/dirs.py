@@ -46,16 +46,26 @@ def resolve_data_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
     """The data dirs to search, in order, without duplicates.
 
     Raises:
-        FileNotFoundError: ``data_dir`` was given but is not a directory.
+        FileNotFoundError: ``data_dir`` or ``$VSML_DATA_DIR`` is given (set) but empty or
+            not a directory; neither silently falls back to the next dir.
     """
     dirs: list[Path] = []
-    if data_dir is not None:
-        explicit = Path(data_dir).expanduser()
-        if not explicit.is_dir():
-            raise FileNotFoundError(f"Data dir {explicit} (from --data-dir) does not exist")
-        dirs.append(explicit.resolve())
-    if env := os.environ.get(DATA_DIR_ENV):
-        dirs.append(Path(env).expanduser().resolve())
+    for value, origin in (
+        (data_dir, "--data-dir"),
+        (os.environ.get(DATA_DIR_ENV), f"${DATA_DIR_ENV}"),
+    ):
+        if value is None:
+            continue
+        if not str(value).strip():
+            raise FileNotFoundError(
+                f"the data dir from {origin} is empty; pass a directory or leave it unset"
+            )
+        path = Path(value).expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"Data dir {path} (from {origin}) does not exist or is not a directory"
+            )
+        dirs.append(path.resolve())
     dirs.extend(shared_tfds_dirs())
     dirs.append(tfds_default_data_dir().resolve())
     return list(dict.fromkeys(dirs))

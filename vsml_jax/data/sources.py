@@ -32,6 +32,10 @@ class DatasetNotFoundError(FileNotFoundError):
     """No prepared copy of a dataset was found; the message says how to prepare one."""
 
 
+class DatasetCorruptError(ValueError):
+    """A prepared dataset's files exist but cannot be read."""
+
+
 @dataclasses.dataclass(frozen=True)
 class SourceLocation:
     """A prepared TFDS dataset on disk that serves a logical name."""
@@ -115,8 +119,17 @@ def _read_located(loc: SourceLocation, split: str, cache_root: Path):
     if (hit := cache.read(path)) is not None:
         log.debug("Read %s/%s from cache %s", loc.candidate.tfds_name, tfds_split, path)
         return hit
-    src = tfds_reader.open_source(loc.candidate.tfds_name, tfds_split, loc.data_dir)
-    images, labels, num_classes = tfds_reader.decode_all(src)
+    try:
+        src = tfds_reader.open_source(loc.candidate.tfds_name, tfds_split, loc.data_dir)
+        images, labels, num_classes = tfds_reader.decode_all(src)
+    except Exception as e:  # noqa: BLE001 - array_record / TFDS raise many types
+        files = sorted(loc.folder.glob(f"*-{tfds_split}.array_record*")) or [loc.folder]
+        raise DatasetCorruptError(
+            f"Dataset '{loc.name}' split {split}: cannot read {', '.join(map(str, files))} "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); the "
+            f"file is corrupt or truncated. Prepare it again with: python -m vsml_jax.data "
+            f"prepare {loc.name} --data-dir DIR, or point --data-dir at a good copy."
+        ) from None
     try:
         cache.write(path, images, labels, num_classes)
     except OSError as e:

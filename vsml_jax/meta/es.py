@@ -98,11 +98,19 @@ def make_evaluate(
     return evaluate
 
 
+def all_finite(tree) -> jax.Array:
+    """True iff every element of every leaf of ``tree`` is finite (integers always are)."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
 def make_generation(strategy, evaluate):
     """``generation(state, key) -> (state, metrics)``: ask, evaluate, tell.
 
-    If any fitness is non-finite the update is skipped (the state is kept) and
-    ``metrics['nonfinite']`` counts the offending members, for the caller to report.
+    If any fitness is non-finite, or any leaf of the updated state is (e.g. a NaN
+    learning rate), the update is skipped and the state is kept: ``metrics['skipped']``
+    is 1 and ``metrics['nonfinite']`` counts the members with non-finite fitness, for the
+    caller to report.
     """
     params = strategy.default_params
 
@@ -112,7 +120,7 @@ def make_generation(strategy, evaluate):
         fitness = evaluate(population, k_eval)
         finite = jnp.isfinite(fitness)
         told, _ = strategy.tell(k_tell, population, jnp.where(finite, fitness, 0.0), asked, params)
-        ok = finite.all()
+        ok = finite.all() & all_finite(told)
         state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), told, state)
         safe = jnp.where(finite, fitness, jnp.nan)
         metrics = {
@@ -122,6 +130,7 @@ def make_generation(strategy, evaluate):
             "meta_loss_max": jnp.nanmax(safe),
             "sigma": jnp.mean(getattr(state, "std", jnp.nan)),
             "nonfinite": jnp.sum(~finite),
+            "skipped": (~ok).astype(jnp.int32),
         }
         return state, metrics
 

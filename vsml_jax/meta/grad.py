@@ -93,6 +93,7 @@ def make_grad_train_block(
     ``fold_in(base_key, g)``), scanned in one program. With a mesh the episode batch
     is sharded over its devices. Non-finite losses or gradients skip the update."""
     from vsml_jax.data.episodes import sample_episodes
+    from vsml_jax.meta.es import all_finite
     from vsml_jax.meta.sharding import pop_sharding
 
     if remat:
@@ -110,6 +111,7 @@ def make_grad_train_block(
         ok = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grad))
         updates, opt_state = optimizer.update(jnp.where(ok, grad, 0.0), state.opt_state, state.mean)
         new = GradState(mean=optax.apply_updates(state.mean, updates), opt_state=opt_state)
+        ok = ok & all_finite(new)
         new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
         nan = jnp.float32(jnp.nan)
         metrics = {
@@ -120,6 +122,7 @@ def make_grad_train_block(
             "sigma": nan,
             "grad_norm": jnp.linalg.norm(grad),
             "nonfinite": (~ok).astype(jnp.int32),
+            "skipped": (~ok).astype(jnp.int32),
         }
         return new, metrics
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import threading
+import time
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -19,12 +23,158 @@ log = logging.getLogger(__name__)
 POP = "pop"
 
 
-def maybe_initialize_distributed(enabled: bool = False) -> bool:
+class DistributedError(RuntimeError):
+    """A jax.distributed run could not connect all of its processes."""
+
+
+# what the failure line says about where training stands (set by the train loop)
+_failure_note: Callable[[], str] = lambda: ""
+
+
+def set_failure_note(note: Callable[[], str]) -> None:
+    """``note()`` is appended to the one line printed when a peer process is lost."""
+    global _failure_note
+    _failure_note = note
+
+
+def fail_fast(reason: str, code: int = 3) -> None:
+    """Print one line and end this process now, without jax.distributed's shutdown
+    barrier (which would wait for the lost peer and then abort with a C++ stack)."""
+    result = [""]
+
+    def get_note():
+        try:
+            result[0] = _failure_note()
+        except Exception:  # noqa: BLE001 - never fail while reporting a failure
+            pass
+
+    helper = threading.Thread(target=get_note, daemon=True)
+    helper.start()
+    helper.join(timeout=2)  # never let the report itself hang
+    note = result[0]
+    print(
+        f"error: jax.distributed: {reason}; process {jax.process_index()} exits"
+        f"{'; ' + note if note else ''}",
+        file=sys.stderr,
+        flush=True,
+    )
+    os._exit(code)
+
+
+class PeerWatchdog:
+    """Each process of a jax.distributed run bumps a counter in the coordination service's
+    key-value store every ``timeout / 5`` s and watches the others' counters. A peer whose
+    counter stops for ``timeout`` s is dead (or hung): this process prints one line naming
+    it and exits (:func:`fail_fast`); so does a process that loses the coordinator
+    (process 0). The coordination service's own heartbeat timeout is set longer, so this
+    watchdog always speaks first.
+    """
+
+    def __init__(self, timeout: float):
+        from jax._src import distributed as jax_distributed
+
+        self.client = jax_distributed.global_state.client
+        self.timeout, self.me, self.n = timeout, jax.process_index(), jax.process_count()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vsml-peer-watchdog", daemon=True)
+        self.lost: str | None = None
+
+    def start(self) -> PeerWatchdog:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """This process is done: peers no longer expect its heartbeat."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            self.client.key_value_set(f"vsml_alive/{self.me}", "done", allow_overwrite=True)
+        except Exception:  # noqa: BLE001 - the coordinator may already be gone
+            pass
+
+    def _run(self):
+        seen = {j: (None, time.monotonic()) for j in range(self.n) if j != self.me}
+        beat = 0
+        while not self._stop.wait(self.timeout / 5):
+            beat += 1
+            try:
+                self.client.key_value_set(f"vsml_alive/{self.me}", str(beat), allow_overwrite=True)
+                values = {j: self._get(j) for j in seen}
+            except Exception as e:  # noqa: BLE001 - the service runs in process 0
+                if self._stop.is_set():
+                    return
+                self.lost = "lost the coordinator, process 0"
+                fail_fast(f"{self.lost} ({type(e).__name__})")
+            now = time.monotonic()
+            for j, value in values.items():
+                if value == "done":
+                    continue
+                if value != seen[j][0]:
+                    seen[j] = (value, now)
+                elif now - seen[j][1] > self.timeout and not self._stop.is_set():
+                    state = "never started" if value is None else "stopped responding"
+                    self.lost = f"process {j} {state} (no heartbeat for {self.timeout:g} s)"
+                    fail_fast(self.lost)
+
+    def _get(self, j: int):
+        try:
+            return self.client.key_value_try_get(f"vsml_alive/{j}")
+        except Exception as e:  # noqa: BLE001 - NOT_FOUND until its first beat
+            if "NOT_FOUND" in str(e) or "not found" in str(e).lower():
+                return None
+            raise
+
+
+_abort_handler = None  # kept alive: the C function pointer below points into it
+
+
+def _exit_on_abort() -> None:
+    """When the coordination client gives up (it polled an error from the service, e.g.
+    because process 0, which hosts it, died), it aborts the process from a C++ thread.
+    Catch that SIGABRT in C and end with one line naming the lost process instead of a
+    C++ stack, before anything else can hang."""
+    global _abort_handler
+    import ctypes
+    import signal
+
+    def on_abort(signum):
+        lost = "the coordinator, process 0" if jax.process_index() else "a peer process"
+        fail_fast(f"the coordination service failed: lost contact with {lost}")
+
+    _abort_handler = ctypes.CFUNCTYPE(None, ctypes.c_int)(on_abort)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.signal.restype = ctypes.c_void_p
+    libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    libc.signal(signal.SIGABRT, ctypes.cast(_abort_handler, ctypes.c_void_p))
+
+
+def _on_service_error(*status):
+    fail_fast(f"the coordination service reported an error ({' '.join(map(str, status))[:200]})")
+
+
+def peer_failed(error: Exception, watchdog: PeerWatchdog | None) -> None:
+    """A collective failed in a multi-process run (e.g. gloo: connection reset by peer):
+    give the watchdog time to name the lost process, then exit in one line."""
+    if watchdog is not None:
+        deadline = time.monotonic() + watchdog.timeout * 1.5
+        while time.monotonic() < deadline:
+            time.sleep(0.2)  # the watchdog exits the process when it finds the peer
+    first = " ".join(str(error).split())[:200]
+    fail_fast(f"a collective failed, a peer process is probably dead ({first})")
+
+
+def maybe_initialize_distributed(
+    enabled: bool = False, heartbeat_timeout_s: int = 20, init_timeout_s: int = 60
+) -> bool:
     """Call ``jax.distributed.initialize()`` when asked to (config or ``$VSML_DISTRIBUTED=1``).
 
     On TPU pods and SLURM clusters JAX detects the coordinator itself. For manual
     launches set ``JAX_COORDINATOR_ADDRESS`` (e.g. ``127.0.0.1:12345``),
     ``VSML_NUM_PROCESSES`` and ``VSML_PROCESS_ID``.
+
+    Every process must join within ``init_timeout_s`` (else :class:`DistributedError`).
+    The training loop's :class:`PeerWatchdog` uses ``heartbeat_timeout_s``; the
+    coordination service's own heartbeat timeout is set to three times that.
     """
     enabled = enabled or os.environ.get("VSML_DISTRIBUTED", "0") not in ("", "0", "false")
     if not enabled:
@@ -37,7 +187,45 @@ def maybe_initialize_distributed(enabled: bool = False) -> bool:
             raise ValueError("VSML_NUM_PROCESSES is set but VSML_PROCESS_ID is not; set both")
         kwargs["num_processes"] = int(os.environ["VSML_NUM_PROCESSES"])
         kwargs["process_id"] = int(os.environ["VSML_PROCESS_ID"])
-    jax.distributed.initialize(**kwargs)
+    from jax._src import distributed as jax_distributed
+
+    runtime = jax_distributed._jax
+
+    def client(*args, **kw):
+        # without a callback the client aborts the process (a C++ stack) when it cannot
+        # register in time or the service reports an error; with one, a failed connect
+        # raises here and a later error calls it
+        kw.setdefault("missed_heartbeat_callback", _on_service_error)
+        return runtime.get_distributed_runtime_client(*args, **kw)
+
+    class Runtime:  # jaxlib's module, but with that client
+        get_distributed_runtime_client = staticmethod(client)
+
+        def __getattr__(self, name):
+            return getattr(runtime, name)
+
+    jax_distributed._jax = Runtime()
+    try:
+        jax.distributed.initialize(
+            initialization_timeout=init_timeout_s,
+            heartbeat_timeout_seconds=3 * heartbeat_timeout_s,
+            **kwargs,
+        )
+    except (ValueError, TypeError):
+        raise
+    except Exception as e:  # noqa: BLE001 - XlaRuntimeError and friends
+        first = " ".join(str(e).split())[:300]
+        coordinator = os.environ.get("JAX_COORDINATOR_ADDRESS", "the coordinator")
+        raise DistributedError(
+            f"jax.distributed: not every process joined {coordinator} within "
+            f"{init_timeout_s} s (distributed_init_timeout_s); start all "
+            f"{kwargs.get('num_processes', 'the')} processes"
+            + ("" if "bad_cast" in first else f" ({type(e).__name__}: {first})")
+        ) from None
+    finally:
+        jax_distributed._jax = runtime
+    if jax.process_count() > 1:
+        _exit_on_abort()
     log.info(
         "jax.distributed: process %d of %d, %d local / %d global devices",
         jax.process_index(),

@@ -1,0 +1,163 @@
+"""Run directories that cannot be corrupted: exclusive creation, one writer, resume checks.
+
+* :func:`create_run_dir` makes ``<root>/<stamp>-seed<seed>`` with ``os.mkdir`` (never
+  ``exist_ok``); when two runs start in the same second the later one gets ``-2``, ``-3``...
+* :class:`RunLock` holds an exclusive ``fcntl`` lock on ``<run>/.lock`` for the whole run,
+  so a second writer (a second ``--resume`` of the same dir) stops with one line naming
+  the process that holds it.
+* :func:`check_resume_config` compares a resumed run's config with the one it was started
+  with: only the keys in :data:`RESUME_SAFE` may change.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import socket
+from pathlib import Path
+
+import yaml
+
+from vsml_jax.config import ConfigError, RunConfig, to_dict
+
+LOCK_NAME = ".lock"
+
+# keys that may change on --resume: they do not alter the meta-parameters' trajectory up
+# to the checkpoint (how long to train, where to write, what to log and meta-test)
+RESUME_SAFE = (
+    "name",
+    "out_dir",
+    "es.generations",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "tensorboard",
+    "distributed",
+    "distributed_heartbeat_timeout_s",
+    "distributed_init_timeout_s",
+    "cpu_devices",
+    "data.data_dir",
+    "eval",  # every eval.* key
+)
+
+
+class RunDirError(RuntimeError):
+    """A run dir cannot be created, or is in use by another process."""
+
+
+def _natural(p: Path):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
+
+
+def sorted_runs(paths) -> list[Path]:
+    """Run dirs oldest first: by name, with numeric suffixes compared as numbers."""
+    return sorted(paths, key=_natural)
+
+
+def create_run_dir(root: Path, base: str) -> Path:
+    """Create ``root/base`` (or ``root/base-2``, ``-3``, ...) exclusively and return it."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirError(f"cannot create the run folder {root}: {e.strerror or e}") from None
+    for n in range(1, 10_000):
+        path = root / (base if n == 1 else f"{base}-{n}")
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise RunDirError(f"cannot create run dir {path}: {e.strerror or e}") from None
+    raise RunDirError(f"cannot create a run dir under {root}: {base}-1..9999 all exist")
+
+
+class RunLock:
+    """An exclusive, non-blocking ``fcntl.flock`` on ``<run_dir>/.lock``.
+
+    The lock is released when the process exits, however it exits, so a killed run never
+    leaves a stale lock behind; the file only records who held it last.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise RunDirError(f"cannot open the run lock {self.path}: {e.strerror or e}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunDirError(
+                f"run dir {self.path.parent} is in use by {holder}; wait for it to finish "
+                "or stop it before resuming"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and k != "learner_args":
+            out.update(_flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
+
+
+def _safe(key: str) -> bool:
+    return any(key == s or key.startswith(f"{s}.") for s in RESUME_SAFE)
+
+
+def saved_config(run_dir: Path) -> RunConfig:
+    """The config a run was started with (``<run>/config.yaml``)."""
+    from vsml_jax.config import load_config
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"--resume {run_dir}: no config.yaml there, so it is not a run dir (or its first "
+            "start failed); start without --resume"
+        )
+    return load_config(path)
+
+
+def check_resume_config(saved: RunConfig, cfg: RunConfig, run_dir: Path) -> None:
+    """Refuse a resume whose config differs from ``saved`` in a key outside RESUME_SAFE."""
+    old, new = _flatten(to_dict(saved)), _flatten(to_dict(cfg))
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key) and not _safe(key):
+            raise ConfigError(
+                f"--resume {run_dir}: {key} was {old.get(key)!r} and is now {new.get(key)!r}; "
+                f"it cannot change on resume (only {', '.join(RESUME_SAFE)} can); "
+                "start a new run instead"
+            )
+
+
+def write_config(run_dir: Path, cfg: RunConfig) -> None:
+    """Write ``<run>/config.yaml`` atomically."""
+    path = Path(run_dir) / "config.yaml"
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    os.replace(tmp, path)
