@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: install quickstart es-mnist cross-dataset test bench lint clean
+.PHONY: install quickstart es-mnist cross-dataset la-cloning test bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ es-mnist: $(STAMP)    ## paper Section 4.2 scale; e.g. ARGS="--set es.population
 
 cross-dataset: $(STAMP)  ## paper Section 4.4: meta-train on some datasets, test on unseen ones
 	$(PY) -m experiments.cross_dataset $(ARGS)
+
+la-cloning: $(STAMP)  ## paper Section 4.1: clone backprop into VSML, then improve it with ES
+	$(PY) -m experiments.la_cloning $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)

@@ -272,6 +272,16 @@ def run(cfg: LACloningConfig, run_dir: Path) -> list[dict]:
     w_err = float(np.abs(w_clone - w_ref).mean() / np.abs(w_ref).mean())
     log.info("weights: mean |w_clone - w_ref| / mean |w_ref| = %.3f over the episode", w_err)
 
+    fwd_err = float(
+        cloning.forward_message_error(
+            cell_params,
+            readout,
+            run_key(cfg.seed, "fwd_check"),
+            cfg.cell,
+            (spec.input_dim, spec.num_classes),
+        )
+    )
+    log.info("forward message: relative squared error %.4f on fresh 32x10 layers", fwd_err)
     rows, fig5, compare = [], {}, {}
     cache = run_dir / "meta_test"
     for shape, hidden in (("shallow", ()), ("deep", tuple(cfg.deep_hidden))):
@@ -318,7 +328,7 @@ def run(cfg: LACloningConfig, run_dir: Path) -> list[dict]:
         plots.plot_accuracy_curves(
             compare, run_dir / "improve_logx.png", title="improving the clone", log_x=True
         )
-    write_results(rows, run_dir, {"weight_rel_error": w_err})
+    write_results(rows, run_dir, {"weight_rel_error": w_err, "forward_message_error": fwd_err})
     return rows
 
 

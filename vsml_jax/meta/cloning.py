@@ -29,9 +29,13 @@ ticks, each tick rematerialised) to reproduce, tick by tick, the explicit online
   forward and backward messages (all channels; the reference uses channel 0 and zeros
   elsewhere), each divided by its target's mean square, plus that of the read-out
   ``(w, beta)``, divided by the mean square of their change since the unroll began plus
-  1% of their own (so a slow leak of a large stored weight is not hidden by its size).
+  ``weight_floor`` times their own (a small floor keeps a slow leak of a large stored
+  weight from hiding behind its size).
   Layer terms matter: an error common to the cells of a row or column survives the
   grid mean, while the signal ``tanh(x_a) w_ab`` partly cancels in it.
+
+With ``grid=(1, 1)`` and ``reset_prob=1`` this reduces to independent cells started
+afresh for every unroll (the CPU default of ``experiments/configs/la_cloning.yaml``).
 """
 
 from __future__ import annotations
@@ -55,8 +59,10 @@ class CloneConfig:
     lr: float = 1.0  # the cloned SGD's learning rate (scale convention: vsml/backprop.py)
     bias_lr: float = 0.03
     num_ticks: int = 1  # micro-ticks per sweep of the VSML network that runs the clone
-    readout_scale: float = 48.0  # starting read-out of the learned part of w and beta
-    init_scale: float = 16.0  # starting read-out of w from the random initial cell units
+    readout_scale: float = 8.0  # starting read-out: w = readout_scale * (c_0 - c_1)
+    # normaliser of the w/beta error: mean square of their change over the unroll plus
+    # this share of their own mean square (1: the weights' own scale)
+    weight_floor: float = 1.0
     grids: int = 4  # layers per training batch
     grid: tuple[int, int] = (32, 10)  # (A, B) of each layer
     steps: int = 40  # online steps per unroll (2 * num_ticks ticks each)
@@ -99,19 +105,16 @@ class CloneBatch(NamedTuple):
 
 
 def init_clone_params(key: jax.Array, cell_cfg: CellConfig, cfg: CloneConfig) -> CloneParams:
-    """Paper-style cell initialisation and a starting read-out (it is trained): ``w =
-    init_scale * (c_0 - c_1) + readout_scale * (c_r - c_{r+1})`` and ``beta =
-    readout_scale * (c_{r+2} - c_{r+3})`` with ``r = num_random``: the random half of the
-    initial state gives the initial weight, units that start at zero hold what is learned."""
-    r, H = cell_cfg.num_random, cell_cfg.hidden
-    if r < 2 or H - r < 4:
-        raise ValueError("cloning needs >= 2 random and >= 4 zero-initialised cell units")
+    """Paper-style cell initialisation and a starting read-out (it is trained):
+    ``w = readout_scale * (c_0 - c_1)`` and ``beta = readout_scale * (c_2 - c_3)``, units
+    of the random half of VSML's initial state, which so gives the initial weights."""
+    if cell_cfg.num_random < 4:
+        raise ValueError("cloning needs >= 4 randomly initialised cell units")
     if cell_cfg.layer_norm:
         raise ValueError("cloning needs linear message heads (cell.layer_norm=false)")
-    s, s0 = cfg.readout_scale, cfg.init_scale
-    readout = jnp.zeros((2, H), jnp.float32)
-    readout = readout.at[0, 0].set(s0).at[0, 1].set(-s0).at[0, r].set(s).at[0, r + 1].set(-s)
-    readout = readout.at[1, r + 2].set(s).at[1, r + 3].set(-s)
+    s = cfg.readout_scale
+    readout = jnp.zeros((2, cell_cfg.hidden), jnp.float32)
+    readout = readout.at[0, 0].set(s).at[0, 1].set(-s).at[1, 2].set(s).at[1, 3].set(-s)
     return CloneParams(cell=init_cell_params(key, cell_cfg), readout=readout)
 
 
@@ -133,10 +136,11 @@ def fresh_states(key, cell_cfg: CellConfig, cfg: CloneConfig) -> CellState:
     """VSML's initial cell states ``[G, A, B, H]`` (``h = 0``, the leading ``num_random``
     units of ``c`` truncated-normal) with a std drawn per layer from ``c_std``."""
     G, (A, B), H = cfg.grids, cfg.grid, cell_cfg.hidden
+    r = cell_cfg.num_random
     k_std, k_noise = jax.random.split(key)
     std = _log_uniform(k_std, (G, 1, 1, 1), cfg.c_std)
-    noise = std * jax.random.truncated_normal(k_noise, -2.0, 2.0, (G, A, B, cell_cfg.num_random))
-    c = jnp.concatenate([noise, jnp.zeros((G, A, B, H - cell_cfg.num_random))], -1)
+    noise = std * jax.random.truncated_normal(k_noise, -2.0, 2.0, (G, A, B, r))
+    c = jnp.concatenate([noise, jnp.zeros((G, A, B, H - r))], -1)
     return CellState(h=jnp.zeros((G, A, B, H), jnp.float32), c=c)
 
 
@@ -215,7 +219,7 @@ def unroll(params: CloneParams, state: CellState, batch: CloneBatch, cfg: CloneC
 MESSAGE_TERMS = ("fwd", "bwd", "fwd_layer", "bwd_layer")
 
 
-def clone_losses(pred: dict, target: dict) -> dict:
+def clone_losses(pred: dict, target: dict, weight_floor: float = 1.0) -> dict:
     """Per-term squared error over a normaliser (see the module docstring)."""
     out = {}
     for k in MESSAGE_TERMS:
@@ -225,13 +229,14 @@ def clone_losses(pred: dict, target: dict) -> dict:
     for k in ("w", "beta"):
         t = jax.lax.stop_gradient(target[k])
         change = jnp.mean((t - target[f"{k}0"]) ** 2)
-        out[k] = jnp.mean((pred[k] - t) ** 2) / (change + 0.01 * jnp.mean(t**2) + 1e-8)
+        norm = change + weight_floor * jnp.mean(t**2) + 1e-8
+        out[k] = jnp.mean((pred[k] - t) ** 2) / norm
     return out
 
 
 def clone_loss(params, state, batch, cfg):
     pred, target, final = unroll(params, state, batch, cfg)
-    terms = clone_losses(pred, target)
+    terms = clone_losses(pred, target, cfg.weight_floor)
     return sum(terms.values()), (terms, final)
 
 
@@ -290,3 +295,32 @@ def make_clone_block(cell_cfg: CellConfig, cfg: CloneConfig, num_steps: int):
         return jax.lax.scan(one, state, keys)
 
     return block
+
+
+def forward_message_error(
+    cell: CellParams,
+    readout_rows: jax.Array,
+    key: jax.Array,
+    cell_cfg: CellConfig,
+    grid: tuple[int, int],
+    num_layers: int = 16,
+) -> jax.Array:
+    """Relative squared error of fresh layers' forward message (the grid mean, channel 0,
+    one tick from VSML's initial state on ``x ~ N(0, 1)``, no error) against
+    ``mean_a tanh(x_a) w_ab + b_b`` of the weights read out of their cells."""
+    from vsml_jax.vsml.backprop import GridWeights, reference_tick
+
+    cfg = CloneConfig(grids=num_layers, grid=grid)
+    k_state, k_x = jax.random.split(key)
+    cells = fresh_states(k_state, cell_cfg, cfg)
+    A, B = grid
+    x = jax.random.normal(k_x, (num_layers, A))
+    _, fwd, _ = layer_tick(cell, cells, x, jnp.zeros((num_layers, B)))
+    y = fwd.mean(1)  # [G, B, m]
+    w, beta = cells.c @ readout_rows[0], cells.c @ readout_rows[1]
+    zero = jnp.zeros((B,))
+    y_ref = jax.vmap(lambda w, b, x: reference_tick(GridWeights(w, b), x, zero, 1.0, 0.0)[1])(
+        w, beta, x
+    )
+    err = jnp.sum((y - _embed(y_ref, y.shape[-1])) ** 2, -1)
+    return jnp.mean(err) / jnp.mean(y_ref**2)

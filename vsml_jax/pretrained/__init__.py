@@ -75,3 +75,21 @@ def load(name: str) -> Pretrained:
     if flat.size != sum(int(np.prod(s.shape)) for s in jax.tree.leaves(like)):
         raise ValueError(f"shipped learner {name!r}: {flat.size} parameters do not fit its config")
     return Pretrained(name, cfg, learner, unravel(jnp.asarray(flat)), card, arrays)
+
+
+def check_accuracy(p: Pretrained) -> float:
+    """Mean online accuracy of ``p`` on the small fixed episode set its card's ``check``
+    names (a test split, episode count and length, seed), as recorded when shipped."""
+    import dataclasses
+
+    from vsml_jax.evaluation import evaluate
+    from vsml_jax.meta.sharding import population_mesh
+    from vsml_jax.train import episode_spec, load_data
+
+    check = p.card["check"]
+    cfg = dataclasses.replace(p.config, data=dataclasses.replace(p.config.data, data_dir=None))
+    data = load_data(cfg, [check["dataset"]], "test", population_mesh())
+    spec = episode_spec(cfg, check["steps"])
+    key = jax.random.PRNGKey(check["seed"])
+    acc = evaluate(p.learner, p.meta_params, data, spec, check["episodes"], key).accuracy
+    return float(acc.mean())
