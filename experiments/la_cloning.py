@@ -1,7 +1,7 @@
 """Paper §4.1 (Fig. 5): clone backprop into the VSML cell, meta-test it, then improve it.
 
 With no arguments this runs the CPU default of experiments/configs/la_cloning.yaml
-(about 25 minutes on 2 cores):
+(40 minutes on 2 cores, 10 with --set improve=false):
   clone     the shared cell trained by gradient descent to implement online SGD
             (w <- w - lr tanh(x) e) on random sequences, 3000 Adam steps
   test      the clone in a shallow (32 -> 10) and a deep (32 -> 32 -> 10) VSML network

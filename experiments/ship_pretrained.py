@@ -25,6 +25,7 @@ def main(argv=None) -> int:
     p.add_argument("name")
     p.add_argument("--command", required=True, help="the command that produced RUN_DIR")
     p.add_argument("--results", type=Path, help="a results.csv whose rows go into the card")
+    p.add_argument("--learner", help="keep only the results rows of this learner label")
     args = p.parse_args(argv)
 
     import json
@@ -49,7 +50,11 @@ def main(argv=None) -> int:
     if args.results and args.results.exists():
         import csv
 
-        meta_test = list(csv.DictReader(args.results.open()))
+        meta_test = [
+            r
+            for r in csv.DictReader(args.results.open())
+            if args.learner is None or r["learner"] == args.learner
+        ]
     card = {
         "name": args.name,
         "command": args.command,
@@ -63,22 +68,7 @@ def main(argv=None) -> int:
     check = {"dataset": "mnist", "episodes": 8, "steps": 300, "seed": 0}
     card["check"] = check
     shipped = shipped._replace(card=card)
-    import jax
-
-    from vsml_jax.evaluation import evaluate
-    from vsml_jax.meta.sharding import population_mesh
-    from vsml_jax.train import episode_spec, load_data
-
-    data = load_data(shipped.config, ["mnist"], "test", population_mesh())
-    acc = evaluate(
-        shipped.learner,
-        shipped.meta_params,
-        data,
-        episode_spec(shipped.config, 300),
-        8,
-        jax.random.PRNGKey(0),
-    ).accuracy
-    per_episode = acc.mean(1)
+    per_episode = pretrained.check_accuracy(shipped)
     check["mean_acc"] = float(per_episode.mean())
     # numerics differ slightly across machines; the interval is the episodes' 95% CI
     check["ci95"] = max(0.02, float(1.96 * per_episode.std(ddof=1) / np.sqrt(len(per_episode))))

@@ -17,8 +17,14 @@ def test_presets_load_and_round_trip(preset, tmp_path):
     import yaml
 
     from vsml_jax.cross_dataset import CrossDatasetConfig
+    from vsml_jax.la_cloning import LACloningConfig
 
-    cls = CrossDatasetConfig if preset.stem.startswith("cross_dataset") else RunConfig
+    if preset.stem.startswith("cross_dataset"):
+        cls = CrossDatasetConfig
+    elif preset.stem == "la_cloning":
+        cls = LACloningConfig
+    else:
+        cls = RunConfig
     cfg = load_config(preset, cls=cls)
     assert isinstance(cfg, cls)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(to_dict(cfg)))

@@ -17,7 +17,6 @@ episode sampler then applies the configured per-task random projection.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
@@ -40,7 +39,7 @@ from vsml_jax.config import (
     to_dict,
 )
 from vsml_jax.data import DatasetNotFoundError, available_splits
-from vsml_jax.evaluation import evaluate, hand_designed, summarize
+from vsml_jax.evaluation import evaluate, hand_designed, summarize, write_table
 from vsml_jax.learners import LEARNERS
 from vsml_jax.learners.sgd import online_optimizer
 from vsml_jax.meta.sharding import (
@@ -299,14 +298,7 @@ COLUMNS = (
 
 
 def write_outputs(rows: list[dict], curves: dict, run_dir: Path):
-    with (run_dir / "results.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(fmt(r.get(c)) for c in COLUMNS) + " |" for r in rows]
-    (run_dir / "results.md").write_text("\n".join(lines) + "\n")
+    write_table(rows, COLUMNS, run_dir)
     for group, by_test in curves.items():
         title = f"meta-trained on {group}; seen: " + ", ".join(
             t for t in by_test if t in group.split("+")

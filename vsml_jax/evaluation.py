@@ -121,3 +121,22 @@ def hand_designed(
     make = lambda lr: online_optimizer(name, lr=lr, hidden=hidden)  # noqa: E731
     lr, _ = tune_lr(make, lrs, xs, labels, k_init, spec.num_classes)
     return make(float(lr)), float(lr)
+
+
+def write_table(rows: list[dict], columns: tuple[str, ...], out_dir, notes: tuple[str, ...] = ()):
+    """``results.csv`` and ``results.md`` (a Markdown table, then ``notes`` lines) of
+    summary ``rows`` under ``out_dir``."""
+    import csv
+    from pathlib import Path
+
+    out_dir = Path(out_dir)
+    with (out_dir / "results.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    if notes:
+        lines += ["", *notes]
+    (out_dir / "results.md").write_text("\n".join(lines) + "\n")

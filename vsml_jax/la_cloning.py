@@ -18,7 +18,6 @@ on the same folder (``--resume``) continues where a killed run stopped.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
@@ -34,7 +33,13 @@ from vsml_jax import plots
 from vsml_jax.checkpoint import Checkpointer
 from vsml_jax.config import ConfigError, RunConfig, from_dict, to_dict
 from vsml_jax.episode import trace_episode
-from vsml_jax.evaluation import evaluate, hand_designed, sample_eval_episodes, summarize
+from vsml_jax.evaluation import (
+    evaluate,
+    hand_designed,
+    sample_eval_episodes,
+    summarize,
+    write_table,
+)
 from vsml_jax.learners.base import TaskSpec
 from vsml_jax.learners.grid_sgd import grid_sgd, readout_weights
 from vsml_jax.learners.vsml import vsml
@@ -221,6 +226,23 @@ def _cached_eval(cache: Path, learner, meta_params, data, spec, num, key) -> np.
     return acc
 
 
+def _test_learners(prefix: Path, learners: dict, data, spec, num, key) -> dict:
+    """``{label: accuracy [num, T]}`` on the same episodes, each cached at ``prefix<tag>.npz``."""
+    out = {}
+    for label, (learner, mp) in learners.items():
+        tag = label.split(" (")[0].replace(" ", "_").replace(",", "").replace("+", "plus")
+        path = prefix.with_name(f"{prefix.name}{tag}.npz")
+        out[label] = _cached_eval(path, learner, mp, data, spec, num, key)
+    return out
+
+
+def _rows(stage: str, test_set: str, network: str, accs: dict) -> list[dict]:
+    return [
+        {"stage": stage, "test_set": test_set, "network": network, "learner": k, **summarize(a)}
+        for k, a in accs.items()
+    ]
+
+
 def _tuned(name, cfg: LACloningConfig, train_data, spec, hidden, cache: Path):
     """A hand-designed baseline; sgd/adam get the lr of ``base.eval.baseline_lrs`` that is
     best on meta-*training* episodes (cached in ``cache``)."""
@@ -281,7 +303,12 @@ def run(cfg: LACloningConfig, run_dir: Path) -> list[dict]:
             (spec.input_dim, spec.num_classes),
         )
     )
-    log.info("forward message: relative squared error %.4f on fresh 32x10 layers", fwd_err)
+    log.info(
+        "forward message: relative squared error %.4f on fresh %dx%d layers",
+        fwd_err,
+        spec.input_dim,
+        spec.num_classes,
+    )
     rows, fig5, compare = [], {}, {}
     cache = run_dir / "meta_test"
     for shape, hidden in (("shallow", ()), ("deep", tuple(cfg.deep_hidden))):
@@ -296,28 +323,10 @@ def run(cfg: LACloningConfig, run_dir: Path) -> list[dict]:
             f"online SGD, MLP (tuned lr={lr:g})": (sgd_tuned, {}),
         }
         for t, data in test_data.items():
-            panel = fig5.setdefault(f"{t}, {shape}", {})
-            for label, (learner, mp) in learners.items():
-                tag = label.split(" (")[0].replace(" ", "_").replace(",", "")
-                acc = _cached_eval(
-                    cache / f"{t}__{shape}__{tag}.npz",
-                    learner,
-                    mp,
-                    data,
-                    spec,
-                    ev.num_episodes,
-                    keys[t],
-                )
-                panel[label] = acc
-                rows.append(
-                    {
-                        "stage": "clone",
-                        "test_set": t,
-                        "network": shape,
-                        "learner": label,
-                        **summarize(acc),
-                    }
-                )
+            prefix = cache / f"{t}__{shape}__"
+            panel = _test_learners(prefix, learners, data, spec, ev.num_episodes, keys[t])
+            fig5[f"{t}, {shape}"] = panel
+            rows += _rows("clone", t, shape, panel)
             if shape == "shallow":
                 compare[t] = {"VSML clone (before ES)": panel["VSML clone"]}
     plots.plot_accuracy_curves(fig5, run_dir / "fig5.png", title="VSML clone of backprop vs SGD")
@@ -367,36 +376,10 @@ def improve(cfg: LACloningConfig, run_dir, test_data, train_data, spec, keys, co
         learners[name if lr is None else f"{name} (lr={lr:g})"] = (learner, {})
     rows = []
     for t, data in test_data.items():
-        for label, (learner, mp) in learners.items():
-            tag = label.split(" (")[0].replace(" ", "_").replace(",", "").replace("+", "plus")
-            acc = _cached_eval(
-                run_dir / "meta_test" / f"{t}__improve__{tag}.npz",
-                learner,
-                mp,
-                data,
-                spec,
-                ev.num_episodes,
-                keys[t],
-            )
-            compare[t][label] = acc
-            rows.append(
-                {
-                    "stage": "improve",
-                    "test_set": t,
-                    "network": "shallow",
-                    "learner": label,
-                    **summarize(acc),
-                }
-            )
-        rows.append(
-            {
-                "stage": "improve",
-                "test_set": t,
-                "network": "shallow",
-                "learner": "VSML clone (before ES)",
-                **summarize(compare[t]["VSML clone (before ES)"]),
-            }
-        )
+        prefix = run_dir / "meta_test" / f"{t}__improve__"
+        accs = _test_learners(prefix, learners, data, spec, ev.num_episodes, keys[t])
+        compare[t].update(accs)
+        rows += _rows("improve", t, "shallow", compare[t])
     return rows
 
 
@@ -416,15 +399,7 @@ COLUMNS = (
 
 
 def write_results(rows: list[dict], run_dir: Path, extra: dict):
-    with (run_dir / "results.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(fmt(r.get(c)) for c in COLUMNS) + " |" for r in rows]
-    lines += ["", *(f"{k}: {v:.4f}" for k, v in extra.items())]
-    (run_dir / "results.md").write_text("\n".join(lines) + "\n")
+    write_table(rows, COLUMNS, run_dir, tuple(f"{k}: {v:.4f}" for k, v in extra.items()))
 
 
 def load(tree: dict) -> LACloningConfig:

@@ -77,9 +77,9 @@ def load(name: str) -> Pretrained:
     return Pretrained(name, cfg, learner, unravel(jnp.asarray(flat)), card, arrays)
 
 
-def check_accuracy(p: Pretrained) -> float:
-    """Mean online accuracy of ``p`` on the small fixed episode set its card's ``check``
-    names (a test split, episode count and length, seed), as recorded when shipped."""
+def check_accuracy(p: Pretrained) -> np.ndarray:
+    """Per-episode mean online accuracy ``[episodes]`` of ``p`` on the small fixed episode
+    set its card's ``check`` names (a test split, episode count and length, seed)."""
     import dataclasses
 
     from vsml_jax.evaluation import evaluate
@@ -92,4 +92,4 @@ def check_accuracy(p: Pretrained) -> float:
     spec = episode_spec(cfg, check["steps"])
     key = jax.random.PRNGKey(check["seed"])
     acc = evaluate(p.learner, p.meta_params, data, spec, check["episodes"], key).accuracy
-    return float(acc.mean())
+    return acc.mean(1)
