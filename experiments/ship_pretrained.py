@@ -31,17 +31,11 @@ def main(argv=None) -> int:
     import json
 
     from vsml_jax import pretrained
-    from vsml_jax.checkpoint import Checkpointer
     from vsml_jax.learners.base import TaskSpec
-    from vsml_jax.train import load_meta_params
+    from vsml_jax.train import restore_run
 
-    cfg, learner, meta_params = load_meta_params(args.run_dir)
+    cfg, learner, meta_params, raw = restore_run(args.run_dir)
     task = TaskSpec(**json.loads((args.run_dir / "task.json").read_text()))
-    ckpt = Checkpointer(args.run_dir / "checkpoints")
-    try:
-        raw = ckpt.restore_raw()
-    finally:
-        ckpt.close()
     extra = {k: np.asarray(v) for k, v in raw.items() if k == "readout"}
     version = subprocess.run(
         ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
@@ -62,16 +56,14 @@ def main(argv=None) -> int:
         "source_run": str(args.run_dir),
         "meta_test": meta_test or "see docs/RESULTS.md",
     }
-    out = Path(pretrained.__file__).parent / args.name
-    pretrained.save(out, cfg, task, meta_params, card, **extra)
-    shipped = pretrained.load(args.name)
-    check = {"dataset": "mnist", "episodes": 8, "steps": 300, "seed": 0}
-    card["check"] = check
-    shipped = shipped._replace(card=card)
-    per_episode = pretrained.check_accuracy(shipped)
+    card["check"] = check = {"dataset": "mnist", "episodes": 8, "steps": 300, "seed": 0}
+    per_episode = pretrained.check_accuracy(
+        pretrained.Pretrained(args.name, cfg, learner, meta_params, card, extra)
+    )
     check["mean_acc"] = float(per_episode.mean())
     # numerics differ slightly across machines; the interval is the episodes' 95% CI
     check["ci95"] = max(0.02, float(1.96 * per_episode.std(ddof=1) / np.sqrt(len(per_episode))))
+    out = Path(pretrained.__file__).parent / args.name
     pretrained.save(out, cfg, task, meta_params, card, **extra)
     print(f"shipped {args.name}: {out}.npz / .json; check {check}")
     return 0

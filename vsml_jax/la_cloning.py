@@ -46,7 +46,14 @@ from vsml_jax.learners.vsml import vsml
 from vsml_jax.meta import cloning
 from vsml_jax.meta.sharding import configure_cpu_devices, population_mesh
 from vsml_jax.metrics import MetricsWriter, read_metrics
-from vsml_jax.train import episode_spec, load_data, load_meta_params, run_key, train
+from vsml_jax.train import (
+    episode_spec,
+    load_data,
+    load_meta_params,
+    restore_run,
+    run_key,
+    train,
+)
 from vsml_jax.vsml.cell import CellConfig
 from vsml_jax.vsml.network import NetworkConfig
 
@@ -141,13 +148,8 @@ def train_clone(cfg: LACloningConfig, run_dir: Path):
         (run_dir / "task.json").write_text(json.dumps(dataclasses.asdict(task)))
         summary = {"clone_steps": steps, "wall_s": time.time() - t0, **rec}
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    _, _, meta_params = load_meta_params(run_dir)
-    ckpt = Checkpointer(ckpt_dir)
-    try:
-        readout = np.asarray(ckpt.restore_raw()["readout"])
-    finally:
-        ckpt.close()
-    return meta_params[0], readout
+    _, _, meta_params, raw = restore_run(run_dir)
+    return meta_params[0], np.asarray(raw["readout"])
 
 
 def plot_clone_loss(records: list[dict], path: Path):

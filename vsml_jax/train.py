@@ -456,28 +456,47 @@ def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: 
     return run_dir
 
 
-def load_meta_params(run_dir: str | Path, step: int | None = None):
-    """The ES mean meta-parameters of a run (latest checkpoint by default), as a pytree.
-
-    Returns ``(config, learner, meta_params)``, ready for :func:`vsml_jax.evaluation.evaluate`.
-    """
+def unravel_meta_params(learner: Learner, task: TaskSpec, flat) -> Any:
+    """The meta-parameter pytree of ``learner`` on ``task`` from its flat vector ``flat``
+    (as checkpoints and shipped learners store it), as uncommitted arrays usable with
+    data on any devices."""
     from jax.flatten_util import ravel_pytree
 
+    like = jax.eval_shape(lambda k: learner.meta_init(k, task), jax.random.PRNGKey(0))
+    _, unravel = ravel_pytree(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), like))
+    flat = np.asarray(flat)
+    size = sum(int(np.prod(s.shape)) for s in jax.tree.leaves(like))
+    if flat.shape != (size,):
+        raise ValueError(
+            f"{flat.size} stored meta-parameters do not fit learner {learner.name!r} on "
+            f"{task} ({size} expected); the config does not match the parameters"
+        )
+    return unravel(jax.numpy.asarray(flat))
+
+
+def restore_run(run_dir: str | Path, step: int | None = None):
+    """A run's config, learner, mean meta-parameters and the raw checkpoint dict (latest
+    checkpoint by default): ``(config, learner, meta_params, raw)``."""
     from vsml_jax.config import load_config
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.yaml")
     learner = build_learner(cfg)
     task = TaskSpec(**json.loads((run_dir / "task.json").read_text()))
-    like = jax.eval_shape(lambda k: learner.meta_init(k, task), jax.random.PRNGKey(0))
-    _, unravel = ravel_pytree(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), like))
     ckpt = Checkpointer(run_dir / "checkpoints")
     try:
         raw = ckpt.restore_raw(step)
     finally:
         ckpt.close()
-    # via numpy: uncommitted arrays, usable with data on any devices
-    return cfg, learner, unravel(jax.numpy.asarray(np.asarray(raw["mean"])))
+    return cfg, learner, unravel_meta_params(learner, task, raw["mean"]), raw
+
+
+def load_meta_params(run_dir: str | Path, step: int | None = None):
+    """The ES mean meta-parameters of a run (latest checkpoint by default), as a pytree.
+
+    Returns ``(config, learner, meta_params)``, ready for :func:`vsml_jax.evaluation.evaluate`.
+    """
+    return restore_run(run_dir, step)[:3]
 
 
 def initial_meta_params(cfg: RunConfig, like):

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
@@ -57,7 +56,7 @@ def load(name: str) -> Pretrained:
     """The shipped learner ``name`` (see :func:`available`)."""
     from vsml_jax.config import RunConfig, from_dict
     from vsml_jax.learners.base import TaskSpec
-    from vsml_jax.train import build_learner
+    from vsml_jax.train import build_learner, unravel_meta_params
 
     names = available()
     if name not in names:
@@ -68,13 +67,11 @@ def load(name: str) -> Pretrained:
         arrays = dict(np.load(f))
     cfg = from_dict(RunConfig, card["config"])
     learner = build_learner(cfg)
-    task = TaskSpec(**card["task"])
-    like = jax.eval_shape(lambda k: learner.meta_init(k, task), jax.random.PRNGKey(0))
-    _, unravel = ravel_pytree(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), like))
-    flat = arrays.pop("mean")
-    if flat.size != sum(int(np.prod(s.shape)) for s in jax.tree.leaves(like)):
-        raise ValueError(f"shipped learner {name!r}: {flat.size} parameters do not fit its config")
-    return Pretrained(name, cfg, learner, unravel(jnp.asarray(flat)), card, arrays)
+    try:
+        meta_params = unravel_meta_params(learner, TaskSpec(**card["task"]), arrays.pop("mean"))
+    except ValueError as e:
+        raise ValueError(f"shipped learner {name!r}: {e}") from None
+    return Pretrained(name, cfg, learner, meta_params, card, arrays)
 
 
 def check_accuracy(p: Pretrained) -> np.ndarray:
