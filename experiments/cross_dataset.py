@@ -21,9 +21,7 @@ curves__<group>.png, and per-LA checkpoints under meta_train/ (--resume skips fi
 
 import argparse
 import contextlib
-import datetime
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -66,29 +64,34 @@ def main(argv=None) -> int:
         cfg = load_config(preset, overrides, cls=CrossDatasetConfig, defaults=PRESET)
     except (ConfigError, OSError) as e:
         return report(e)
-    from vsml_jax.rundir import RunLock, create_run_dir
+    import jax
 
-    # several processes of one jax.distributed run share the folder (process 0 writes;
-    # each meta-training run dir is locked by its process 0 in train())
-    multi = cfg.base.distributed or os.environ.get("VSML_DISTRIBUTED", "0") not in ("", "0")
+    from vsml_jax.meta.sharding import configure_cpu_devices, maybe_initialize_distributed
+    from vsml_jax.rundir import RunLock, new_run_dir
+
+    b = cfg.base
     try:
+        # every process of a jax.distributed run agrees on process 0's run dir; only
+        # process 0 writes files here (each meta-training run dir is locked in train())
+        configure_cpu_devices(b.cpu_devices, divides=b.es.population_size)
+        maybe_initialize_distributed(
+            b.distributed, b.distributed_heartbeat_timeout_s, b.distributed_init_timeout_s
+        )
+        is_main = jax.process_index() == 0
         if run_dir is None:
-            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-            root = Path(cfg.out_dir) / cfg.name
-            if multi:
-                run_dir = root / stamp
-                run_dir.mkdir(parents=True, exist_ok=True)
-            else:
-                run_dir = create_run_dir(root, stamp)
-        with contextlib.nullcontext() if multi else RunLock(run_dir):
-            (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-            print(f"run dir: {run_dir}", flush=True)
+            run_dir = new_run_dir(Path(cfg.out_dir) / cfg.name, b.seed)
+        with RunLock(run_dir) if is_main else contextlib.nullcontext():
+            if is_main:
+                (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+                print(f"run dir: {run_dir}", flush=True)
             rows = run(cfg, run_dir)
     except user_errors() as e:
         return report(e)
     except KeyboardInterrupt:
         print(f"interrupted; finished LAs are kept: --resume {run_dir}", file=sys.stderr)
         return 130
+    if not is_main:
+        return 0
     print((run_dir / "results.md").read_text())
     print(f"done: {run_dir} (results.csv, results.md, figure.png; {len(rows)} rows)")
     return 0

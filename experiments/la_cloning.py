@@ -12,7 +12,7 @@ With no arguments this runs the CPU default of experiments/configs/la_cloning.ya
 
 Outputs go to runs/la_cloning/<run-id>/: cloning_loss.png, weights.png, fig5.png,
 improve.png, improve_logx.png, results.csv, results.md; the clone is a run directory
-(clone/) that `--set init_from=<run-id>/clone` or vsml_jax.train.load_meta_params read.
+(clone/) that `--set init_from=<run-id>/clone` or vsml_jax.load_learner read.
 --resume [RUN_DIR] continues a killed run; finished stages are not recomputed.
 """
 

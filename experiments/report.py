@@ -23,9 +23,9 @@ def main(argv=None) -> int:
     losses = [r for r in records if r.get("meta_loss") is not None]
     lrs = next((r["baseline_lrs"] for r in records if "baseline_lrs" in r), {})
     print(f"run: {run}")
-    block_s = sum(1.0 / r["generations_per_s"] for r in records if r.get("generations_per_s"))
+    block_s = sum(1.0 / r["steps_per_s"] for r in records if r.get("steps_per_s"))
     print(
-        f"generations: {summary['generations']}; time in ES generations (sum over blocks, "
+        f"steps: {summary['steps']}; time in training steps (sum over blocks, "
         f"meta-tests excluded): {block_s / 60:.1f} min"
     )
     if losses:
@@ -33,8 +33,8 @@ def main(argv=None) -> int:
         tail = losses[-min(100, len(losses)) :]
         mean_tail = sum(r["meta_loss"] for r in tail) / len(tail)
         print(
-            f"meta-loss: generation {first['generation']}: {first['meta_loss']:.3f}; "
-            f"generation {last['generation']}: {last['meta_loss']:.3f} "
+            f"meta-loss: step {first['generation']}: {first['meta_loss']:.3f}; "
+            f"step {last['generation']}: {last['meta_loss']:.3f} "
             f"(mean of the last {len(tail)}: {mean_tail:.3f})"
         )
     if lrs:

@@ -10,7 +10,6 @@ reproduces.
 """
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,14 +31,13 @@ def main(argv=None) -> int:
 
     from vsml_jax import pretrained
     from vsml_jax.learners.base import TaskSpec
-    from vsml_jax.train import restore_run
+    from vsml_jax.loading import restore_run
+    from vsml_jax.rundir import code_version
 
     cfg, learner, meta_params, raw = restore_run(args.run_dir)
     task = TaskSpec(**json.loads((args.run_dir / "task.json").read_text()))
     extra = {k: np.asarray(v) for k, v in raw.items() if k == "readout"}
-    version = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+    version = code_version()
     meta_test = []
     if args.results and args.results.exists():
         import csv

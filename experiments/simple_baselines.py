@@ -4,7 +4,7 @@
     python -m experiments.simple_baselines --learners ncm,knn,1nn --set eval.num_episodes=8
 
 Builds the baselines exactly as a meta-training run's meta-test does
-(:class:`vsml_jax.train.MetaTester`: online SGD/Adam with the learning rate tuned on
+(:class:`vsml_jax.evaluation.MetaTest`: online SGD/Adam with the learning rate tuned on
 meta-*training* episodes, ``ncm``/``knn``/``1nn`` as they are) and evaluates them on the
 same test episodes that run would draw (seed, episode format and ``eval`` settings from
 the preset), then prints a Markdown table. No meta-training happens.
@@ -15,8 +15,6 @@ import logging
 import sys
 import time
 from pathlib import Path
-
-import jax
 
 from vsml_jax.cli import report, user_errors
 from vsml_jax.config import HAND_DESIGNED, load_config
@@ -46,10 +44,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    from vsml_jax.evaluation import evaluate, summarize
-    from vsml_jax.learners import make_learner
+    from vsml_jax.build import load_data
+    from vsml_jax.evaluation import MetaTest, meta_test
     from vsml_jax.meta.sharding import population_mesh
-    from vsml_jax.train import MetaTester, episode_spec, load_data
 
     learners = tuple(n for n in args.learners.split(",") if n)
     try:
@@ -61,27 +58,23 @@ def main(argv=None) -> int:
         train_data = load_data(cfg, cfg.data.train_sets, "train", mesh)
         # the baselines of a real run's meta-test (lr tuning included); the meta-learned
         # learner is not evaluated
-        tester = MetaTester(cfg, make_learner("ncm"), train_data, mesh)
+        tester = MetaTest.from_config(cfg, train_data, mesh)
     except user_errors() as e:
         return report(e)
-    ev = cfg.eval
     print(f"learning rates tuned on meta-training episodes: {tester.baseline_lrs}")
-    rows = []
-    for i, (name, data) in enumerate(tester.test_sets.items()):
-        spec = episode_spec(cfg, ev.episode_length)
-        key = jax.random.fold_in(tester.key, i)  # the episodes MetaTester draws
-        for label, learner in tester.baselines.items():
-            acc = evaluate(learner, {}, data, spec, ev.num_episodes, key).accuracy
-            rows.append((name, label, summarize(acc)))
+    rows, _ = meta_test(
+        tester.baselines, tester.datasets, tester.spec, tester.num_episodes, tester.key
+    )
     print()
     print(
         "| test set | learner | acc. steps 1-100 | mean acc. (all steps) | last 100 steps "
         "| steps to 80% | episodes x steps |"
     )
     print("|---|---|---|---|---|---|---|")
-    for name, label, m in rows:
+    for m in rows:
         print(
-            f"| {name} | {label} | {m['first100_acc']:.3f} ± {m['first100_ci95']:.3f} | "
+            f"| {m['dataset']} | {m['learner']} | "
+            f"{m['first100_acc']:.3f} ± {m['first100_ci95']:.3f} | "
             f"{m['mean_acc']:.3f} ± {m['ci95']:.3f} | {m['last100_acc']:.3f} | "
             f"{m['steps_to_80']} | {m['episodes']} x {m['steps']} |"
         )

@@ -88,7 +88,7 @@ def test_run_writes_metrics_checkpoints_and_plots(tmp_path):
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     gens = [r for r in records if "meta_loss" in r]
     assert [r["generation"] for r in gens] == list(range(1, 21))
-    for key in ("meta_loss_std", "sigma", "generations_per_s"):
+    for key in ("meta_loss_std", "sigma", "steps_per_s"):
         assert all(np.isfinite(r[key]) for r in gens)
     assert gens[0]["sigma"] == pytest.approx(0.05)
     evals = [r for r in records if "eval/mnist/vsml/mean_acc" in r]
@@ -179,9 +179,9 @@ def test_corrupt_checkpoint_is_one_line_error_and_deletes_nothing(tmp_path):
 
 
 def test_load_data_filters_and_relabels_classes():
+    from vsml_jax.build import load_data
     from vsml_jax.config import load_config
     from vsml_jax.meta.sharding import population_mesh
-    from vsml_jax.train import load_data
 
     cfg = load_config(None, ["data.classes=[7, 3]"])
     data = load_data(cfg, ["mnist"], "test", population_mesh())
@@ -195,9 +195,10 @@ def test_init_from_loads_exactly_and_rejects_other_learners_or_shapes(tmp_path):
     import jax
     from jax.flatten_util import ravel_pytree
 
+    from vsml_jax.build import build_learner
     from vsml_jax.config import load_config
     from vsml_jax.learners.base import TaskSpec
-    from vsml_jax.train import build_learner, initial_meta_params
+    from vsml_jax.loading import initial_meta_params
 
     rc, out, err = _run(tmp_path, "--set", "es.generations=10", "--set", "eval.datasets=[]")
     assert rc == 0, err

@@ -89,7 +89,7 @@ def resolve_config(args) -> RunConfig:
                 "its first start failed); start without --resume"
             )
     elif args.resume:
-        from vsml_jax.train import latest_run_dir
+        from vsml_jax.rundir import latest_run_dir
 
         run = latest_run_dir(load_config(preset, overrides))
         args.resume, preset = run, run / "config.yaml"

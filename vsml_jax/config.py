@@ -74,6 +74,8 @@ class GradConfig:
     batch_size: int = 16  # episodes per meta-step
     clip_norm: float = 1.0  # global gradient-norm clipping (0 = off)
     remat: bool = True  # jax.checkpoint each learner step: memory O(T * state), not activations
+    steps: int = 2000  # meta-gradient steps
+    steps_per_call: int = 10  # steps scanned inside one jitted call
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,8 +108,7 @@ class RunConfig:
     cpu_devices: int = 0  # CPU backend only: XLA devices to split the host into (0 = per core)
     max_skipped: int = 10  # stop after this many consecutive skipped (non-finite) updates
     tensorboard: bool = True
-    trainer: str = "es"  # es (evolution strategies) | grad (meta-gradients); es.generations
-    #                      counts ES generations or meta-gradient steps
+    trainer: str = "es"  # es (evolution strategies: es.*) | grad (meta-gradients: grad.*)
     learner: str = "vsml"  # any name of vsml_jax.learners.LEARNERS
     learner_args: dict = dataclasses.field(default_factory=dict)  # its factory's kwargs
     init_from: str | None = None  # a run dir: start from its final meta-parameters
@@ -118,24 +119,9 @@ class RunConfig:
     eval: EvalConfig = EvalConfig()
 
     def __post_init__(self):
-        from vsml_jax.learners import LEARNERS
-
         if self.trainer not in ("es", "grad"):
             raise ConfigError(f"trainer must be 'es' or 'grad', got {self.trainer!r}")
-        if self.learner not in LEARNERS:
-            raise ConfigError(
-                f"unknown learner {self.learner!r}; choose one of {', '.join(sorted(LEARNERS))}"
-            )
-        if self.learner == "vsml" and self.learner_args:
-            raise ConfigError("learner_args do not apply to vsml; configure it under network")
-        if self.learner != "vsml":
-            from vsml_jax.learners import make_learner
-
-            check_learner_args(self.learner, self.learner_args)
-            try:
-                make_learner(self.learner, **self.learner_args)
-            except (TypeError, ValueError) as e:
-                raise ConfigError(f"learner_args: {e}") from None
+        _check_names(self)
         for key, value in (
             ("es.population_pairs", self.es.population_pairs),
             ("es.generations_per_call", self.es.generations_per_call),
@@ -146,6 +132,8 @@ class RunConfig:
             ("eval.episode_length", self.eval.episode_length),
             ("eval.num_episodes", self.eval.num_episodes),
             ("grad.batch_size", self.grad.batch_size),
+            ("grad.steps", self.grad.steps),
+            ("grad.steps_per_call", self.grad.steps_per_call),
             ("max_skipped", self.max_skipped),
             ("distributed_heartbeat_timeout_s", self.distributed_heartbeat_timeout_s),
             ("distributed_init_timeout_s", self.distributed_init_timeout_s),
@@ -171,33 +159,59 @@ class RunConfig:
             )
         if self.data.classes is not None and self.data.max_classes is not None:
             raise ConfigError("set at most one of data.classes and data.max_classes")
-        unknown = sorted(set(self.eval.baselines) - set(HAND_DESIGNED))
-        if unknown:
+        steps, per_call, what = self.schedule
+        if steps % per_call:
             raise ConfigError(
-                f"eval.baselines {unknown} are not hand-designed learners; "
-                f"choose from {', '.join(HAND_DESIGNED)}"
-            )
-        from vsml_jax.meta.es import FITNESS_SHAPING
-
-        if self.es.fitness_shaping not in FITNESS_SHAPING:
-            raise ConfigError(
-                f"unknown es.fitness_shaping {self.es.fitness_shaping!r}; "
-                f"choose one of {', '.join(FITNESS_SHAPING)}"
-            )
-        if self.es.generations % self.es.generations_per_call:
-            raise ConfigError(
-                f"es.generations ({self.es.generations}) must be a multiple of "
-                f"es.generations_per_call ({self.es.generations_per_call})"
+                f"{what}s ({steps}) must be a multiple of {what}s_per_call ({per_call})"
             )
         for key, every in (
             ("checkpoint_every", self.checkpoint_every),
             ("eval.every", self.eval.every),
         ):
-            if every % self.es.generations_per_call:
+            if every % per_call:
                 raise ConfigError(
-                    f"{key} ({every}) must be a multiple of es.generations_per_call "
-                    f"({self.es.generations_per_call})"
+                    f"{key} ({every}) must be a multiple of {what}s_per_call ({per_call})"
                 )
+
+    @property
+    def schedule(self) -> tuple[int, int, str]:
+        """``(steps, steps per jitted call, what a step is)`` of the configured trainer:
+        ES generations or meta-gradient steps (``es.generation`` / ``grad.step``)."""
+        if self.trainer == "es":
+            return self.es.generations, self.es.generations_per_call, "es.generation"
+        return self.grad.steps, self.grad.steps_per_call, "grad.step"
+
+
+def _check_names(cfg: RunConfig) -> None:
+    """The checks of names that other modules define (the learner registry, the ES
+    fitness shapings). This is the one place config validation imports other modules;
+    nothing is built here, and none of those modules imports this one back."""
+    from vsml_jax.learners import LEARNERS, check_kwargs
+    from vsml_jax.meta.es import FITNESS_SHAPING
+
+    if cfg.learner not in LEARNERS:
+        raise ConfigError(
+            f"unknown learner {cfg.learner!r}; choose one of {', '.join(sorted(LEARNERS))}"
+        )
+    if cfg.learner == "vsml" and cfg.learner_args:
+        raise ConfigError("learner_args do not apply to vsml; configure it under network")
+    if cfg.learner != "vsml":
+        try:
+            check_kwargs(cfg.learner, cfg.learner_args)
+        except ValueError as e:
+            raise ConfigError(f"learner_args: {e}") from None
+        check_learner_args(cfg.learner, cfg.learner_args)
+    unknown = sorted(set(cfg.eval.baselines) - set(HAND_DESIGNED))
+    if unknown:
+        raise ConfigError(
+            f"eval.baselines {unknown} are not hand-designed learners; "
+            f"choose from {', '.join(HAND_DESIGNED)}"
+        )
+    if cfg.es.fitness_shaping not in FITNESS_SHAPING:
+        raise ConfigError(
+            f"unknown es.fitness_shaping {cfg.es.fitness_shaping!r}; "
+            f"choose one of {', '.join(FITNESS_SHAPING)}"
+        )
 
 
 # --------------------------------------------------------------------------- parsing

@@ -4,7 +4,7 @@ Every learning algorithm (LA) is meta-trained on a group of datasets and
 meta-tested with online episodes on the test splits of every test dataset, each
 marked *seen* or *unseen* in meta-training. All LAs go through the same
 :func:`vsml_jax.train.train` (ES or meta-gradients, checkpoints) and the same
-:func:`vsml_jax.evaluation.evaluate`; every LA sees the same meta-test episodes.
+:func:`vsml_jax.evaluation.meta_test`; every LA sees the same meta-test episodes.
 
 Hand-designed LAs have no meta-parameters: online SGD / Adam get their learning
 rate grid-searched on episodes of the meta-training group instead; the nearest
@@ -29,6 +29,7 @@ import jax
 import numpy as np
 
 from vsml_jax import plots
+from vsml_jax.build import episode_spec, load_arrays, load_data, place_data, run_key
 from vsml_jax.config import (
     HAND_DESIGNED,
     ConfigError,
@@ -39,23 +40,16 @@ from vsml_jax.config import (
     to_dict,
 )
 from vsml_jax.data import DatasetNotFoundError, available_splits
-from vsml_jax.evaluation import evaluate, hand_designed, summarize, write_table
+from vsml_jax.evaluation import Entry, hand_designed, meta_test, summarize, write_table
 from vsml_jax.learners import LEARNERS
 from vsml_jax.learners.sgd import online_optimizer
+from vsml_jax.loading import load_meta_params
 from vsml_jax.meta.sharding import (
     configure_cpu_devices,
     maybe_initialize_distributed,
     population_mesh,
 )
-from vsml_jax.train import (
-    episode_spec,
-    load_arrays,
-    load_data,
-    load_meta_params,
-    place_data,
-    run_key,
-    train,
-)
+from vsml_jax.train import train
 
 log = logging.getLogger(__name__)
 
@@ -229,13 +223,14 @@ def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
                     learner, params = _hand_designed(run_cfg, sub, mesh)
                 else:
                     learner, params = _meta_train(run_cfg, sub)
-                saved = {}
-                for i, t in enumerate(tests):
-                    spec = episode_spec(base, base.eval.episode_length)
-                    key = jax.random.fold_in(run_key(base.seed, "meta_test"), i)
-                    saved[t] = evaluate(
-                        learner, params, test_data[t], spec, base.eval.num_episodes, key
-                    ).accuracy
+                _, by_test = meta_test(
+                    {la: Entry(learner, params)},
+                    test_data,
+                    episode_spec(base, base.eval.episode_length),
+                    base.eval.num_episodes,
+                    run_key(base.seed, "meta_test"),
+                )
+                saved = {t: by_test[t][la] for t in tests}
                 if is_main:
                     save_cached_curves(cache, saved)
             for t in tests:

@@ -57,20 +57,30 @@ def trace_episode(
     state = learner.init(meta_params, task, key)
 
     def body(carry, inputs):
-        state, feedback = carry
-        x, y = inputs
-        state, logits = learner.step(meta_params, state, x, feedback)
-        chex.assert_shape(logits, (num_classes,))
-        onehot = jax.nn.one_hot(y, num_classes, dtype=logits.dtype)
-        loss = optax.softmax_cross_entropy(logits, onehot)
-        error = jax.nn.softmax(logits) - onehot  # d loss / d logits
-        acc = (jnp.argmax(logits) == y).astype(jnp.float32)
-        feedback = Feedback(error=error, label=onehot)
-        return (state, feedback), (logits, loss, acc, observe(state))
+        carry, (logits, loss, acc) = online_step(learner, meta_params, carry, *inputs)
+        return carry, (logits, loss, acc, observe(carry[0]))
 
     init_carry = (state, Feedback.zeros(num_classes, xs.dtype))
     _, (logits, loss, acc, observed) = jax.lax.scan(body, init_carry, (xs, labels))
     return EpisodeResult(logits=logits, loss=loss, accuracy=acc), observed
+
+
+def online_step(learner: Learner, meta_params, carry, x, y, num_classes: int | None = None):
+    """One online step: the learner reads ``x`` and the feedback on its previous
+    prediction, predicts, and is scored on ``y``.
+
+    ``carry = (state, feedback)``; returns ``(state, feedback for the next step),
+    (logits, loss, accuracy)``. ``num_classes`` defaults to the feedback's size.
+    """
+    state, feedback = carry
+    num_classes = num_classes or feedback.error.shape[-1]
+    state, logits = learner.step(meta_params, state, x, feedback)
+    chex.assert_shape(logits, (num_classes,))
+    onehot = jax.nn.one_hot(y, num_classes, dtype=logits.dtype)
+    loss = optax.softmax_cross_entropy(logits, onehot)
+    error = jax.nn.softmax(logits) - onehot  # d loss / d logits
+    acc = (jnp.argmax(logits) == y).astype(jnp.float32)
+    return (state, Feedback(error=error, label=onehot)), (logits, loss, acc)
 
 
 def episode_loss(learner: Learner, meta_params, xs, labels, key, num_classes) -> jax.Array:

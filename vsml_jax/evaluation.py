@@ -2,11 +2,15 @@
 
 Every learner evaluated with the same ``key`` sees exactly the same episodes
 (inputs, labels, projections), so curves of different learners are paired.
+:func:`meta_test` is the one meta-test routine: training's periodic meta-tests
+(:class:`MetaTest`), the cross-dataset benchmark and ``python -m vsml_jax.evaluate`` all
+call it.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import jax
@@ -121,6 +125,94 @@ def hand_designed(
     make = lambda lr: online_optimizer(name, lr=lr, hidden=hidden)  # noqa: E731
     lr, _ = tune_lr(make, lrs, xs, labels, k_init, spec.num_classes)
     return make(float(lr)), float(lr)
+
+
+class Entry(NamedTuple):
+    """A learner to meta-test: its meta-parameters and, if it is not the shared one, the
+    episode spec it reads (the preprocessing it was trained with; same key, same examples)."""
+
+    learner: Learner
+    meta_params: PyTree = {}
+    spec: EpisodeSpec | None = None
+
+
+def meta_test(
+    learners: Mapping[str, Entry],
+    datasets: Mapping[str, DeviceDataset],
+    spec: EpisodeSpec,
+    num_episodes: int,
+    key: jax.Array,
+    known: Mapping[tuple[str, str], np.ndarray] | None = None,
+) -> tuple[list[dict], dict]:
+    """Every learner on every dataset, all on the same ``num_episodes`` episodes per
+    dataset (dataset ``i`` uses ``fold_in(key, i)``).
+
+    Returns ``(rows, curves)``: one :func:`summarize` row per (dataset, learner) with
+    ``dataset`` and ``learner`` keys, and ``curves[dataset][learner] = accuracy [N, T]``.
+    Curves in ``known`` (keyed ``(dataset, learner)``) are reused, not recomputed.
+    """
+    rows, curves = [], {}
+    for i, (name, data) in enumerate(datasets.items()):
+        k = jax.random.fold_in(key, i)
+        for label, entry in learners.items():
+            acc = (known or {}).get((name, label))
+            if acc is None:
+                entry = Entry(*entry)
+                acc = evaluate(
+                    entry.learner, entry.meta_params, data, entry.spec or spec, num_episodes, k
+                ).accuracy
+            curves.setdefault(name, {})[label] = acc
+            rows.append({"dataset": name, "learner": label, **summarize(acc)})
+    return rows, curves
+
+
+def tuned_baselines(names, data: DeviceDataset, spec: EpisodeSpec, ev, key) -> tuple[dict, dict]:
+    """Hand-designed learners ``names`` (see :func:`hand_designed`; ``ev`` an
+    ``EvalConfig``): ``({label: Entry}, {name: tuned lr})``, the lr in the label."""
+    entries, lrs = {}, {}
+    for name in names:
+        learner, lr = hand_designed(
+            name, data, spec, ev.num_episodes, ev.baseline_hidden, ev.baseline_lrs, key
+        )
+        if lr is not None:
+            lrs[name] = lr
+        entries[name if lr is None else f"{name} (lr={lr:g})"] = Entry(learner)
+    return entries, lrs
+
+
+class MetaTest:
+    """A training run's periodic meta-test: its learner on the ``eval`` test splits, with
+    the hand-designed ``eval.baselines`` on the same episodes.
+
+    Baseline learning rates are tuned once on meta-*training* episodes; baseline curves
+    do not depend on the meta-parameters, so they are computed once.
+    """
+
+    def __init__(self, datasets, spec, num_episodes, key, baselines, baseline_lrs):
+        self.datasets, self.spec, self.num_episodes, self.key = datasets, spec, num_episodes, key
+        self.baselines, self.baseline_lrs = baselines, baseline_lrs
+        self._known: dict = {}
+
+    @classmethod
+    def from_config(cls, cfg, train_data: DeviceDataset, mesh) -> MetaTest:
+        from vsml_jax.build import episode_spec, load_data, run_key
+
+        ev = cfg.eval
+        spec = episode_spec(cfg, ev.episode_length)
+        datasets = {n: load_data(cfg, [n], ev.split, mesh) for n in ev.datasets}
+        baselines, lrs = tuned_baselines(
+            ev.baselines, train_data, spec, ev, run_key(cfg.seed, "baseline_lr")
+        )
+        return cls(datasets, spec, ev.num_episodes, run_key(cfg.seed, "meta_test"), baselines, lrs)
+
+    def __call__(self, learner: Learner, meta_params) -> tuple[list[dict], dict]:
+        entries = {f"{learner.name} (meta-learned)": Entry(learner, meta_params), **self.baselines}
+        rows, curves = meta_test(
+            entries, self.datasets, self.spec, self.num_episodes, self.key, self._known
+        )
+        for name, by in curves.items():
+            self._known.update({(name, label): by[label] for label in self.baselines})
+        return rows, curves
 
 
 def write_table(rows: list[dict], columns: tuple[str, ...], out_dir, notes: tuple[str, ...] = ()):

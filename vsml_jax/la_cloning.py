@@ -2,7 +2,7 @@
 
 1. **Clone.** Train the shared VSML cell to implement online backprop
    (:mod:`vsml_jax.meta.cloning`, on random sequences), then save it as a run directory
-   that :func:`vsml_jax.train.load_meta_params` and ``init_from`` read.
+   that :func:`vsml_jax.loading.load_meta_params` and ``init_from`` read.
 2. **Meta-test the clone** in a shallow (input -> classes) and a deep (input -> hidden ->
    classes, every layer's cells sharing the one cloned V_M) VSML network on online
    episodes of test splits, against the explicit SGD it clones
@@ -30,6 +30,7 @@ import yaml
 from jax.flatten_util import ravel_pytree
 
 from vsml_jax import plots
+from vsml_jax.build import episode_spec, load_data, run_key
 from vsml_jax.checkpoint import Checkpointer
 from vsml_jax.config import ConfigError, RunConfig, from_dict, to_dict
 from vsml_jax.episode import trace_episode
@@ -43,17 +44,11 @@ from vsml_jax.evaluation import (
 from vsml_jax.learners.base import TaskSpec
 from vsml_jax.learners.grid_sgd import grid_sgd, readout_weights
 from vsml_jax.learners.vsml import vsml
+from vsml_jax.loading import load_meta_params, restore_run
 from vsml_jax.meta import cloning
 from vsml_jax.meta.sharding import configure_cpu_devices, population_mesh
 from vsml_jax.metrics import MetricsWriter, read_metrics
-from vsml_jax.train import (
-    episode_spec,
-    load_data,
-    load_meta_params,
-    restore_run,
-    run_key,
-    train,
-)
+from vsml_jax.train import train
 from vsml_jax.vsml.cell import CellConfig
 from vsml_jax.vsml.network import NetworkConfig
 

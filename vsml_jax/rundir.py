@@ -1,5 +1,8 @@
 """Run directories that cannot be corrupted: exclusive creation, one writer, resume checks.
 
+* :func:`new_run_dir` names and creates a fresh run dir that every process of a
+  multi-process run agrees on (process 0's clock and its choice of suffix); only process 0
+  creates it.
 * :func:`create_run_dir` makes ``<root>/<stamp>-seed<seed>`` with ``os.mkdir`` (never
   ``exist_ok``); when two runs start in the same second the later one gets ``-2``, ``-3``...
 * :class:`RunLock` holds an exclusive ``fcntl`` lock on ``<run>/.lock`` for the whole run,
@@ -11,10 +14,12 @@
 
 from __future__ import annotations
 
+import datetime
 import fcntl
 import os
 import re
 import socket
+import time
 from pathlib import Path
 
 import yaml
@@ -29,6 +34,7 @@ RESUME_SAFE = (
     "name",
     "out_dir",
     "es.generations",
+    "grad.steps",
     "checkpoint_every",
     "keep_checkpoints",
     "tensorboard",
@@ -70,6 +76,78 @@ def create_run_dir(root: Path, base: str) -> Path:
         except OSError as e:
             raise RunDirError(f"cannot create run dir {path}: {e.strerror or e}") from None
     raise RunDirError(f"cannot create a run dir under {root}: {base}-1..9999 all exist")
+
+
+def new_run_dir(root: str | Path, seed: int) -> Path:
+    """Create ``<root>/<stamp>-seed<seed>`` (``-2``, ``-3``, ... if that exists).
+
+    In multi-process runs process 0 creates it exclusively, and its clock and its choice
+    of suffix name the dir for every process.
+    """
+    import jax
+    import numpy as np
+
+    now = np.int64(time.time())
+    multi = jax.process_count() > 1
+    if multi:
+        from jax.experimental import multihost_utils
+
+        now = multihost_utils.broadcast_one_to_all(now)
+    stamp = datetime.datetime.fromtimestamp(int(now)).strftime("%Y%m%d-%H%M%S")
+    root, base = Path(root), f"{stamp}-seed{seed}"
+    if not multi:
+        return create_run_dir(root, base)
+    path, n = None, np.int32(-1)
+    if jax.process_index() == 0:
+        try:
+            path = create_run_dir(root, base)
+            n = np.int32(1 if path.name == base else int(path.name.rsplit("-", 1)[1]))
+        finally:
+            n = multihost_utils.broadcast_one_to_all(n)
+        return path
+    n = int(multihost_utils.broadcast_one_to_all(n))
+    if n < 0:
+        raise RunDirError(f"process 0 could not create a run dir under {root}")
+    return root / (base if n == 1 else f"{base}-{n}")
+
+
+def latest_run_dir(cfg: RunConfig) -> Path:
+    """The newest run of ``cfg.name`` that wrote at least one checkpoint."""
+    root = Path(cfg.out_dir) / cfg.name
+    runs = sorted_runs(
+        p
+        for p in root.glob("*")
+        if (p / "config.yaml").exists() and any((p / "checkpoints").glob("[0-9]*"))
+    )
+    if not runs:
+        raise FileNotFoundError(f"--resume: no run to resume under {root}; start without --resume")
+    return runs[-1]
+
+
+def code_version() -> str:
+    """The git commit of the code (``-dirty`` with uncommitted changes), or ``unknown``."""
+    import subprocess
+
+    here = Path(__file__).parent
+    try:
+        run = lambda *a: subprocess.run(  # noqa: E731
+            ["git", *a], cwd=here, capture_output=True, text=True, timeout=10, check=False
+        ).stdout.strip()
+        commit = run("rev-parse", "HEAD")
+        dirty = run("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (commit + ("-dirty" if dirty else "")) if commit else "unknown"
+
+
+def write_provenance(run_dir: Path) -> None:
+    """``provenance.json``: the command line and code version that produced the run."""
+    import json
+    import shlex
+    import sys
+
+    record = {"command": shlex.join(sys.argv), "code_version": code_version()}
+    (Path(run_dir) / "provenance.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 class RunLock:

@@ -136,29 +136,23 @@ def grad_meta_train(
     length=T,
     fast_compile=True,
 ):
-    """Adam on the meta-gradient; returns (meta_params, held-out loss per step).
+    """Adam on the meta-gradient (the production block of ``vsml_jax.meta.grad``, all
+    ``steps`` scanned in one program, each on a fresh batch of prototype episodes);
+    returns (meta_params, the batch loss before each step's update).
 
     ``fast_compile=False`` compiles with optimisations (worth it for many steps).
     """
-    from vsml_jax.meta.grad import make_grad_meta_step
+    from vsml_jax.meta.grad import GradState, make_grad_train_block, make_optimizer
 
-    opt = optax.adam(lr)
-    opt_state = opt.init(meta_params)
-    step = make_grad_meta_step(learner, opt, num_classes, remat=remat)
-    compiled = None
-    losses = []
-    for i in range(steps):
-        xs, labels = prototype_episodes(
-            jax.random.key(10_000 * (seed + 1) + i), batch, length, input_dim, num_classes
-        )
-        args = (meta_params, opt_state, xs, labels, jax.random.key(i))
-        if compiled is None:
-            compiled = step.lower(*args).compile(FAST_COMPILE if fast_compile else None)
-        meta_params, opt_state, loss = compiled(*args)
-        losses.append(float(loss))
-    losses = np.array(losses)
+    opt = make_optimizer(lr)
+    sample = lambda k: _prototype_episodes(k, batch, length, input_dim, num_classes)  # noqa: E731
+    block = make_grad_train_block(learner, opt, sample, num_classes, steps, remat=remat)
+    run = fast_jit(block) if fast_compile else jax.jit(block)
+    state = GradState(params=meta_params, opt_state=opt.init(meta_params))
+    state, metrics = run(state, jax.random.key(seed), 0)
+    losses = np.asarray(metrics["meta_loss"])
     assert np.all(np.isfinite(losses)), losses
-    return meta_params, losses
+    return state.params, losses
 
 
 def before_after(losses, first=3, last=10):

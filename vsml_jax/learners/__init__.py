@@ -46,16 +46,11 @@ LEARNERS: dict[str, Callable[..., Learner]] = {
 LEARNERS["vsml"] = vsml.vsml  # its NetworkConfig comes from RunConfig.network in training
 
 
-def make_learner(name: str, **kwargs) -> Learner:
-    """Build the learner ``name`` from :data:`LEARNERS` with keyword hyperparameters.
-
-    Raises:
-      ValueError: for an unknown learner name or a keyword its factory does not accept.
-    """
+def check_kwargs(name: str, kwargs: dict) -> None:
+    """Raise ValueError unless ``name`` is a learner whose factory accepts ``kwargs``."""
     if name not in LEARNERS:
         raise ValueError(f"Unknown learner {name!r}; available: {', '.join(sorted(LEARNERS))}")
-    factory = LEARNERS[name]
-    params = inspect.signature(factory).parameters
+    params = inspect.signature(LEARNERS[name]).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     unknown = sorted(set(kwargs) - set(params))
     if unknown and not takes_any:
@@ -63,7 +58,16 @@ def make_learner(name: str, **kwargs) -> Learner:
         raise ValueError(
             f"Unknown hyperparameter(s) {unknown} for learner {name!r}; accepted: {accepted}"
         )
-    return factory(**kwargs)
 
 
-__all__ = ["LEARNERS", "Feedback", "Learner", "TaskSpec", "make_learner"]
+def make_learner(name: str, **kwargs) -> Learner:
+    """Build the learner ``name`` from :data:`LEARNERS` with keyword hyperparameters.
+
+    Raises:
+      ValueError: for an unknown learner name or a keyword its factory does not accept.
+    """
+    check_kwargs(name, kwargs)
+    return LEARNERS[name](**kwargs)
+
+
+__all__ = ["LEARNERS", "Feedback", "Learner", "TaskSpec", "check_kwargs", "make_learner"]

@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import optax
 from evosax.core import fitness_shaping
 
-from vsml_jax.config import ESConfig
 from vsml_jax.data.episodes import DeviceDataset, EpisodeSpec, sample_episode
 from vsml_jax.episode import episode_loss
 from vsml_jax.learners.base import Learner, PyTree
@@ -30,8 +29,9 @@ FITNESS_SHAPING = {
 }
 
 
-def make_strategy(cfg: ESConfig, solution: PyTree):
-    """The evosax strategy named by ``cfg.strategy`` (minimising fitness)."""
+def make_strategy(cfg, solution: PyTree):
+    """The evosax strategy named by ``cfg.strategy`` (minimising fitness); ``cfg`` is an
+    :class:`~vsml_jax.config.ESConfig`."""
     # imported here: importing evosax's algorithms initialises the XLA backend, which
     # must wait until jax.distributed.initialize() has run in multi-process runs
     from evosax.algorithms import distribution_based_algorithms
@@ -135,6 +135,22 @@ def make_generation(strategy, evaluate):
         return state, metrics
 
     return generation
+
+
+def es_trainer(cfg, learner: Learner, like: PyTree, data, spec, num_classes: int, mesh=None):
+    """ES as a :class:`~vsml_jax.meta.trainer.Trainer` (``cfg`` an ``ESConfig``): blocks of
+    ``cfg.generations_per_call`` generations; the state is the evosax state."""
+    from vsml_jax.meta.trainer import Trainer
+
+    strategy = make_strategy(cfg, like)
+    evaluate = make_evaluate(learner, data, spec, num_classes, mesh)
+    block = make_train_block(make_generation(strategy, evaluate), cfg.generations_per_call)
+    return Trainer(
+        init=lambda meta_params, key: init_strategy(strategy, key, meta_params),
+        block=block,
+        mean=strategy.get_mean,
+        steps_per_block=cfg.generations_per_call,
+    )
 
 
 def make_train_block(generation, num_generations: int):

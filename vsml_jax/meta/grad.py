@@ -15,8 +15,6 @@ each step's intermediate activations, which lets long unrolls fit in memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
 import optax
@@ -32,97 +30,62 @@ def with_remat(learner: Learner) -> Learner:
     return learner._replace(step=jax.checkpoint(learner.step, prevent_cse=False))
 
 
-MetaStep = Callable[
-    [PyTree, optax.OptState, jax.Array, jax.Array, jax.Array],
-    tuple[PyTree, optax.OptState, jax.Array],
-]
-
-
-def make_grad_meta_step(
-    learner: Learner,
-    optimizer: optax.GradientTransformation,
-    num_classes: int,
-    remat: bool = True,
-) -> MetaStep:
-    """A jitted meta-training step by backprop through the unrolled episodes.
-
-    Returns ``step(meta_params, opt_state, xs [B,T,D], labels [B,T], key) ->
-    (meta_params, opt_state, loss)``, where ``loss`` is the batch's mean online
-    cross-entropy *before* the update and ``opt_state = optimizer.init(meta_params)``.
-    ``key`` is split into one key per episode (the learner's ``init`` key).
-    """
-    if remat:
-        learner = with_remat(learner)
-    loss_and_grad = jax.value_and_grad(
-        lambda mp, xs, labels, key: batch_episode_loss(learner, mp, xs, labels, key, num_classes)
-    )
-
-    @jax.jit
-    def step(meta_params, opt_state, xs, labels, key):
-        loss, grads = loss_and_grad(meta_params, xs, labels, key)
-        updates, opt_state = optimizer.update(grads, opt_state, meta_params)
-        meta_params = optax.apply_updates(meta_params, updates)
-        return meta_params, opt_state, loss
-
-    return step
-
-
 @struct.dataclass
 class GradState:
-    """Meta-gradient training state, laid out like an ES state: a flat ``mean`` vector
-    (the meta-parameters, raveled) and the optimizer state over it."""
+    """Meta-gradient training state: the meta-parameter pytree and the optimizer state."""
 
-    mean: jax.Array
+    params: PyTree
     opt_state: optax.OptState
+
+
+def make_optimizer(lr: float, clip_norm: float = 0.0) -> optax.GradientTransformation:
+    """Adam (after global-norm clipping when ``clip_norm``), skipping non-finite updates.
+
+    ``optax.apply_if_finite`` leaves parameters and moments untouched when a gradient is
+    not finite; the training loop, not the optimizer, decides when to give up
+    (``max_skipped``), so it never applies a non-finite update itself.
+    """
+    inner = optax.adam(lr)
+    if clip_norm:
+        inner = optax.chain(optax.clip_by_global_norm(clip_norm), inner)
+    return optax.apply_if_finite(inner, max_consecutive_errors=2**31 - 1)
 
 
 def make_grad_train_block(
     learner: Learner,
     optimizer: optax.GradientTransformation,
-    unravel: Callable[[jax.Array], PyTree],
-    data,
-    spec,
+    sample_batch,
     num_classes: int,
-    batch_size: int,
     num_steps: int,
     remat: bool = True,
     mesh=None,
 ):
     """``block(state, base_key, start) -> (state, metrics)``: ``num_steps`` meta-gradient
-    steps, each on a fresh batch of episodes sampled on device (step ``g`` uses
-    ``fold_in(base_key, g)``), scanned in one program. With a mesh the episode batch
-    is sharded over its devices. Non-finite losses or gradients skip the update."""
-    from vsml_jax.data.episodes import sample_episodes
-    from vsml_jax.meta.es import all_finite
+    steps, each on a fresh batch ``sample_batch(key) -> (xs [B, T, D], labels [B, T])``
+    (step ``g`` uses ``fold_in(base_key, g)``), scanned in one program. With a mesh the
+    episode batch is sharded over its devices. ``optimizer`` must skip non-finite updates
+    (:func:`make_optimizer`); a non-finite loss counts as a non-finite gradient."""
     from vsml_jax.meta.sharding import pop_sharding
 
     if remat:
         learner = with_remat(learner)
 
-    def loss_fn(flat, xs, labels, key):
-        return batch_episode_loss(learner, unravel(flat), xs, labels, key, num_classes)
+    def loss_fn(params, xs, labels, key):
+        return batch_episode_loss(learner, params, xs, labels, key, num_classes)
 
     def one_step(state: GradState, key):
         k_data, k_init = jax.random.split(key)
-        xs, labels = sample_episodes(k_data, data, spec, batch_size)
+        xs, labels = sample_batch(k_data)
         if mesh is not None:
             xs, labels = jax.lax.with_sharding_constraint((xs, labels), pop_sharding(mesh))
-        loss, grad = jax.value_and_grad(loss_fn)(state.mean, xs, labels, k_init)
-        ok = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grad))
-        updates, opt_state = optimizer.update(jnp.where(ok, grad, 0.0), state.opt_state, state.mean)
-        new = GradState(mean=optax.apply_updates(state.mean, updates), opt_state=opt_state)
-        ok = ok & all_finite(new)
-        new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
-        nan = jnp.float32(jnp.nan)
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, xs, labels, k_init)
+        grads = jax.tree.map(lambda g: jnp.where(jnp.isfinite(loss), g, jnp.nan), grads)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        new = GradState(params=optax.apply_updates(state.params, updates), opt_state=opt_state)
         metrics = {
             "meta_loss": loss,
-            "meta_loss_std": nan,
-            "meta_loss_min": nan,
-            "meta_loss_max": nan,
-            "sigma": nan,
-            "grad_norm": jnp.linalg.norm(grad),
-            "nonfinite": (~ok).astype(jnp.int32),
-            "skipped": (~ok).astype(jnp.int32),
+            "grad_norm": optax.global_norm(grads),
+            "skipped": (~opt_state.last_finite).astype(jnp.int32),
         }
         return new, metrics
 
@@ -133,5 +96,32 @@ def make_grad_train_block(
     return block
 
 
-def init_grad_state(optimizer: optax.GradientTransformation, flat: jax.Array) -> GradState:
-    return GradState(mean=flat, opt_state=optimizer.init(flat))
+def grad_trainer(cfg, learner: Learner, data, spec, num_classes: int, mesh=None):
+    """Meta-gradients as a :class:`~vsml_jax.meta.trainer.Trainer` (``cfg`` a
+    ``GradConfig``): blocks of ``cfg.steps_per_call`` steps on batches of
+    ``cfg.batch_size`` episodes."""
+    from vsml_jax.meta.trainer import Trainer
+
+    if mesh is not None and cfg.batch_size % mesh.size:
+        raise ValueError(
+            f"grad.batch_size {cfg.batch_size} does not divide over {mesh.size} "
+            f"devices; make it a multiple of {mesh.size}"
+        )
+    from vsml_jax.data.episodes import sample_episodes
+
+    optimizer = make_optimizer(cfg.lr, cfg.clip_norm)
+    block = make_grad_train_block(
+        learner,
+        optimizer,
+        lambda key: sample_episodes(key, data, spec, cfg.batch_size),
+        num_classes,
+        cfg.steps_per_call,
+        remat=cfg.remat,
+        mesh=mesh,
+    )
+    return Trainer(
+        init=lambda params, key: GradState(params=params, opt_state=optimizer.init(params)),
+        block=block,
+        mean=lambda state: state.params,
+        steps_per_block=cfg.steps_per_call,
+    )

@@ -1,0 +1,138 @@
+"""The public API: load_learner (run dir, checkpoint, shipped name), its model card, the
+online session (predict/observe/run) and the one-line errors for wrong sources."""
+
+import json
+import shutil
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+import yaml
+
+import vsml_jax
+from vsml_jax.config import load_config
+from vsml_jax.episode import run_episode
+from vsml_jax.loading import restore_run
+from vsml_jax.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "cpu_devices=1",
+    "data.train_sets=[sum]",
+    "data.num_classes=2",
+    "data.input_dim=8",
+    "data.episode_length=10",
+    "es.population_pairs=4",
+    "es.generations_per_call=5",
+    "checkpoint_every=5",
+    "es.generations=10",
+    "eval.datasets=[]",
+    "tensorboard=false",
+]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    return train(
+        load_config(ROOT / "experiments/configs/quickstart.yaml", [*TINY, f"out_dir={out}"])
+    )
+
+
+def _leaves_equal(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_load_learner_from_a_run_dir_and_a_checkpoint(run_dir):
+    trained = vsml_jax.load_learner(run_dir)
+    _, _, latest, _ = restore_run(run_dir)
+    _leaves_equal(trained.meta_params, latest)
+    assert trained.task.input_dim == 8 and trained.task.num_classes == 2
+    card = trained.card
+    assert card["config"]["learner"] == "vsml" and card["code_version"]
+    assert "command" in card and card["source"] == str(run_dir)
+    at5 = vsml_jax.load_learner(run_dir / "checkpoints" / "5")
+    _leaves_equal(at5.meta_params, restore_run(run_dir, 5)[2])
+    diff = [
+        float(np.abs(np.asarray(a) - np.asarray(b)).max())
+        for a, b in zip(jax.tree.leaves(at5.meta_params), jax.tree.leaves(latest), strict=True)
+    ]
+    assert max(diff) > 0  # generation 5 is not generation 10
+
+
+def test_load_learner_by_shipped_name():
+    a = vsml_jax.load_learner("clone_backprop_es")
+    b = vsml_jax.load_learner("pretrained:clone_backprop_es")
+    _leaves_equal(a.meta_params, b.meta_params)
+    assert a.card["command"] and a.card["check"]
+
+
+def test_wrong_sources_are_one_clear_line(run_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no run directory, checkpoint or shipped learner"):
+        vsml_jax.load_learner(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="is neither a run directory"):
+        vsml_jax.load_learner(tmp_path)
+    with pytest.raises(ValueError, match="holds learner 'vsml', not 'meta_rnn'"):
+        vsml_jax.load_learner(run_dir, learner="meta_rnn")
+    bad = tmp_path / "bad"
+    shutil.copytree(run_dir, bad)
+    cfg = yaml.safe_load((bad / "config.yaml").read_text())
+    cfg["network"]["cell"]["hidden"] = 8
+    (bad / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="do not fit learner 'vsml'.*does not match"):
+        vsml_jax.load_learner(bad)
+
+
+def _stream(n=60, d=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(2.0, 3.0, (n, d)).astype(np.float32), rng.integers(0, 2, n)
+
+
+def test_session_run_equals_predict_observe_and_continues(run_dir):
+    trained = vsml_jax.load_learner(run_dir)
+    xs, ys = _stream()
+    key = jax.random.PRNGKey(3)
+    whole = trained.start(key, 12, 2, mean=2.0, std=3.0).run(xs, ys)
+    assert whole.probs.shape == (60, 2) and whole.accuracy.shape == (60,)
+    split = trained.start(key, 12, 2, mean=2.0, std=3.0)
+    parts = [split.run(xs[:25], ys[:25]), split.run(xs[25:], ys[25:])]
+    np.testing.assert_allclose(np.concatenate([p.probs for p in parts]), whole.probs, atol=1e-5)
+    one = trained.start(key, 12, 2, mean=2.0, std=3.0)
+    probs = []
+    for x, y in zip(xs, ys, strict=True):
+        probs.append(one.predict(x))
+        one.observe(x, y)
+    np.testing.assert_allclose(np.stack(probs), whole.probs, atol=1e-5)
+    np.testing.assert_array_equal(whole.predictions, whole.probs.argmax(-1))
+
+
+def test_session_preprocesses_as_in_training(run_dir):
+    """Standardise, then the learner's own random projection to its input size: the
+    session equals run_episode on the stream prepared that way by hand."""
+    trained = vsml_jax.load_learner(run_dir)
+    xs, ys = _stream(d=20)
+    key = jax.random.PRNGKey(4)
+    got = trained.start(key, 20, 2, mean=2.0, std=3.0).run(xs, ys)
+    k_proj, k_init = jax.random.split(key)
+    w = jax.random.normal(k_proj, (20, 8)) / np.sqrt(20.0)
+    prepared = jax.numpy.dot((xs - 2.0) / 3.0, w, precision=jax.lax.Precision.HIGHEST)
+    ref = run_episode(trained.learner, trained.meta_params, prepared, ys, k_init, 2)
+    np.testing.assert_allclose(got.probs, jax.nn.softmax(ref.logits), atol=1e-5)
+    np.testing.assert_array_equal(got.accuracy, ref.accuracy)
+
+
+def test_session_bad_input_is_one_clear_line(run_dir):
+    s = vsml_jax.load_learner(run_dir).start(jax.random.PRNGKey(0), 12, 2)
+    with pytest.raises(ValueError, match="inputs have 5 values; this session reads 12"):
+        s.predict(np.zeros(5))
+    with pytest.raises(ValueError, match=r"labels must lie in 0..1"):
+        s.run(np.zeros((3, 12)), [0, 1, 2])
+    with pytest.raises(ValueError, match="3 inputs but 2 labels"):
+        s.run(np.zeros((3, 12)), [0, 1])
+
+
+def test_provenance_is_recorded(run_dir):
+    record = json.loads((run_dir / "provenance.json").read_text())
+    assert set(record) == {"command", "code_version"}

@@ -1,0 +1,82 @@
+"""What a :class:`~vsml_jax.config.RunConfig` names, built: its learner, data and keys.
+
+Everything a meta-trainer, a meta-test or a shipped learner needs to turn a config into
+objects lives here, so none of them reaches into another's module for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+
+import jax
+import numpy as np
+
+from vsml_jax.config import RunConfig
+from vsml_jax.data import load_split, to_device
+from vsml_jax.data.episodes import DeviceDataset, EpisodeSpec
+from vsml_jax.data.preprocess import filter_classes
+from vsml_jax.learners.base import Learner, TaskSpec
+from vsml_jax.meta.sharding import replicate
+
+log = logging.getLogger(__name__)
+
+
+def run_key(seed: int, purpose: str) -> jax.Array:
+    """An independent PRNG key per (seed, purpose): no two purposes or seeds collide."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), zlib.crc32(purpose.encode()) & 0x7FFFFFFF)
+
+
+def build_learner(cfg: RunConfig) -> Learner:
+    """VSML from ``cfg.network``; any other learner by name with ``cfg.learner_args``."""
+    from vsml_jax.learners import make_learner
+    from vsml_jax.learners.vsml import vsml
+
+    if cfg.learner == "vsml":
+        return vsml(cfg.network)
+    return make_learner(cfg.learner, **cfg.learner_args)
+
+
+def episode_spec(cfg: RunConfig, length: int) -> EpisodeSpec:
+    d = cfg.data
+    return EpisodeSpec(
+        length=length,
+        input_dim=d.input_dim,
+        num_classes=d.num_classes,
+        projection_prob=d.projection_prob,
+        permute_pixels=d.permute_pixels,
+        permute_labels=d.permute_labels,
+    )
+
+
+def load_arrays(cfg: RunConfig, names, split: str):
+    """Host arrays of ``names``, with the configured class filter applied."""
+    d = cfg.data
+    arrays = [load_split(n, split, data_dir=d.data_dir) for n in names]
+    if d.classes is not None or d.max_classes is not None:
+        arrays = [filter_classes(a, d.classes, max_classes=d.max_classes) for a in arrays]
+    return arrays
+
+
+def load_data(cfg: RunConfig, names, split: str, mesh) -> DeviceDataset:
+    """Load, preprocess and place ``names`` (one mixture) on every device of ``mesh``."""
+    return place_data(cfg, load_arrays(cfg, names, split), mesh)
+
+
+def place_data(cfg: RunConfig, arrays, mesh) -> DeviceDataset:
+    """Check, preprocess and place host arrays (one mixture) on every device of ``mesh``."""
+    d = cfg.data
+    for a in arrays:
+        log.info("data %s/%s: %s, %d examples", a.name, a.split, a.source, len(a.labels))
+        if a.num_classes > d.num_classes:
+            raise ValueError(
+                f"dataset {a.name} has {a.num_classes} classes but data.num_classes is "
+                f"{d.num_classes}; raise data.num_classes"
+            )
+    data = to_device(arrays, image_size=d.image_size, grey=d.grey)
+    return replicate(data, mesh)
+
+
+def task_spec(cfg: RunConfig, data: DeviceDataset) -> TaskSpec:
+    input_dim = cfg.data.input_dim or int(np.prod(data.input_shape))
+    return TaskSpec(input_dim=input_dim, num_classes=cfg.data.num_classes)
