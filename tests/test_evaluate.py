@@ -41,7 +41,7 @@ def test_evaluate_cli_writes_table_and_curves(tmp_path, capsys):
     (out,) = (tmp_path / "evaluate").iterdir()
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [(r["dataset"], r["learner"].split(" ")[0]) for r in rows] == [
-        (d, n) for d in ("sum", "random") for n in ("adam", "ncm", "pretrained:clone_backprop_es")
+        (d, n) for d in ("sum", "random") for n in ("pretrained:clone_backprop_es", "adam", "ncm")
     ]
     for name in ("results.md", "curves.png", "curves_logx.png", "args.json", "provenance.json"):
         assert (out / name).is_file(), name

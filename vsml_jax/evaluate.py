@@ -93,27 +93,20 @@ def data_config(args, num_classes: int) -> RunConfig:
 
 def learner_spec(trained, spec, dataset_dim: int):
     """The episode spec ``trained`` reads: ``spec`` through the preprocessing it was
-    meta-trained with (a projection to its input size, or zero-padding to it)."""
-    data, task = trained.config.data, trained.task
-    c = max(spec.num_classes, task.num_classes)
+    meta-trained with (:meth:`~vsml_jax.loading.TrainedLearner.input_plan`)."""
+    task = trained.task
     if trained.config.learner != "vsml" and spec.num_classes > task.num_classes:
         raise ValueError(
             f"learner {trained.name!r} has {task.num_classes} outputs; these tasks have "
             f"{spec.num_classes} classes"
         )
-    if data.projection_prob > 0:
-        return dataclasses.replace(
-            spec, input_dim=task.input_dim, num_classes=c, projection_prob=1.0
-        )
-    if trained.config.learner == "vsml" or spec.projection_prob > 0:
-        return dataclasses.replace(spec, num_classes=c)  # any input size
-    if dataset_dim > task.input_dim:
-        raise ValueError(
-            f"learner {trained.name!r} reads {task.input_dim} inputs and was not trained "
-            f"with a projection; these tasks have {dataset_dim} (use --input-dim or "
-            "--image-size)"
-        )
-    return dataclasses.replace(spec, input_dim=task.input_dim, num_classes=c)
+    c = max(spec.num_classes, task.num_classes)
+    if spec.projection_prob > 0 and trained.config.data.projection_prob == 0:
+        dataset_dim = spec.input_dim  # the tasks' own projection comes first
+    how, a = trained.input_plan(dataset_dim)
+    if how == "project":
+        return dataclasses.replace(spec, input_dim=a, num_classes=c, projection_prob=1.0)
+    return dataclasses.replace(spec, input_dim=a, num_classes=c)
 
 
 def run(args) -> Path:
@@ -134,17 +127,25 @@ def run(args) -> Path:
     cfg = data_config(args, classes)
     datasets = {n: place_data(cfg, a, mesh) for n, a in arrays.items()}
     spec = episode_spec(cfg, args.steps)
-    entries: dict[str, Entry] = {}
+    baselines = {}
     if hand:
         tune = place_data(cfg, load_arrays(cfg, [args.tune_on], "train"), mesh)
-        baselines, _ = tuned_baselines(
-            hand, tune, spec, cfg.eval, run_key(args.seed, "baseline_lr")
-        )
-        entries.update(baselines)
-    for label, t in trained.items():
-        for data in datasets.values():
-            learner_spec(t, spec, data.input_dim)  # fits every dataset, or says why not
-        entries[label] = Entry(t.learner, t.meta_params, learner_spec(t, spec, 0))
+        tuned, _ = tuned_baselines(hand, tune, spec, cfg.eval, run_key(args.seed, "baseline_lr"))
+        baselines = {label.split(" ")[0]: (label, e) for label, e in tuned.items()}
+    entries: dict[str, Entry] = {}
+    for name in args.learners:  # in the order given
+        if name in baselines:
+            label, entry = baselines[name]
+            entries[label] = entry
+        else:  # its spec depends on each dataset's input size (VSML reads any size)
+            t = trained[name]
+            entries[name] = Entry(
+                t.learner, t.meta_params, lambda data, t=t: learner_spec(t, spec, data.input_dim)
+            )
+    for data in datasets.values():  # every learner fits every dataset, or one line says why
+        for e in entries.values():
+            if callable(e.spec):
+                e.spec(data)
     rows, curves = meta_test(
         entries, datasets, spec, args.episodes, run_key(args.seed, "meta_test")
     )

@@ -10,7 +10,7 @@ call it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import jax
@@ -129,11 +129,12 @@ def hand_designed(
 
 class Entry(NamedTuple):
     """A learner to meta-test: its meta-parameters and, if it is not the shared one, the
-    episode spec it reads (the preprocessing it was trained with; same key, same examples)."""
+    episode spec it reads (the preprocessing it was trained with; same key, same examples),
+    or a function of the dataset returning that spec."""
 
     learner: Learner
     meta_params: PyTree = {}
-    spec: EpisodeSpec | None = None
+    spec: EpisodeSpec | Callable[[DeviceDataset], EpisodeSpec] | None = None
 
 
 def meta_test(
@@ -158,8 +159,9 @@ def meta_test(
             acc = (known or {}).get((name, label))
             if acc is None:
                 entry = Entry(*entry)
+                own = entry.spec(data) if callable(entry.spec) else entry.spec
                 acc = evaluate(
-                    entry.learner, entry.meta_params, data, entry.spec or spec, num_episodes, k
+                    entry.learner, entry.meta_params, data, own or spec, num_episodes, k
                 ).accuracy
             curves.setdefault(name, {})[label] = acc
             rows.append({"dataset": name, "learner": label, **summarize(acc)})

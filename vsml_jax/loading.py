@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,25 @@ class TrainedLearner:
     @property
     def name(self) -> str:
         return str(self.card.get("name", self.learner.name))
+
+    def input_plan(self, d: int, image_shape: tuple | None = None) -> tuple[str, int]:
+        """How this learner reads inputs of size ``d`` as it was meta-trained:
+        ``("project", A)`` (its tasks were randomly projected to ``A`` inputs), ``("as_is",
+        d)`` (VSML runs on any grid), ``("resize", A)`` (square ``A``-pixel images, given an
+        ``image_shape``) or ``("pad", A)``; raises ValueError if it cannot read them."""
+        a = self.task.input_dim
+        if self.config.data.projection_prob > 0:
+            return "project", a
+        if self.config.learner == "vsml" or d == a:
+            return "as_is", d
+        if image_shape is not None and len(image_shape) >= 2 and math.isqrt(a) ** 2 == a:
+            return "resize", a
+        if d < a:
+            return "pad", a
+        raise ValueError(
+            f"inputs of size {d} do not fit learner {self.name!r}, which reads {a} inputs and "
+            f"was not meta-trained with a projection; resize or reduce them to at most {a}"
+        )
 
     def start(self, key: jax.Array, input_dim, num_classes: int, mean=None, std=None):
         """An online session on inputs of ``input_dim`` (an int, or an image shape

@@ -43,16 +43,12 @@ def _input_map(trained, key, input_dim, dtype=jnp.float32):
     """``(A, f)``: the learner's input size on this stream and ``f: [.., D] -> [.., A]``."""
     shape = tuple(input_dim) if isinstance(input_dim, tuple | list) else (int(input_dim),)
     d = math.prod(shape)
-    data = trained.config.data
-    a = trained.task.input_dim
-    if data.projection_prob > 0:
+    how, a = trained.input_plan(d, shape if len(shape) >= 2 else None)
+    if how == "project":
         w = jax.random.normal(key, (d, a), dtype) / jnp.sqrt(jnp.asarray(d, dtype))
         return a, lambda x: jnp.dot(x, w, precision=jax.lax.Precision.HIGHEST)
-    if trained.config.learner == "vsml" or d == a:
-        return d, lambda x: x
-    side = math.isqrt(a)
-    if len(shape) >= 2 and side * side == a:
-        h, w_ = shape[:2]
+    if how == "resize":
+        (h, w_), side = shape[:2], math.isqrt(a)
 
         def resize(x):
             img = x.reshape(*x.shape[:-1], h, w_, -1).mean(-1)
@@ -60,13 +56,9 @@ def _input_map(trained, key, input_dim, dtype=jnp.float32):
             return out.reshape(*x.shape[:-1], a)
 
         return a, resize
-    if d < a:
+    if how == "pad":
         return a, lambda x: jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, a - d)])
-    raise ValueError(
-        f"inputs of size {d} do not fit learner {trained.name!r}, which reads {a} inputs and "
-        "was not meta-trained with a projection; pass an image shape (H, W) to resize, or "
-        f"reduce the inputs to at most {a}"
-    )
+    return d, lambda x: x
 
 
 class Session:
