@@ -3,7 +3,6 @@ online session (predict/observe/run) and the one-line errors for wrong sources."
 
 import json
 import shutil
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -11,33 +10,19 @@ import pytest
 import yaml
 
 import vsml_jax
+from tests.tiny import PRESET, TINY_SUM
 from vsml_jax.config import load_config
 from vsml_jax.episode import run_episode
 from vsml_jax.loading import restore_run
 from vsml_jax.train import train
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "cpu_devices=1",
-    "data.train_sets=[sum]",
-    "data.num_classes=2",
-    "data.input_dim=8",
-    "data.episode_length=10",
-    "es.population_pairs=4",
-    "es.generations_per_call=5",
-    "checkpoint_every=5",
-    "es.generations=10",
-    "eval.datasets=[]",
-    "tensorboard=false",
-]
+TINY = [*TINY_SUM, "es.generations=10"]
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    return train(
-        load_config(ROOT / "experiments/configs/quickstart.yaml", [*TINY, f"out_dir={out}"])
-    )
+    return train(load_config(PRESET, [*TINY, f"out_dir={out}"]))
 
 
 def _leaves_equal(a, b):

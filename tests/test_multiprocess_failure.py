@@ -11,19 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.tiny import PRESET, TINY_SUM
+
 ROOT = Path(__file__).resolve().parents[1]
-PRESET = ROOT / "experiments/configs/quickstart.yaml"
 TINY = [
-    "cpu_devices=1",
-    "data.train_sets=[sum]",
-    "data.num_classes=2",
-    "data.input_dim=8",
-    "data.episode_length=10",
-    "es.population_pairs=4",
-    "es.generations_per_call=5",
-    "checkpoint_every=5",
-    "eval.datasets=[]",
-    "tensorboard=false",
+    *TINY_SUM,
     "distributed=true",
     "distributed_heartbeat_timeout_s=5",
     "distributed_init_timeout_s=60",

@@ -18,26 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.tiny import PRESET, TINY_SUM
 from vsml_jax import cli, rundir
 from vsml_jax.config import ConfigError, ESConfig, load_config
 from vsml_jax.train import NonFiniteFitnessError, train
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESET = ROOT / "experiments/configs/quickstart.yaml"
 
-TINY = [
-    "cpu_devices=1",
-    "data.train_sets=[sum]",
-    "data.num_classes=2",
-    "data.input_dim=8",
-    "data.episode_length=10",
-    "es.population_pairs=4",
-    "es.generations_per_call=5",
-    "checkpoint_every=5",
-    "es.generations=10",
-    "eval.datasets=[]",
-    "tensorboard=false",
-]
+TINY = [*TINY_SUM, "es.generations=10"]
 
 
 def tiny(out_dir, *extra):
