@@ -121,3 +121,23 @@ def test_session_bad_input_is_one_clear_line(run_dir):
 def test_provenance_is_recorded(run_dir):
     record = json.loads((run_dir / "provenance.json").read_text())
     assert set(record) == {"command", "code_version"}
+
+
+def test_the_readme_example_runs_as_written():
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from vsml_jax.data.dirs import shared_tfds_dirs
+
+    if not shared_tfds_dirs():
+        pytest.skip("../shared/datasets/tfds is not available (the example reads Fashion-MNIST)")
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    (code,) = re.findall(r"## Use a meta-learned learner\n\n```python\n(.*?)```", readme, re.S)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 0.3 < float(out.stdout.strip().splitlines()[-1]) <= 1.0, out.stdout
