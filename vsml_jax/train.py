@@ -127,6 +127,7 @@ def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: 
 
     trainer = make_trainer(cfg, learner, meta_params, train_data, spec, mesh)
     total, K, what = cfg.schedule
+    unit = what.split(".")[1]  # "generation" or "step"
     rep = replicated(mesh)
     block = jax.jit(trainer.block, out_shardings=(rep, rep))
     state = replicate(to_host(trainer.init(meta_params, k_es)), mesh)
@@ -154,11 +155,11 @@ def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: 
             ckpt.close()
             raise
         start = latest
-        print(f"resumed from {what} {start} ({ckpt.directory / str(latest)})", flush=True)
+        print(f"resumed from {unit} {start} ({ckpt.directory / str(latest)})", flush=True)
     elif resume and is_main:
         rows = len(read_metrics(run_dir))
         print(
-            f"--resume {run_dir}: it has no checkpoint, so training restarts from {what} 0"
+            f"--resume {run_dir}: it has no checkpoint, so training restarts from {unit} 0"
             + (f"; its {rows} old metrics rows were dropped" if rows else ""),
             flush=True,
         )
@@ -177,8 +178,13 @@ def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: 
     if is_main and tester is not None and tester.baseline_lrs:
         writer.write({"generation": start, "baseline_lrs": tester.baseline_lrs}, start)
 
-    unit = "gen" if cfg.trainer == "es" else "step"
-    bar = tqdm(total=total, initial=start, disable=not is_main, unit=unit, dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        initial=start,
+        disable=not is_main,
+        unit=unit[:3] if cfg.trainer == "es" else unit,
+        dynamic_ncols=True,
+    )
     last_eval, last_eval_gen = None, None
     skipped, warned = 0, False
     g = start
@@ -215,7 +221,7 @@ def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: 
             )
     except KeyboardInterrupt:
         raise TrainingInterrupted(
-            f"interrupted in {what} {g + 1}; {_last_checkpoint_note(saved[0], run_dir)}"
+            f"interrupted in {unit} {g + 1}; {_last_checkpoint_note(saved[0], run_dir)}"
         ) from None
     except (jax.errors.JaxRuntimeError, RuntimeError) as e:
         if multi:  # a lost peer: one line naming it, not a stall and a C++ abort
