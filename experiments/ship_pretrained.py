@@ -4,9 +4,9 @@ python -m experiments.ship_pretrained RUN_DIR NAME --command "the command that m
 
 RUN_DIR is any training run directory (config.yaml, task.json, checkpoints/), e.g. an
 la_cloning run's clone/ or meta_train/finetune/. The model card records the run's config,
-the command, the code version (git), the run's results.md rows when there are any, and a
-small fixed MNIST check (8 test episodes of 300 steps) that tests/test_pretrained.py
-reproduces.
+the command, the code version (git), the run's results.csv rows (--results) or else its
+final meta-test (summary.json), and a small fixed MNIST check (8 test episodes of 300
+steps) that tests/test_pretrained.py reproduces.
 """
 
 import argparse
@@ -47,6 +47,11 @@ def main(argv=None) -> int:
             for r in csv.DictReader(args.results.open())
             if args.learner is None or r["learner"] == args.learner
         ]
+    summary = args.run_dir / "summary.json"
+    if not meta_test and summary.exists():  # the run's own final meta-test
+        meta_test = {
+            k: v for k, v in json.loads(summary.read_text()).items() if k.startswith("eval/")
+        }
     card = {
         "name": args.name,
         "command": args.command,
