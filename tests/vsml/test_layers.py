@@ -1,5 +1,7 @@
 """The three views of a VSML layer agree, and the fast path equals the direct one."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -108,11 +110,11 @@ def big_rnn_network_step(cfg: NetworkConfig, params, state: NetworkState, x, err
     return cells, bwd_msgs, logits
 
 
-@pytest.mark.parametrize("impl,share_layers", [("fast", True), ("direct", True), ("fast", False)])
-def test_two_layer_network_with_micro_ticks_equals_big_sparse_rnn(impl, share_layers):
-    """Eq. (5)/(6) for a whole step: 2 layers (5 -> 4 -> 3), 2 micro-ticks, fed-back error."""
-    cfg = NetworkConfig(hidden_layers=(4,), num_micro_ticks=2, impl=impl, share_layers=share_layers)
-    k = jax.random.split(jax.random.PRNGKey(7), 6)
+@functools.partial(fast_jit, static_argnums=0)  # one compile, not one per eager op
+def _network_setup(cfg: NetworkConfig, key):
+    """Parameters, a mid-episode state (nonzero hidden states and backward messages in
+    flight) and an input for a 5 -> 4 -> 3 network."""
+    k = jax.random.split(key, 6)
     params = init_network_params(k[0], cfg, num_layers=2)
     params = tuple(
         p.replace(
@@ -121,7 +123,6 @@ def test_two_layer_network_with_micro_ticks_equals_big_sparse_rnn(impl, share_la
         for p, kk in zip(params, jax.random.split(k[1], len(params)), strict=True)
     )
     state = init_network_state(k[2], cfg, 5, 3)
-    # a state mid-episode: nonzero hidden states and backward messages in flight
     state = state.replace(
         cells=tuple(
             s.replace(h=0.3 * jax.random.normal(kk, s.h.shape))
@@ -132,7 +133,14 @@ def test_two_layer_network_with_micro_ticks_equals_big_sparse_rnn(impl, share_la
             for b, kk in zip(state.bwd_msgs, jax.random.split(k[4], 2), strict=True)
         ),
     )
-    x = jax.random.normal(k[5], (5,))
+    return params, state, jax.random.normal(k[5], (5,))
+
+
+@pytest.mark.parametrize("impl,share_layers", [("fast", True), ("direct", True), ("fast", False)])
+def test_two_layer_network_with_micro_ticks_equals_big_sparse_rnn(impl, share_layers):
+    """Eq. (5)/(6) for a whole step: 2 layers (5 -> 4 -> 3), 2 micro-ticks, fed-back error."""
+    cfg = NetworkConfig(hidden_layers=(4,), num_micro_ticks=2, impl=impl, share_layers=share_layers)
+    params, state, x = _network_setup(cfg, jax.random.PRNGKey(7))
     error = jnp.array([0.2, -0.5, 0.3])
     new, logits = fast_jit(network_step, static_argnums=0)(
         cfg, params, state, x, error, jnp.zeros(3)
