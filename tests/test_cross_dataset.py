@@ -44,6 +44,7 @@ TINY = [
 ]
 
 
+@pytest.mark.needs_data("mnist", "kmnist")
 def test_groups_all_and_leave_one_out():
     cfg = load_config(
         PRESET,
@@ -87,6 +88,7 @@ def test_bad_names_are_errors():
 
 
 @pytest.mark.slow
+@pytest.mark.needs_data("mnist", "kmnist")
 def test_cross_dataset_writes_table_and_figure_and_resumes(tmp_path):
     cmd = [
         sys.executable,

@@ -41,6 +41,7 @@ def _run(out_dir, *args):
 
 
 @pytest.mark.slow
+@pytest.mark.needs_data("mnist", "fashion_mnist")
 def test_la_cloning_writes_its_outputs_and_resume_recomputes_nothing(tmp_path):
     p = _run(tmp_path)
     assert p.returncode == 0, p.stderr

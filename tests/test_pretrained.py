@@ -52,16 +52,12 @@ def test_shallow_clone_learns_a_linearly_separable_task_online():
     assert np.asarray(run(random_mp, keys))[:, -100:].mean() < 0.75
 
 
+@pytest.mark.needs_data("mnist")
 def test_shipped_learners_reach_their_recorded_accuracy():
     """Each card records the mean online accuracy on a small fixed set of MNIST test
     episodes and a 95% interval; the shipped parameters reproduce it (random ones would not)."""
-    from vsml_jax.config import ConfigError
-
     for name in pretrained.available():
         p = pretrained.load(name)
         check = p.card["check"]
-        try:
-            got = float(pretrained.check_accuracy(p).mean())
-        except (ConfigError, FileNotFoundError) as e:  # no MNIST here
-            pytest.skip(f"MNIST is not available: {e}")
+        got = float(pretrained.check_accuracy(p).mean())
         assert abs(got - check["mean_acc"]) <= check["ci95"], (name, got, check)

@@ -298,12 +298,11 @@ def test_empty_or_missing_data_dir_is_an_error(tmp_path, monkeypatch):
         resolve_data_dirs()
 
 
+@pytest.mark.needs_data("mnist")
 def test_corrupt_array_record_names_the_file_and_the_prepare_command(tmp_path):
     from vsml_jax.data import load_split
     from vsml_jax.data.dirs import shared_tfds_dirs
 
-    if not shared_tfds_dirs():
-        pytest.skip("../shared/datasets/tfds is not available")
     src = shared_tfds_dirs()[0] / "mnist" / "3.0.1"
     dst = tmp_path / "tfds" / "mnist" / "3.0.1"
     dst.mkdir(parents=True)

@@ -5,7 +5,8 @@ import pytest
 from experiments import simple_baselines
 
 
-@pytest.mark.slow  # reads MNIST and Fashion-MNIST
+@pytest.mark.slow
+@pytest.mark.needs_data("mnist", "fashion_mnist")
 def test_prints_a_row_per_dataset_and_learner(capsys):
     rc = simple_baselines.main(
         [

@@ -79,6 +79,7 @@ def _final_mean(run_dir: Path, step: int):
 
 
 @pytest.mark.slow
+@pytest.mark.needs_data("mnist", "fashion_mnist")
 def test_run_writes_metrics_checkpoints_and_plots(tmp_path):
     rc, out, err = _run(tmp_path, "--set", "es.generations=20", "--set", "eval.every=10")
     assert rc == 0, err
@@ -102,6 +103,7 @@ def test_run_writes_metrics_checkpoints_and_plots(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.needs_data("mnist", "fashion_mnist")
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
     gens = ["--set", "es.generations=40", "--set", "eval.datasets=[]"]
     rc, out, err = _run(tmp_path / "a", *gens)
@@ -165,6 +167,7 @@ def test_population_not_dividing_devices_is_one_line_error(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.needs_data("mnist", "fashion_mnist")
 def test_corrupt_checkpoint_is_one_line_error_and_deletes_nothing(tmp_path):
     rc, out, err = _run(tmp_path, "--set", "es.generations=10", "--set", "eval.datasets=[]")
     assert rc == 0, err
@@ -178,6 +181,7 @@ def test_corrupt_checkpoint_is_one_line_error_and_deletes_nothing(tmp_path):
     assert (run / "checkpoints" / "10").exists()
 
 
+@pytest.mark.needs_data("mnist")
 def test_load_data_filters_and_relabels_classes():
     from vsml_jax.build import load_data
     from vsml_jax.config import load_config
@@ -191,6 +195,7 @@ def test_load_data_filters_and_relabels_classes():
 
 
 @pytest.mark.slow
+@pytest.mark.needs_data("mnist", "fashion_mnist")
 def test_init_from_loads_exactly_and_rejects_other_learners_or_shapes(tmp_path):
     import jax
     from jax.flatten_util import ravel_pytree

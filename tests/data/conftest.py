@@ -1,15 +1,12 @@
-"""Fixtures for the data tests: hermetic dirs, one shared cache, small real datasets."""
+"""Fixtures for the data tests: hermetic dirs, one shared cache, small real datasets.
+
+Tests that use ``mnist_test`` are skipped when MNIST is absent (``tests/conftest.py``)."""
 
 from __future__ import annotations
 
 import pytest
 
 from vsml_jax.data import load_split
-from vsml_jax.data.dirs import shared_tfds_dirs
-
-requires_shared = pytest.mark.skipif(
-    not shared_tfds_dirs(), reason="../shared/datasets/tfds is not available"
-)
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +26,4 @@ def hermetic_dirs(monkeypatch, tmp_path_factory, cache_root):
 @pytest.fixture(scope="session")
 def mnist_test(cache_root):
     """The real MNIST test split (decoded once per session)."""
-    if not shared_tfds_dirs():
-        pytest.skip("../shared/datasets/tfds is not available")
     return load_split("mnist", "test", cache_dir=cache_root)

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from tests.data.conftest import requires_shared
 from vsml_jax.data import prepare as prepare_lib
 from vsml_jax.data.__main__ import main
 from vsml_jax.data.dirs import repo_root
@@ -36,7 +35,7 @@ def test_prepare_refuses_shared_folder(capsys):
     assert "read-only shared folder" in capsys.readouterr().err
 
 
-@requires_shared
+@pytest.mark.needs_data("kmnist", "cifar10")
 def test_list_shows_sources_and_missing(capsys):
     assert main(["list"]) == 0
     lines = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())

@@ -23,6 +23,10 @@ from vsml_jax.data import (
 
 jit_full = jax.jit(sample_episode_full, static_argnums=2)
 jit_many = jax.jit(sample_episodes, static_argnums=(2, 3))
+jit_batch = jax.jit(  # many episodes with their provenance: keys [N] -> Episode of [N, ...]
+    lambda keys, data, spec: jax.vmap(lambda k: sample_episode_full(k, data, spec))(keys),
+    static_argnums=2,
+)
 
 
 def _tiny(name, n, classes, shape=(4, 4, 1), offset=0):
@@ -130,34 +134,57 @@ def test_zero_padding_and_projection():
     assert 5 < sum(flags) < 35
 
 
-def test_pixel_and_label_permutations_are_permutations():
+def _label_maps(eps, true_labels):
+    """Per episode, the map true label -> episode label, as ``[episodes, classes]`` with
+    -1 for classes the episode did not draw. Asserts that the map is a function: every
+    example of a class gets the same episode label (classes are relabelled, not images)."""
+    true = true_labels[np.asarray(eps.indices)]
+    labels = np.asarray(eps.labels)
+    maps = np.full((len(labels), int(true_labels.max()) + 1), -1)
+    for i in range(len(labels)):
+        for t, y in zip(true[i], labels[i], strict=True):
+            assert maps[i, t] in (-1, y), f"episode {i}: class {t} got labels {maps[i, t]}, {y}"
+            maps[i, t] = y
+    return maps
+
+
+def test_pixel_and_label_permutations_are_fresh_permutations_per_task():
     rng = np.random.default_rng(0)
     images = rng.permutation(16 * 4).reshape(4, 4, 4, 1).astype(np.uint8)  # distinct pixels
     ds = DatasetArrays("p", "tiny", "train", images, np.arange(4, dtype=np.int32), 4, 0.0, 1.0)
     data = to_device([ds])
-    spec = EpisodeSpec(length=30, permute_pixels=True, permute_labels=True)
-    ep = jit_full(jax.random.key(5), data, spec)
-    raw = np.rint(np.asarray(ep.xs) * 255).astype(int)  # mean 0, std 1: x = pixel / 255
-    original = images.reshape(4, -1)[np.asarray(ep.indices)]
+    spec = EpisodeSpec(length=40, permute_pixels=True, permute_labels=True)
+    eps = jit_batch(jax.random.split(jax.random.key(5), 300), data, spec)
+    # pixels: one permutation for all examples of a task, never the identity
+    raw = np.rint(np.asarray(eps.xs[0]) * 255).astype(int)  # mean 0, std 1: x = pixel / 255
+    original = images.reshape(4, -1)[np.asarray(eps.indices[0])]
     for row, orig in zip(raw, original, strict=True):
         assert sorted(row) == sorted(orig) and not np.array_equal(row, orig)
     perm = np.argsort(original[0])[np.argsort(np.argsort(raw[0]))]
-    np.testing.assert_array_equal(raw, original[:, perm])  # one permutation for the task
-    mapping = dict(
-        zip(np.asarray(ep.indices).tolist(), np.asarray(ep.labels).tolist(), strict=True)
-    )
-    assert sorted(set(mapping.values())) == sorted(set(mapping)) or len(
-        set(mapping.values())
-    ) == len(mapping)
-    assert len(set(mapping.values())) == len(set(mapping))
+    np.testing.assert_array_equal(raw, original[:, perm])
+    # labels: a bijection of the 4 classes in every task (40 draws see all 4 almost surely)
+    maps = _label_maps(eps, ds.labels)
+    full = maps[(maps >= 0).all(axis=1)]
+    assert len(full) > 290
+    for row in full:
+        assert sorted(row.tolist()) == [0, 1, 2, 3], row
+    # drawn afresh per task: each class takes each label about equally often (75 of 300),
+    # and most of the 24 permutations occur
+    for c in range(4):
+        counts = np.bincount(full[:, c], minlength=4)
+        assert counts.min() > 40, (c, counts)
+    assert len({tuple(row) for row in full}) >= 20
 
 
 def test_labels_permuted_within_each_members_classes():
     data = to_device([_tiny("a", 6, 2), _tiny("b", 6, 5, offset=50)])
     spec = EpisodeSpec(length=30, permute_labels=True, dataset_probs=(1.0, 0.0))
-    labels = [np.asarray(jit_full(jax.random.key(i), data, spec).labels) for i in range(8)]
-    assert all(set(lab.tolist()) <= {0, 1} for lab in labels)
-    assert any(lab[0] != labels[0][0] for lab in labels)
+    maps = _label_maps(jit_batch(jax.random.split(jax.random.key(0), 40), data, spec), data.labels)
+    assert (maps[:, 2:] == -1).all()  # only member a's two classes are drawn
+    full = maps[(maps[:, :2] >= 0).all(axis=1), :2]
+    assert len(full) > 35 and set(full.ravel().tolist()) <= {0, 1}  # relabelled within {0, 1}
+    assert (full.sum(axis=1) == 1).all()  # a bijection of {0, 1}
+    assert 5 < (full[:, 0] == 1).sum() < len(full) - 5  # swapped in some tasks, not all
 
 
 def test_mixture_draws_from_each_member():
@@ -178,6 +205,7 @@ def test_mixture_draws_from_each_member():
     assert ((idx >= offsets[members][:, None]) & (idx < (offsets + sizes)[members][:, None])).all()
     pixel = np.rint((np.asarray(eps.xs[:, :, 0]) * 0.25 + 0.5) * 255)
     np.testing.assert_array_equal(pixel, np.asarray(data.images[idx, 0]))
+    np.testing.assert_array_equal(eps.labels, np.asarray(data.labels)[idx])  # not permuted
     only_c = EpisodeSpec(length=4, dataset_probs=(0, 0, 1))
     assert int(jit_full(jax.random.key(1), data, only_c).dataset) == 2
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from tests.data.conftest import requires_shared
 from vsml_jax.data import (
     DatasetNotFoundError,
     load_split,
@@ -25,11 +23,18 @@ def _no_tfds(*args, **kwargs):
     raise AssertionError("TFDS was opened although the split is cached")
 
 
-@requires_shared
+@pytest.mark.needs_data("mnist")
 def test_mnist_test_split_then_cache(tmp_path, monkeypatch):
-    start = time.perf_counter()
+    decoded = []  # count the decodes of the array_record files
+
+    def counting_decode(src):
+        decoded.append(src)
+        return decode_all(src)
+
+    decode_all = tfds_reader.decode_all
+    monkeypatch.setattr(tfds_reader, "decode_all", counting_decode)
     ds = load_split("mnist", "test", cache_dir=tmp_path)
-    assert time.perf_counter() - start < 10
+    assert len(decoded) == 1
     assert (ds.name, ds.source, ds.split) == ("mnist", "mnist:3.0.1", "test")
     assert ds.images.shape == (10000, 28, 28, 1) and ds.images.dtype == np.uint8
     assert ds.labels.dtype == np.int32 and set(np.unique(ds.labels)) == set(range(10))
@@ -41,11 +46,12 @@ def test_mnist_test_split_then_cache(tmp_path, monkeypatch):
     assert not list(tmp_path.rglob("*.tmp*"))
     monkeypatch.setattr(tfds_reader, "open_source", _no_tfds)
     again = load_split("mnist", "test", cache_dir=tmp_path)
+    assert len(decoded) == 1  # the second load read the cache file, not the records
     np.testing.assert_array_equal(again.images, ds.images)
     np.testing.assert_array_equal(again.labels, ds.labels)
 
 
-@requires_shared
+@pytest.mark.needs_data("mnist")
 def test_cache_dir_from_env(mnist_test, cache_root, monkeypatch):
     assert (cache_root / "mnist-3.0.1" / "test.npz").is_file()
     monkeypatch.setattr(tfds_reader, "open_source", _no_tfds)
@@ -63,7 +69,7 @@ def test_corrupt_cache_is_ignored(tmp_path):
     assert images.shape == (2, 1, 1, 1) and labels.tolist() == [0, 1] and num_classes == 3
 
 
-@requires_shared
+@pytest.mark.needs_data("kmnist")
 def test_kmnist_is_test_only():
     ds = load_split("kmnist", "test")
     assert ds.source == "kmnist_testonly:3.0.1" and ds.images.shape == (10000, 28, 28, 1)
@@ -71,7 +77,7 @@ def test_kmnist_is_test_only():
         load_split("kmnist", "train")
 
 
-@requires_shared
+@pytest.mark.needs_data("cifar10")
 def test_cifar10_grey_resized():
     ds = load_split("cifar10", "test")
     assert ds.source == "cifar10_jpeg75:1.0.0" and ds.images.shape == (10000, 32, 32, 3)
@@ -81,7 +87,7 @@ def test_cifar10_grey_resized():
     assert preprocess.compute_stats(small) == pytest.approx((small.mean, small.std), abs=0.01)
 
 
-@requires_shared
+@pytest.mark.needs_data("omniglot")
 def test_omniglot_small_split_aliases():
     ds = load_split("omniglot", "train")
     assert ds.source == "omniglot_small:3.0.0" and ds.images.shape == (2720, 105, 105, 3)
@@ -118,7 +124,7 @@ def test_unknown_name_lists_known():
         load_split("mnsit", "train")
 
 
-@requires_shared
+@pytest.mark.needs_data("mnist")
 def test_unknown_split_lists_available():
     with pytest.raises(ValueError, match="Unknown split 'valid'.*available splits: train, test"):
         load_split("mnist", "valid")

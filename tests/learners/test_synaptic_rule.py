@@ -62,7 +62,7 @@ def test_pre_times_mod_rule_is_sgd():
 def test_es_meta_training_improves():
     learner = synaptic_rule()
     meta_params = initial_meta_params(learner)
-    _, losses = es_meta_train(learner, meta_params, steps=30, key=jax.random.key(7))
+    _, losses = es_meta_train(learner, meta_params, steps=50, key=jax.random.key(7))
     before, after = before_after(losses, last=5)
     assert after < 0.5 * before, (before, after)
     assert after < 0.5 * np.log(C), (before, after)

@@ -7,10 +7,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from evosax.algorithms import Open_ES
 
-from vsml_jax.episode import batch_episode_loss, run_episode
+from vsml_jax.config import ESConfig
+from vsml_jax.data import DatasetArrays, EpisodeSpec, to_device
+from vsml_jax.episode import run_episode
 from vsml_jax.learners.base import Learner, TaskSpec
+from vsml_jax.meta import es
 
 D, C, T = 8, 3, 40
 
@@ -86,41 +88,70 @@ def check_protocol(learner: Learner, input_dim=D, num_classes=C, length=12, batc
 # the returned loss curves are measured on held-out episodes (no extra compilation).
 
 
+def prototype_data(num_classes=C, dim=D, per_class=64, noise=0.3, seed=0):
+    """A ``DeviceDataset`` of noisy copies of ``num_classes`` prototypes.
+
+    The prototypes are orthogonal with norm ``sqrt(dim)``, so under the fresh ``N(0, 1/dim)``
+    projection of :func:`prototype_spec` they become independent ``N(0, 1)`` prototypes
+    for every episode (and the labels are permuted): the task family of
+    ``_prototype_episodes``, drawn by the production episode sampler.
+    """
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    protos = np.sqrt(dim) * q[:num_classes]
+    labels = np.repeat(np.arange(num_classes, dtype=np.int32), per_class)
+    images = protos[labels] + noise * rng.standard_normal((len(labels), dim))
+    arrays = DatasetArrays(
+        "prototypes",
+        "test",
+        "train",
+        images.astype(np.float32)[:, None, :, None],
+        labels,
+        num_classes,
+        0.0,
+        1.0,
+    )
+    return to_device([arrays])
+
+
+def prototype_spec(length=T, input_dim=D, num_classes=C):
+    """Every episode: a fresh ``N(0, 1/D)`` projection and a fresh class relabelling."""
+    return EpisodeSpec(
+        length=length,
+        input_dim=input_dim,
+        num_classes=num_classes,
+        projection_prob=1.0,
+        permute_labels=True,
+    )
+
+
 def es_meta_train(
     learner,
     meta_params,
     steps,
     key,
-    batch=8,
-    pop=32,
+    pop=64,
     lr=0.03,
     std=0.05,
     num_classes=C,
     input_dim=D,
     length=T,
 ):
-    """OpenAI-ES (evosax) on the mean online loss; returns (mean, held-out loss per step)."""
-    es = Open_ES(
-        population_size=pop,
-        solution=meta_params,
-        optimizer=optax.adam(lr),
-        std_schedule=optax.constant_schedule(std),
+    """The production OpenAI-ES (``meta/es.py``: strategy, population evaluation,
+    generation, scanned block) on prototype episodes; returns ``(mean, meta-loss per
+    generation)``. Each generation's loss is the population's mean online loss on fresh
+    episodes, measured before the update that uses them: a held-out curve."""
+    cfg = ESConfig(population_pairs=pop // 2, lr=lr, sigma=std)
+    strategy = es.make_strategy(cfg, meta_params)
+    data = prototype_data(num_classes, input_dim)
+    evaluate = es.make_evaluate(
+        learner, data, prototype_spec(length, input_dim, num_classes), num_classes
     )
-    params = es.default_params
-
-    def generation(state, k):
-        ka, kd, ke, kt = jax.random.split(k, 4)
-        xs, labels = _prototype_episodes(kd, batch, length, input_dim, num_classes)
-        loss = lambda mp: batch_episode_loss(learner, mp, xs, labels, ke, num_classes)
-        held_out = loss(es.get_mean(state))
-        population, state = es.ask(ka, state, params)
-        state, _ = es.tell(kt, population, jax.vmap(loss)(population), state, params)
-        return state, held_out
-
-    state = es.init(key, meta_params, params)
-    run = fast_jit(lambda state: jax.lax.scan(generation, state, jax.random.split(key, steps)))
-    state, losses = run(state)
-    return es.get_mean(state), np.asarray(losses)
+    block = fast_jit(es.make_train_block(es.make_generation(strategy, evaluate), steps))
+    k_init, k_run = jax.random.split(key)
+    state, metrics = block(es.init_strategy(strategy, k_init, meta_params), k_run, 0)
+    assert int(np.sum(metrics["skipped"])) == 0, metrics["nonfinite"]
+    return strategy.get_mean(state), np.asarray(metrics["meta_loss"])
 
 
 def grad_meta_train(

@@ -1,14 +1,19 @@
-"""Run a few sharded ES generations of VSML and save the final mean (test helper).
+"""Run a few sharded ES generations of VSML and save the means (test helper).
 
 Used by ``test_sharding.py`` in fresh subprocesses, so that the number of CPU
 devices (``XLA_FLAGS``) and processes (``jax.distributed``) can differ per run:
 
-    python -m tests.meta.es_worker OUT.npy --mesh all|one
+    python -m tests.meta.es_worker OUT.npz --mesh all|one
+
+Saves the initial and final ES mean, the per-generation meta-loss, the population size
+and how many members' fitness each device holds, and whether ``check_population`` refused a
+population that does not divide over the mesh.
 """
 
 import argparse
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from vsml_jax.config import ESConfig
@@ -19,6 +24,7 @@ from vsml_jax.learners.base import TaskSpec
 from vsml_jax.learners.vsml import vsml
 from vsml_jax.meta import es
 from vsml_jax.meta.sharding import (
+    check_population,
     maybe_initialize_distributed,
     population_mesh,
     replicate,
@@ -48,10 +54,31 @@ def main():
     rep = replicated(mesh)
     block = jax.jit(block, out_shardings=(rep, rep))
     state = replicate(to_host(es.init_strategy(strategy, jax.random.PRNGKey(1), meta)), mesh)
+    mean0 = to_host(state.mean)
+    # where the population's fitness lives: evaluate copies of the initial meta-parameters
+    size = strategy.population_size
+    population = jax.jit(
+        lambda meta: jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)), meta)
+    )(replicate(meta, mesh))
+    fitness = jax.jit(evaluate)(population, jax.random.PRNGKey(3))
+    check_population(size, mesh)
+    try:
+        check_population(mesh.size + 1, mesh)
+        rejects = False
+    except ValueError:
+        rejects = True
     state, metrics = block(state, jax.random.PRNGKey(2), 0)
     mean = to_host(state.mean)
     if jax.process_index() == 0:
-        np.savez(args.out, mean=mean, meta_loss=to_host(metrics["meta_loss"]))
+        np.savez(
+            args.out,
+            mean=mean,
+            mean0=mean0,
+            meta_loss=to_host(metrics["meta_loss"]),
+            population_size=size,
+            fitness_shard=fitness.sharding.shard_shape(fitness.shape)[0],
+            rejects_nondividing=rejects,
+        )
         print(
             "devices",
             jax.device_count(),

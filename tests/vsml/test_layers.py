@@ -1,11 +1,22 @@
 """The three views of a VSML layer agree, and the fast path equals the direct one."""
 
+import functools
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.learners.utils import fast_jit
 from vsml_jax.vsml.cell import CellConfig, CellState, init_cell_params, init_cell_state
 from vsml_jax.vsml.layers import dense, dense_direct, dense_fast
+from vsml_jax.vsml.network import (
+    NetworkConfig,
+    NetworkState,
+    init_network_params,
+    init_network_state,
+    network_step,
+)
 
 jax.config.update("jax_enable_x64", False)
 
@@ -65,14 +76,82 @@ def big_rnn_layer(params, state: CellState, f, e):
     return h_new.reshape(A, B, H), c_new.reshape(A, B, H), fwd, bwd
 
 
-def test_direct_equals_big_sparse_rnn():
+@pytest.mark.parametrize("layer", [dense_direct, dense_fast], ids=["direct", "fast"])
+def test_layer_equals_big_sparse_rnn(layer):
     params, state, f, e = _setup(3, 2)
-    new, fwd, bwd = dense_direct(params, state, f, e)
+    new, fwd, bwd = layer(params, state, f, e)
     h, c, fwd_ref, bwd_ref = big_rnn_layer(params, state, f, e)
     np.testing.assert_allclose(new.h, h, atol=1e-5)
     np.testing.assert_allclose(new.c, c, atol=1e-5)
     np.testing.assert_allclose(fwd, fwd_ref, atol=1e-5)
     np.testing.assert_allclose(bwd, bwd_ref, atol=1e-5)
+
+
+def big_rnn_network_step(cfg: NetworkConfig, params, state: NetworkState, x, error):
+    """One ``network_step`` (no backward pass, no label) written with the big sparse RNN
+    of each layer (:func:`big_rnn_layer`) and the schedule of the paper's code: layers
+    bottom-up, each ticked ``num_micro_ticks`` times with its incoming messages fixed.
+    Returns the new cells, the backward messages and the logits, as numpy arrays."""
+    m = cfg.cell.message
+    f = np.zeros((len(x), m), np.float32)
+    f[:, 0] = x
+    top = np.zeros((len(error), m), np.float32)
+    top[:, 0] = error
+    cells, bwd_msgs = list(state.cells), [np.asarray(b) for b in state.bwd_msgs]
+    n = len(cells)
+    for layer in range(n):
+        p = params[0] if len(params) == 1 else params[layer]
+        e = top if layer == n - 1 else np.asarray(state.bwd_msgs[layer + 1])
+        f_in = f
+        for _ in range(cfg.num_micro_ticks):
+            h, c, f, bwd_msgs[layer] = big_rnn_layer(p, cells[layer], f_in, e)
+            cells[layer] = CellState(h=h, c=c)
+    logits = np.tanh(f[:, cfg.output_channel] / cfg.output_scale) * cfg.output_scale
+    return cells, bwd_msgs, logits
+
+
+@functools.partial(fast_jit, static_argnums=0)  # one compile, not one per eager op
+def _network_setup(cfg: NetworkConfig, key):
+    """Parameters, a mid-episode state (nonzero hidden states and backward messages in
+    flight) and an input for a 5 -> 4 -> 3 network."""
+    k = jax.random.split(key, 6)
+    params = init_network_params(k[0], cfg, num_layers=2)
+    params = tuple(
+        p.replace(
+            b_fwd=jax.random.normal(kk, p.b_fwd.shape), b_bwd=jax.random.normal(kk, p.b_bwd.shape)
+        )
+        for p, kk in zip(params, jax.random.split(k[1], len(params)), strict=True)
+    )
+    state = init_network_state(k[2], cfg, 5, 3)
+    state = state.replace(
+        cells=tuple(
+            s.replace(h=0.3 * jax.random.normal(kk, s.h.shape))
+            for s, kk in zip(state.cells, jax.random.split(k[3], 2), strict=True)
+        ),
+        bwd_msgs=tuple(
+            jax.random.normal(kk, b.shape)
+            for b, kk in zip(state.bwd_msgs, jax.random.split(k[4], 2), strict=True)
+        ),
+    )
+    return params, state, jax.random.normal(k[5], (5,))
+
+
+@pytest.mark.parametrize("impl,share_layers", [("fast", True), ("direct", True), ("fast", False)])
+def test_two_layer_network_with_micro_ticks_equals_big_sparse_rnn(impl, share_layers):
+    """Eq. (5)/(6) for a whole step: 2 layers (5 -> 4 -> 3), 2 micro-ticks, fed-back error."""
+    cfg = NetworkConfig(hidden_layers=(4,), num_micro_ticks=2, impl=impl, share_layers=share_layers)
+    params, state, x = _network_setup(cfg, jax.random.PRNGKey(7))
+    error = jnp.array([0.2, -0.5, 0.3])
+    new, logits = fast_jit(network_step, static_argnums=0)(
+        cfg, params, state, x, error, jnp.zeros(3)
+    )
+    cells, bwd_msgs, logits_ref = big_rnn_network_step(cfg, params, state, x, error)
+    for got, want in zip(new.cells, cells, strict=True):
+        np.testing.assert_allclose(got.h, want.h, atol=1e-5)
+        np.testing.assert_allclose(got.c, want.c, atol=1e-5)
+    for got, want in zip(new.bwd_msgs, bwd_msgs, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(logits, logits_ref, atol=1e-5)
 
 
 @pytest.mark.parametrize("A,B", [(3, 2), (17, 10), (64, 5)])

@@ -1,13 +1,12 @@
-"""VSML learns to learn: ES meta-training on a tiny task family makes it learn within
+"""VSML learns to learn: the production ES (population evaluation on sampled episodes,
+generation, scanned block) meta-trained on a tiny task family makes it learn within
 episodes (the loss falls far below log C, which no fixed predictor can beat)."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from tests.learners.utils import _prototype_episodes
+from tests.learners.utils import prototype_data, prototype_spec
 from vsml_jax.config import ESConfig
-from vsml_jax.episode import episode_loss
 from vsml_jax.learners.base import TaskSpec
 from vsml_jax.learners.vsml import vsml
 from vsml_jax.meta import es
@@ -20,15 +19,7 @@ def test_es_meta_training_makes_vsml_learn_within_episodes():
     learner = vsml(NetworkConfig())
     meta = learner.meta_init(jax.random.PRNGKey(0), TaskSpec(D, C))
     strategy = es.make_strategy(ESConfig(population_pairs=32, lr=0.05), meta)
-
-    def evaluate(population, key):
-        pairs = jax.tree.leaves(population)[0].shape[0] // 2
-        xs, labels = _prototype_episodes(key, pairs, length=T, input_dim=D, num_classes=C)
-        keys = jax.random.split(jax.random.fold_in(key, 1), pairs)
-        twice = lambda a: jnp.concatenate([a, a])  # antithetic pairs share their episode
-        run = lambda p, x, y, k: episode_loss(learner, p, x, y, k, C)
-        return jax.vmap(run)(population, twice(xs), twice(labels), twice(keys))
-
+    evaluate = es.make_evaluate(learner, prototype_data(C, D), prototype_spec(T, D, C), C)
     block = jax.jit(es.make_train_block(es.make_generation(strategy, evaluate), 400))
     state = es.init_strategy(strategy, jax.random.PRNGKey(1), meta)
     _, metrics = block(state, jax.random.PRNGKey(2), 0)
