@@ -123,16 +123,13 @@ def test_provenance_is_recorded(run_dir):
     assert set(record) == {"command", "code_version"}
 
 
+@pytest.mark.needs_data("fashion_mnist")
 def test_the_readme_example_runs_as_written():
     import re
     import subprocess
     import sys
     from pathlib import Path
 
-    from vsml_jax.data.dirs import shared_tfds_dirs
-
-    if not shared_tfds_dirs():
-        pytest.skip("../shared/datasets/tfds is not available (the example reads Fashion-MNIST)")
     root = Path(__file__).resolve().parents[1]
     readme = (root / "README.md").read_text()
     (code,) = re.findall(r"## Use a meta-learned learner\n\n```python\n(.*?)```", readme, re.S)
