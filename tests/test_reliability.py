@@ -208,11 +208,9 @@ def test_lock_is_released_when_its_holder_dies(tmp_path):
 
 
 def test_runs_started_in_the_same_second_get_their_own_dirs(tmp_path, monkeypatch):
-    from vsml_jax import train as train_mod
-
-    monkeypatch.setattr(train_mod.time, "time", lambda: 1_800_000_000.0)
+    monkeypatch.setattr(rundir.time, "time", lambda: 1_800_000_000.0)
     cfg = tiny(tmp_path)
-    dirs = [train_mod.new_run_dir(cfg) for _ in range(3)]
+    dirs = [rundir.new_run_dir(Path(cfg.out_dir) / cfg.name, cfg.seed) for _ in range(3)]
     assert len(set(dirs)) == 3 and all(d.is_dir() for d in dirs)
     assert [d.name.split("seed0")[1] for d in dirs] == ["", "-2", "-3"]
     assert rundir.sorted_runs([dirs[2], dirs[0], dirs[1]]) == dirs

@@ -102,9 +102,18 @@ def clone_network(cfg: LACloningConfig, hidden: tuple[int, ...] = ()) -> Network
 
 
 def clone_run_config(cfg: LACloningConfig) -> RunConfig:
-    """How the clone's run directory describes itself (a VSML run, as ``init_from`` reads)."""
+    """How the clone's run directory describes itself (a VSML run, as ``init_from`` reads):
+    gradient-trained, ``clone.train_steps`` steps, one checkpoint at the end."""
+    steps = cfg.clone.train_steps
     return dataclasses.replace(
-        cfg.base, name="clone", trainer="grad", network=clone_network(cfg), init_from=None
+        cfg.base,
+        name="clone",
+        trainer="grad",
+        network=clone_network(cfg),
+        init_from=None,
+        grad=dataclasses.replace(cfg.base.grad, steps=steps, steps_per_call=cfg.clone_block),
+        checkpoint_every=steps,
+        eval=dataclasses.replace(cfg.base.eval, every=0),
     )
 
 

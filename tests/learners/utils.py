@@ -6,7 +6,6 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from vsml_jax.config import ESConfig
 from vsml_jax.data import DatasetArrays, EpisodeSpec, to_device
