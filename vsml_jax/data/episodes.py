@@ -3,7 +3,8 @@
 One episode is one task: pick a member dataset, draw ``T`` examples uniformly with
 replacement from it, standardise them, and optionally augment the task with a random
 pixel permutation, a random Gaussian projection to the learner's input size, a random
-relabelling of the classes and a random subset of the classes (relabelled ``0..k-1``). Everything is pure JAX; the ``EpisodeSpec`` is static.
+relabelling of the classes and a random subset of the classes (relabelled ``0..k-1``).
+Everything is pure JAX; the ``EpisodeSpec`` is static.
 """
 
 from __future__ import annotations
