@@ -271,8 +271,8 @@ def cached_curves(path: Path, learner, meta_params, data, spec, num, key) -> np.
 
 
 def tuned_baseline(name, cfg: InvariancesConfig, train: SizedData, spec, size, cache: Path):
-    """``(label, learner)``: a hand-designed learner, sgd/adam with the lr that is best on
-    meta-*training* episodes of this configuration (cached in ``cache``)."""
+    """``(learner, lr or None)``: a hand-designed learner, sgd/adam with the lr that is best
+    on meta-*training* episodes of this configuration (cached in ``cache``)."""
     from vsml_jax.learners.sgd import online_optimizer
 
     ev = cfg.base.eval
@@ -292,7 +292,7 @@ def tuned_baseline(name, cfg: InvariancesConfig, train: SizedData, spec, size, c
         if lr is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps({"lr": lr}))
-    return (name if lr is None else f"{name} (lr={lr:g})"), learner
+    return learner, lr
 
 
 def _tag(label: str) -> str:
@@ -344,12 +344,12 @@ def run(cfg: InvariancesConfig, run_dir: Path) -> list[dict]:
             size = case.size or cfg.native_size
             spec = case_spec(cfg, case, ev.episode_length)
             key = jax.random.fold_in(jax.random.fold_in(run_key(cfg.seed, "meta_test"), i), j)
-            learners = {label: (learner, mp) for label, mp in vsmls.items()}
+            learners = {label: (learner, mp, None) for label, mp in vsmls.items()}
             for name in ev.baselines:
                 lr_cache = run_dir / "meta_test" / f"lr_{_tag(case.label)}_{name}.json"
-                label, b = tuned_baseline(name, cfg, train, spec, size, lr_cache)
-                learners[label] = (b, {})
-            for label, (lrn, mp) in learners.items():
+                b, lr = tuned_baseline(name, cfg, train, spec, size, lr_cache)
+                learners[name] = (b, {}, lr)
+            for label, (lrn, mp, lr) in learners.items():
                 path = run_dir / "meta_test" / f"{test_set}__{_tag(case.label)}__{_tag(label)}.npz"
                 acc = cached_curves(path, lrn, mp, test[size], spec, ev.num_episodes, key)
                 rows.append(
@@ -357,6 +357,7 @@ def run(cfg: InvariancesConfig, run_dir: Path) -> list[dict]:
                         "test_set": test_set,
                         "config": case.label,
                         "learner": label,
+                        "lr": lr,
                         "seen": _seen(cfg, case),
                         **summarize(acc),
                     }
@@ -379,6 +380,7 @@ COLUMNS = (
     "test_set",
     "config",
     "learner",
+    "lr",
     "seen",
     "first100_acc",
     "first100_ci95",

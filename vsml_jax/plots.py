@@ -169,7 +169,9 @@ def plot_grouped_bars(
                     ys.append(r[metric])
                     es.append(r.get(ci) or 0.0)
             ax.bar(xs, ys, width, yerr=es, color=color[bar], label=bar, edgecolor="white")
-        ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, groups, fontsize=8)
+        ax.set_xticks(
+            np.arange(len(groups)) + 0.4 - width / 2, groups, fontsize=8, rotation=20, ha="right"
+        )
         ax.set_ylabel(metric.replace("_", " "))
         ax.set_title(title)
         ax.set_ylim(0, 1)
