@@ -61,11 +61,17 @@ class TestCase:
     size), ``classes`` random classes per task (relabelled; None: all), an optional fresh
     random projection (``D -> D``) or pixel permutation per task."""
 
-    label: str
+    label: str = ""
     size: int | None = None
     classes: int | None = None
     projection: bool = False
     permute: bool = False
+
+    def __post_init__(self):
+        if not self.label:
+            raise ConfigError("every test case needs a label, e.g. {label: 5 classes, classes: 5}")
+        if self.size is not None and self.size < 1:
+            raise ConfigError(f"test case {self.label!r}: size must be >= 1, got {self.size}")
 
 
 DEFAULT_CASES = (
