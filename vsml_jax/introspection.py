@@ -234,7 +234,12 @@ def heatmaps(cfg, learners: dict, data, spec, key, path: Path, stream: int = 0):
     x, y, k = xs[stream], labels[stream], init_keys[stream]
     c = spec.num_classes
     shown = int(np.asarray(y).max()) + 1  # the classes of this stream (labels 0..k-1)
-    fig, axes = plt.subplots(len(learners), 1, figsize=(9, 1.0 + 0.35 * shown * len(learners)))
+    fig, axes = plt.subplots(
+        len(learners),
+        1,
+        figsize=(9, 1.0 + (0.45 + 0.3 * shown) * len(learners)),
+        constrained_layout=True,
+    )
     axes = np.atleast_1d(axes)
     steps = np.arange(len(y))
     for ax, (label, (lrn, mp, lr)) in zip(axes, learners.items()):
@@ -249,10 +254,11 @@ def heatmaps(cfg, learners: dict, data, spec, key, path: Path, stream: int = 0):
         ax.scatter(steps[wrong], yy[wrong], s=14, marker="x", color="red", linewidths=1.0)
         ax.set_yticks(range(shown))
         ax.set_ylabel("class")
-        ax.set_title(label if lr is None else f"{label} (lr={lr:g})", fontsize=9)
+        title = label if lr is None else f"{label} (lr={lr:g})"
+        ax.set_title(f"{title}: classes 0-{shown - 1} of {c} outputs", fontsize=9)
     axes[-1].set_xlabel("step")
     fig.colorbar(im, ax=list(axes), fraction=0.02, label="predicted probability")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
