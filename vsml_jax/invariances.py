@@ -302,7 +302,8 @@ def tuned_baseline(name, cfg: InvariancesConfig, train: SizedData, spec, size, c
 
 
 def _tag(label: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in label.split(" (")[0])
+    """A file-name form of a label; distinct labels give distinct tags."""
+    return "".join(ch if ch.isalnum() else "_" for ch in label).strip("_")
 
 
 META_RNN_NOTE = (
