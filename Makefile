@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: install quickstart es-mnist cross-dataset la-cloning test bench lint clean
+.PHONY: install quickstart es-mnist cross-dataset la-cloning invariances introspection test bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ cross-dataset: $(STAMP)  ## paper Section 4.4: meta-train on some datasets, test
 
 la-cloning: $(STAMP)  ## paper Section 4.1: clone backprop into VSML, then improve it with ES
 	$(PY) -m experiments.la_cloning $(ARGS)
+
+invariances: $(STAMP)  ## paper Section 4.3: one V_M on unseen class counts, input sizes, projections
+	$(PY) -m experiments.invariances $(ARGS)
+
+introspection: $(STAMP)  ## paper Section 5: class-probability heat maps and fast association
+	$(PY) -m experiments.introspection $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)

@@ -138,3 +138,69 @@ def main(argv=None, default_preset: str | None = None, description: str = "") ->
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def staged_main(
+    argv,
+    description: str,
+    preset,
+    load,
+    set_example: str,
+    outputs: str,
+) -> int:
+    """``main`` of an experiment whose stages all write under one run folder
+    (``runs/<name>/<stamp>-seed<seed>``) and skip what is already there, so
+    ``--resume [RUN_DIR]`` continues a killed run. ``load()`` returns ``(config class,
+    run(cfg, run_dir))``; the config class has ``name``, ``out_dir``, ``seed`` and a
+    ``base`` RunConfig (``--data-dir`` sets ``base.data.data_dir``)."""
+    import datetime
+
+    import yaml
+
+    from vsml_jax.config import to_dict
+
+    p = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_run_args(p, str(preset), set_example)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("vsml_jax").setLevel(logging.INFO)
+    cls, run = load()
+    overrides = list(args.overrides)
+    if args.data_dir:
+        overrides.append(f"base.data.data_dir={args.data_dir}")
+    try:
+        run_dir = _staged_resume_dir(args, overrides, cls, preset) if args.resume else None
+        config = run_dir / "config.yaml" if run_dir else args.config
+        cfg = load_config(config, overrides, cls=cls, defaults=preset)
+    except (ConfigError, FileNotFoundError) as e:
+        return report(e)
+    if run_dir is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(cfg.out_dir) / cfg.name / f"{stamp}-seed{cfg.seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    print(f"run dir: {run_dir}", flush=True)
+    try:
+        run(cfg, run_dir)
+    except user_errors() as e:
+        return report(e)
+    print((run_dir / "results.md").read_text())
+    print(f"done: {run_dir} ({outputs})")
+    return 0
+
+
+def _staged_resume_dir(args, overrides, cls, preset) -> Path:
+    if args.resume is not True:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise FileNotFoundError(f"--resume {run_dir}: not a run folder of this experiment")
+        return run_dir
+    cfg = load_config(args.config, overrides, cls=cls, defaults=preset)
+    runs = sorted(
+        p for p in (Path(cfg.out_dir) / cfg.name).glob("*") if (p / "config.yaml").is_file()
+    )
+    if not runs:
+        raise FileNotFoundError(f"--resume: no run under {Path(cfg.out_dir) / cfg.name}")
+    return runs[-1]

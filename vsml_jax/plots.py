@@ -133,3 +133,53 @@ def plot_accuracy_grid(rows: list[dict], path, metric: str = "mean_acc"):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_grouped_bars(
+    panels: dict[str, tuple[list[dict], str, str]],
+    path,
+    group_key: str,
+    bar_key: str,
+    ncols: int = 2,
+):
+    """Grouped bar charts (the paper's Fig. 7): ``panels[title] = (rows, metric, ci)``;
+    in each panel one group per distinct ``row[group_key]`` and one bar (mean ± ``ci``)
+    per ``row[bar_key]``, with one colour per bar label across all panels."""
+    bars = list(dict.fromkeys(r[bar_key] for rows, _, _ in panels.values() for r in rows))
+    color = dict(zip(bars, colors(len(bars))))
+    n = len(panels)
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    groups_max = max(len({r[group_key] for r in rows}) for rows, _, _ in panels.values())
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(0.9 * groups_max * max(1, len(bars) / 4) + 3, 3.3 * nrows),
+        squeeze=False,
+    )
+    width = 0.8 / max(1, len(bars))
+    for ax, (title, (rows, metric, ci)) in zip(axes.flat, panels.items()):
+        groups = list(dict.fromkeys(r[group_key] for r in rows))
+        for j, bar in enumerate(bars):
+            xs, ys, es = [], [], []
+            for i, g in enumerate(groups):
+                r = next((r for r in rows if r[group_key] == g and r[bar_key] == bar), None)
+                if r is not None:
+                    xs.append(i + j * width)
+                    ys.append(r[metric])
+                    es.append(r.get(ci) or 0.0)
+            ax.bar(xs, ys, width, yerr=es, color=color[bar], label=bar, edgecolor="white")
+        ax.set_xticks(
+            np.arange(len(groups)) + 0.4 - width / 2, groups, fontsize=8, rotation=20, ha="right"
+        )
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.set_title(title)
+        ax.set_ylim(0, 1)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7, ncol=min(len(bars), 4))
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -221,3 +221,31 @@ def test_grey_resize_in_to_device():
     data = to_device([rgb], image_size=(4, 4), grey=True)
     assert data.input_shape == (4, 4, 1)
     assert data.mean.tolist() == pytest.approx([preprocess.STATS[("cifar10", 1, None)][0]])
+
+
+def test_class_subsets_draw_only_the_chosen_classes_relabelled():
+    data = to_device([_tiny("a", 40, 10), _tiny("b", 30, 10, offset=100)])
+    spec = EpisodeSpec(length=60, class_subset_sizes=(3, 6), dataset_probs=(0.0, 1.0))
+    run = jax.jit(jax.vmap(functools.partial(sample_episode_full, data=data, spec=spec)))
+    eps = run(jax.random.split(jax.random.key(0), 64))
+    original = np.asarray(data.labels)[np.asarray(eps.indices)]  # the member's own labels
+    idx, labels = np.asarray(eps.indices), np.asarray(eps.labels)
+    assert ((idx >= 40) & (idx < 70)).all()  # only member b
+    seen_sizes, subsets = set(), set()
+    for orig, new in zip(original, labels, strict=True):
+        pairs = set(zip(orig.tolist(), new.tolist(), strict=True))
+        assert len({o for o, _ in pairs}) == len(pairs) == len({n for _, n in pairs})  # bijection
+        k = len(pairs)
+        assert k in (2, 3, 5, 6) and set(new.tolist()) <= set(range(6))  # 60 draws see most
+        assert max(new) < (3 if k <= 3 else 6)
+        seen_sizes.add(3 if k <= 3 else 6)
+        subsets.add(frozenset(orig.tolist()))
+    assert seen_sizes == {3, 6} and len(subsets) > 20
+
+
+def test_class_subset_sizes_are_checked():
+    with pytest.raises(ValueError, match="class_subset_sizes must be positive ints"):
+        EpisodeSpec(length=5, class_subset_sizes=(0,))
+    data = to_device([_tiny("a", 12, 4)])
+    with pytest.raises(ValueError, match="ask for more classes"):
+        EpisodeSpec(length=5, class_subset_sizes=(5,)).dims(data)

@@ -2,8 +2,9 @@
 
 One episode is one task: pick a member dataset, draw ``T`` examples uniformly with
 replacement from it, standardise them, and optionally augment the task with a random
-pixel permutation, a random Gaussian projection to the learner's input size and a random
-relabelling of the classes. Everything is pure JAX; the ``EpisodeSpec`` is static.
+pixel permutation, a random Gaussian projection to the learner's input size, a random
+relabelling of the classes and a random subset of the classes (relabelled ``0..k-1``).
+Everything is pure JAX; the ``EpisodeSpec`` is static.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ class EpisodeSpec:
         permute_labels: per-task random relabelling of the chosen member's classes.
         dataset_probs: mixture weights over the member datasets (normalised); None means
             uniform.
+        class_subset_sizes: per task, draw ``k`` uniformly from these sizes, then ``k``
+            random classes of the chosen member, sample examples only from them and
+            relabel them ``0..k-1`` in random order (outputs stay ``C``: the learner does
+            not know ``k``). None keeps every class.
     """
 
     length: int
@@ -59,6 +64,7 @@ class EpisodeSpec:
     permute_pixels: bool = False
     permute_labels: bool = False
     dataset_probs: tuple[float, ...] | None = None
+    class_subset_sizes: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if not _is_int(self.length) or self.length < 1:
@@ -79,6 +85,13 @@ class EpisodeSpec:
                     f"dataset_probs must be non-negative with a positive sum, got {probs}"
                 )
             object.__setattr__(self, "dataset_probs", probs)
+        if self.class_subset_sizes is not None:
+            sizes = tuple(self.class_subset_sizes)
+            if not sizes or any(not _is_int(k) or k < 1 for k in sizes):
+                raise ValueError(
+                    f"class_subset_sizes must be positive ints, got {self.class_subset_sizes!r}"
+                )
+            object.__setattr__(self, "class_subset_sizes", sizes)
 
     def dims(self, data: DeviceDataset) -> tuple[int, int]:
         """``(A, C)`` for ``data``, after checking that they fit it."""
@@ -99,6 +112,13 @@ class EpisodeSpec:
             raise ValueError(
                 f"dataset_probs has {len(self.dataset_probs)} entries for "
                 f"{data.num_datasets} datasets {data.names}"
+            )
+        if self.class_subset_sizes is not None and max(self.class_subset_sizes) > min(
+            data.num_classes, c
+        ):
+            raise ValueError(
+                f"class_subset_sizes {self.class_subset_sizes} ask for more classes than "
+                f"datasets {data.names} have ({data.num_classes}) or the learner outputs ({c})"
             )
         return a, c
 
@@ -134,6 +154,28 @@ def _permute_labels(key: jax.Array, labels: jax.Array, num_present: jax.Array, c
     return perm[labels].astype(jnp.int32)
 
 
+def _class_subset(key, data: DeviceDataset, k: jax.Array, sizes: tuple[int, ...], t: int):
+    """``t`` rows of member ``k`` drawn uniformly from the examples of a random subset of
+    its classes (size drawn from ``sizes``), and their labels relabelled ``0..size-1``.
+
+    Rejection-free: the rows of the chosen classes are found by a cumulative sum over the
+    label mask, O(N) per episode, and ``t`` uniform draws are looked up in it."""
+    key_n, key_perm, key_idx = jax.random.split(key, 3)
+    n = jnp.asarray(sizes, jnp.int32)[jax.random.randint(key_n, (), 0, len(sizes))]
+    c = data.num_classes
+    order = jnp.arange(c)
+    noise = jax.random.uniform(key_perm, (c,))
+    perm = jnp.argsort(jnp.where(order < data.member_classes[k], noise, 2.0 + order))
+    rank = jnp.argsort(perm)  # class -> its new label; classes of rank < n are kept
+    rows = jnp.arange(data.labels.shape[0])
+    in_member = (rows >= data.offsets[k]) & (rows < data.offsets[k] + data.sizes[k])
+    keep = in_member & (rank[data.labels] < n)
+    cum = jnp.cumsum(keep.astype(jnp.int32))
+    u = jax.random.randint(key_idx, (t,), 0, cum[-1], jnp.int32)
+    idx = jnp.searchsorted(cum, u, side="right").astype(jnp.int32)
+    return idx, rank[data.labels[idx]].astype(jnp.int32)
+
+
 def _to_input_dim(key, x, spec: EpisodeSpec, a: int):
     """Project ``x`` [T, D] to [T, A] with probability p, else zero-pad it."""
     d = x.shape[-1]
@@ -155,12 +197,15 @@ def sample_episode_full(key: jax.Array, data: DeviceDataset, spec: EpisodeSpec) 
     t = spec.length
     key_k, key_idx, key_pix, key_proj, key_lab = jax.random.split(key, 5)
     k = _pick_dataset(key_k, data, spec)
-    idx = data.offsets[k] + jax.random.randint(key_idx, (t,), 0, data.sizes[k], jnp.int32)
+    if spec.class_subset_sizes is None:
+        idx = data.offsets[k] + jax.random.randint(key_idx, (t,), 0, data.sizes[k], jnp.int32)
+        labels = data.labels[idx]
+    else:
+        idx, labels = _class_subset(key_idx, data, k, spec.class_subset_sizes, t)
     x = standardise(data, k, data.images[idx])
     if spec.permute_pixels:
         x = x[:, jax.random.permutation(key_pix, x.shape[-1])]
     x, projected = _to_input_dim(key_proj, x, spec, a)
-    labels = data.labels[idx]
     if spec.permute_labels:
         labels = _permute_labels(key_lab, labels, data.member_classes[k], c)
     chex.assert_shape(x, (t, a))
