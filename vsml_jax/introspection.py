@@ -26,12 +26,13 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from vsml_jax.build import load_data, run_key
 from vsml_jax.config import ConfigError
 from vsml_jax.data.episodes import EpisodeSpec
 from vsml_jax.episode import run_episode
 from vsml_jax.evaluation import evaluate, hand_designed, sample_eval_episodes, write_table
+from vsml_jax.loading import restore_run
 from vsml_jax.meta.sharding import configure_cpu_devices, population_mesh
-from vsml_jax.train import load_data, restore_run, run_key
 
 log = logging.getLogger(__name__)
 

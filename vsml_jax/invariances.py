@@ -33,6 +33,7 @@ import jax
 import numpy as np
 
 from vsml_jax import plots, rundir
+from vsml_jax.build import load_arrays, run_key
 from vsml_jax.checkpoint import Checkpointer
 from vsml_jax.config import ConfigError, RunConfig
 from vsml_jax.data import to_device
@@ -40,6 +41,7 @@ from vsml_jax.data.episodes import DeviceDataset, EpisodeSpec
 from vsml_jax.evaluation import evaluate, hand_designed, summarize, write_table
 from vsml_jax.learners.base import TaskSpec
 from vsml_jax.learners.vsml import vsml
+from vsml_jax.loading import restore_run
 from vsml_jax.meta import es
 from vsml_jax.meta.sharding import (
     check_population,
@@ -50,7 +52,6 @@ from vsml_jax.meta.sharding import (
     to_host,
 )
 from vsml_jax.metrics import MetricsWriter, read_metrics
-from vsml_jax.train import load_arrays, restore_run, run_key
 
 log = logging.getLogger(__name__)
 
