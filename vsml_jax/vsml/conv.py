@@ -84,11 +84,6 @@ class ConvGeometry:
     def state_shape(self) -> tuple[int, int, int, int]:
         return (self.kernel, self.kernel, self.in_shape[2], self.out_channels)
 
-    def _rows(self, axis: int) -> np.ndarray:
-        """``[Ho, k]``: padded input row (``axis`` 0) or column (1) read by (i, u)."""
-        n = self.out_shape[axis]
-        return np.arange(n)[:, None] * self.stride + np.arange(self.kernel)[None, :]
-
 
 def init_conv_state(key: jax.Array, cfg: CellConfig, geom: ConvGeometry) -> CellState:
     """Initial V_L ``[k, k, Ci, Co, H]``; the random part has std ``1/sqrt(k k Ci)`` (fan-in)."""
@@ -105,30 +100,60 @@ def _check(geom: ConvGeometry, state: CellState, fwd_in, bwd_in):
 
 
 def _patches(geom: ConvGeometry, x: jax.Array) -> jax.Array:
-    """``x`` ``[Hi, Wi, Ci, n]`` -> ``[Ho, Wo, k, k, Ci, n]``: what (i, j, u, v) reads."""
-    p = geom.pad
+    """``x`` ``[Hi, Wi, Ci, n]`` -> ``[Ho, Wo, k, k, Ci, n]``: what (i, j, u, v) reads.
+
+    One strided slice of the zero-padded input per kernel offset (no gather).
+    """
+    p, s, k = geom.pad, geom.stride, geom.kernel
+    ho, wo, _ = geom.out_shape
     padded = jnp.pad(x, ((p, p), (p, p), (0, 0), (0, 0)))
-    rows, cols = geom._rows(0), geom._rows(1)
-    return padded[rows[:, None, :, None], cols[None, :, None, :]]
+    rows = [
+        jnp.stack(
+            [padded[u : u + s * (ho - 1) + 1 : s, v : v + s * (wo - 1) + 1 : s] for v in range(k)],
+            axis=2,
+        )
+        for u in range(k)
+    ]
+    return jnp.stack(rows, axis=2)
 
 
 def _transpose_patches(geom: ConvGeometry, y: jax.Array) -> jax.Array:
-    """The adjoint of :func:`_patches`: ``[Ho, Wo, k, k, Ci, n]`` summed to ``[Hi, Wi, Ci, n]``."""
-    hi, wi, ci = geom.in_shape
-    p = geom.pad
-    rows, cols = geom._rows(0), geom._rows(1)
-    padded = jnp.zeros((hi + 2 * p, wi + 2 * p, ci, y.shape[-1]), y.dtype)
-    padded = padded.at[rows[:, None, :, None], cols[None, :, None, :]].add(y)
-    return padded[p : p + hi, p : p + wi]
+    """The adjoint of :func:`_patches`: ``[Ho, Wo, k, k, Ci, n]`` summed to ``[Hi, Wi, Ci, n]``.
+
+    Each kernel offset's slice is put back in place by an interior (strided) zero pad, and
+    the pads are summed (no scatter).
+    """
+    hi, wi, _ = geom.in_shape
+    ho, wo, _ = geom.out_shape
+    p, s, k = geom.pad, geom.stride, geom.kernel
+    hp, wp = hi + 2 * p, wi + 2 * p
+    zero = jnp.zeros((), y.dtype)
+    total = None
+    for u in range(k):
+        for v in range(k):
+            placed = jax.lax.pad(
+                y[:, :, u, v],
+                zero,
+                (
+                    (u, hp - u - (s * (ho - 1) + 1), s - 1),
+                    (v, wp - v - (s * (wo - 1) + 1), s - 1),
+                    (0, 0, 0),
+                    (0, 0, 0),
+                ),
+            )
+            total = placed if total is None else total + placed
+    return total[p : p + hi, p : p + wi]
 
 
 def _reads(geom: ConvGeometry) -> np.ndarray:
     """``[Hi, Wi, 1, 1]``: how many (i, j, u, v) read each input location."""
     hi, wi, _ = geom.in_shape
-    p = geom.pad
+    ho, wo, _ = geom.out_shape
+    p, s, k = geom.pad, geom.stride, geom.kernel
     count = np.zeros((hi + 2 * p, wi + 2 * p))
-    rows, cols = geom._rows(0), geom._rows(1)
-    np.add.at(count, (rows[:, None, :, None], cols[None, :, None, :]), 1.0)
+    for u in range(k):
+        for v in range(k):
+            count[u : u + s * (ho - 1) + 1 : s, v : v + s * (wo - 1) + 1 : s] += 1.0
     return count[p : p + hi, p : p + wi, None, None].astype(np.float32)
 
 
