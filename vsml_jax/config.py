@@ -50,6 +50,7 @@ class DataConfig:
     ways: int | None = None
     shots: int = 1
     queries: int = 1
+    fitness_steps: str = "all"  # few-shot meta-loss over 'all' steps or only the 'queries'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +179,8 @@ class RunConfig:
             from vsml_jax.data.fewshot import FewShotSpec
 
             try:
-                FewShotSpec(self.data.ways, self.data.shots, self.data.queries)
+                d = self.data
+                FewShotSpec(d.ways, d.shots, d.queries, fitness_steps=d.fitness_steps)
             except ValueError as e:
                 raise ConfigError(f"data: {e}") from None
             if self.data.num_classes != self.data.ways:

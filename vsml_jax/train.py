@@ -80,7 +80,9 @@ def episode_spec(cfg: RunConfig, length: int) -> EpisodeSpec | FewShotSpec:
     (``data.ways`` set; their length is ``ways * shots + queries``)."""
     d = cfg.data
     if d.ways is not None:
-        return FewShotSpec(d.ways, d.shots, d.queries, d.input_dim, d.projection_prob)
+        return FewShotSpec(
+            d.ways, d.shots, d.queries, d.input_dim, d.projection_prob, d.fitness_steps
+        )
     return EpisodeSpec(
         length=length,
         input_dim=d.input_dim,

@@ -99,3 +99,19 @@ def test_bad_specs(data):
     with pytest.raises(ValueError, match="one dataset"):
         FewShotSpec().dims(two)
     assert isinstance(EpisodeSpec(length=3), EpisodeSpec)  # the plain spec is unchanged
+
+
+def test_query_only_fitness_weights(data):
+    from vsml_jax.episode import episode_loss, run_episode
+    from vsml_jax.learners import make_learner
+
+    assert FewShotSpec(ways=3, shots=2).loss_weights is None
+    spec = FewShotSpec(ways=3, shots=2, queries=2, fitness_steps="queries")
+    assert spec.loss_weights == (0.0,) * 6 + (1.0,) * 2
+    with pytest.raises(ValueError, match="fitness_steps must be"):
+        FewShotSpec(fitness_steps="last")
+    xs, labels = sample_episode(jax.random.PRNGKey(0), data, spec)
+    ncm, key = make_learner("ncm"), jax.random.PRNGKey(1)
+    loss = run_episode(ncm, {}, xs, labels, key, 3).loss
+    weighted = episode_loss(ncm, {}, xs, labels, key, 3, spec.loss_weights)
+    np.testing.assert_allclose(weighted, loss[-2:].mean(), rtol=1e-6)

@@ -41,6 +41,9 @@ class FewShotSpec:
         input_dim: ``A`` for a fresh random projection ``D -> A`` per episode (with
             ``projection_prob``); None keeps the ``D`` pixels.
         projection_prob: probability of that projection, as in ``EpisodeSpec``.
+        fitness_steps: the meta-training loss averages the online loss over ``'all'``
+            steps (the project's default) or over the ``'queries'`` only (the paper's
+            Omniglot ``loss_type: last``); see :attr:`loss_weights`.
     """
 
     ways: int = 5
@@ -48,6 +51,7 @@ class FewShotSpec:
     queries: int = 1
     input_dim: int | None = None
     projection_prob: float = 0.0
+    fitness_steps: str = "all"
 
     def __post_init__(self):
         for field, low in (("ways", 2), ("shots", 1), ("queries", 1)):
@@ -58,6 +62,17 @@ class FewShotSpec:
             raise ValueError(f"input_dim must be None or >= 1, got {self.input_dim}")
         if not 0.0 <= self.projection_prob <= 1.0:
             raise ValueError(f"projection_prob must be in [0, 1], got {self.projection_prob}")
+        if self.fitness_steps not in ("all", "queries"):
+            raise ValueError(
+                f"fitness_steps must be 'all' or 'queries', got {self.fitness_steps!r}"
+            )
+
+    @property
+    def loss_weights(self) -> tuple[float, ...] | None:
+        """Per-step weights of the meta-training loss (None: the plain mean)."""
+        if self.fitness_steps == "all":
+            return None
+        return (0.0,) * (self.ways * self.shots) + (1.0,) * self.queries
 
     @property
     def length(self) -> int:

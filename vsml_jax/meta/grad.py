@@ -99,8 +99,10 @@ def make_grad_train_block(
     if remat:
         learner = with_remat(learner)
 
+    weights = getattr(spec, "loss_weights", None)  # e.g. a few-shot episode's queries
+
     def loss_fn(flat, xs, labels, key):
-        return batch_episode_loss(learner, unravel(flat), xs, labels, key, num_classes)
+        return batch_episode_loss(learner, unravel(flat), xs, labels, key, num_classes, weights)
 
     def one_step(state: GradState, key):
         k_data, k_init = jax.random.split(key)
