@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: install quickstart es-mnist cross-dataset la-cloning test bench lint clean
+.PHONY: install quickstart es-mnist cross-dataset la-cloning omniglot test bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ cross-dataset: $(STAMP)  ## paper Section 4.4: meta-train on some datasets, test
 
 la-cloning: $(STAMP)  ## paper Section 4.1: clone backprop into VSML, then improve it with ES
 	$(PY) -m experiments.la_cloning $(ARGS)
+
+omniglot: $(STAMP)    ## Omniglot few-shot with dense and conv VSML against MAML, 1-NN, NCM
+	$(PY) -m experiments.omniglot $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
