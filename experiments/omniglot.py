@@ -1,7 +1,8 @@
 """Omniglot few-shot, online, with dense and convolutional VSML (the paper's Omniglot runs).
 
 With no arguments this runs the CPU default of experiments/configs/omniglot.yaml
-(about 30 minutes on 2 shared cores):
+(measured: about 37 minutes wall on 2 cores shared with other runs, load 10-14;
+dense VSML 13 min, conv VSML 10 min, MAML 3 min, meta-tests the rest):
   meta-train  5-way 1-shot episodes (5 queries) of Omniglot small1, 14x14 grey:
               vsml (dense, over a fresh random projection to 32 per episode; ES, 64 pairs,
               2000 generations), vsml@conv (3x3 stride-2 conv VSML layer with 4 channels,
