@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: install quickstart es-mnist cross-dataset la-cloning invariances introspection test bench lint clean
+.PHONY: install quickstart es-mnist cross-dataset la-cloning invariances introspection omniglot test bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ invariances: $(STAMP)  ## paper Section 4.3: one V_M on unseen class counts, inp
 
 introspection: $(STAMP)  ## paper Section 5: class-probability heat maps and fast association
 	$(PY) -m experiments.introspection $(ARGS)
+
+omniglot: $(STAMP)    ## Omniglot few-shot with dense and conv VSML against MAML, 1-NN, NCM
+	$(PY) -m experiments.omniglot $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)

@@ -23,6 +23,10 @@ def test_presets_load_and_round_trip(preset, tmp_path):
         cls = CrossDatasetConfig
     elif preset.stem == "la_cloning":
         cls = LACloningConfig
+    elif preset.stem == "omniglot":
+        from vsml_jax.omniglot import OmniglotConfig
+
+        cls = OmniglotConfig
     else:
         cls = RunConfig
     cfg = load_config(preset, cls=cls)

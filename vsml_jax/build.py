@@ -15,6 +15,7 @@ import numpy as np
 from vsml_jax.config import RunConfig
 from vsml_jax.data import load_split, to_device
 from vsml_jax.data.episodes import DeviceDataset, EpisodeSpec
+from vsml_jax.data.fewshot import FewShotSpec
 from vsml_jax.data.preprocess import filter_classes
 from vsml_jax.learners.base import Learner, TaskSpec
 from vsml_jax.meta.sharding import replicate
@@ -37,8 +38,14 @@ def build_learner(cfg: RunConfig) -> Learner:
     return make_learner(cfg.learner, **cfg.learner_args)
 
 
-def episode_spec(cfg: RunConfig, length: int) -> EpisodeSpec:
+def episode_spec(cfg: RunConfig, length: int) -> EpisodeSpec | FewShotSpec:
+    """The episodes of ``cfg`` with ``length`` steps, or its N-way K-shot episodes
+    (``data.ways`` set; their length is ``ways * shots + queries``)."""
     d = cfg.data
+    if d.ways is not None:
+        return FewShotSpec(
+            d.ways, d.shots, d.queries, d.input_dim, d.projection_prob, d.fitness_steps
+        )
     return EpisodeSpec(
         length=length,
         input_dim=d.input_dim,
@@ -55,6 +62,11 @@ def load_arrays(cfg: RunConfig, names, split: str):
     arrays = [load_split(n, split, data_dir=d.data_dir) for n in names]
     if d.classes is not None or d.max_classes is not None:
         arrays = [filter_classes(a, d.classes, max_classes=d.max_classes) for a in arrays]
+    elif d.ways is not None:  # few-shot: the classes present, relabelled 0..k-1
+        arrays = [filter_classes(a, np.unique(a.labels)) for a in arrays]
+    if d.ways is not None:
+        for a in arrays:
+            episode_spec(cfg, 0).check_counts(a.labels)
     return arrays
 
 
@@ -68,7 +80,7 @@ def place_data(cfg: RunConfig, arrays, mesh) -> DeviceDataset:
     d = cfg.data
     for a in arrays:
         log.info("data %s/%s: %s, %d examples", a.name, a.split, a.source, len(a.labels))
-        if a.num_classes > d.num_classes:
+        if a.num_classes > d.num_classes and d.ways is None:  # few-shot: a pool of classes
             raise ValueError(
                 f"dataset {a.name} has {a.num_classes} classes but data.num_classes is "
                 f"{d.num_classes}; raise data.num_classes"

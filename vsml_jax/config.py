@@ -45,6 +45,12 @@ class DataConfig:
     permute_pixels: bool = False
     permute_labels: bool = False
     episode_length: int = 100
+    # N-way K-shot episodes (vsml_jax.data.fewshot) instead: N = ways (= num_classes),
+    # K = shots, then `queries` query examples (episode_length is unused: T = N * K + queries)
+    ways: int | None = None
+    shots: int = 1
+    queries: int = 1
+    fitness_steps: str = "all"  # few-shot meta-loss over 'all' steps or only the 'queries'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +163,19 @@ class RunConfig:
             raise ConfigError(
                 f"data.projection_prob must be in [0, 1], got {self.data.projection_prob}"
             )
+        if self.data.ways is not None:
+            from vsml_jax.data.fewshot import FewShotSpec
+
+            try:
+                d = self.data
+                FewShotSpec(d.ways, d.shots, d.queries, fitness_steps=d.fitness_steps)
+            except ValueError as e:
+                raise ConfigError(f"data: {e}") from None
+            if self.data.num_classes != self.data.ways:
+                raise ConfigError(
+                    f"data.ways={self.data.ways} needs data.num_classes={self.data.ways} "
+                    f"(the learner's outputs), got {self.data.num_classes}"
+                )
         if self.data.classes is not None and self.data.max_classes is not None:
             raise ConfigError("set at most one of data.classes and data.max_classes")
         steps, per_call, what = self.schedule

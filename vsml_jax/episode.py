@@ -83,13 +83,27 @@ def online_step(learner: Learner, meta_params, carry, x, y, num_classes: int | N
     return (state, Feedback(error=error, label=onehot)), (logits, loss, acc)
 
 
-def episode_loss(learner: Learner, meta_params, xs, labels, key, num_classes) -> jax.Array:
-    """The meta-objective of one episode: its mean online cross-entropy."""
-    return run_episode(learner, meta_params, xs, labels, key, num_classes).loss.mean()
+def episode_loss(
+    learner: Learner, meta_params, xs, labels, key, num_classes, weights=None
+) -> jax.Array:
+    """The meta-objective of one episode: its mean online cross-entropy, or with
+    ``weights`` (``[T]``, static, e.g. only a few-shot episode's queries) its weighted mean."""
+    loss = run_episode(learner, meta_params, xs, labels, key, num_classes).loss
+    if weights is None:
+        return loss.mean()
+    w = jnp.asarray(weights, loss.dtype)
+    chex.assert_equal_shape((w, loss))
+    return (loss * w).sum() / w.sum()
 
 
 def batch_episode_loss(
-    learner: Learner, meta_params, xs: jax.Array, labels: jax.Array, key: jax.Array, num_classes
+    learner: Learner,
+    meta_params,
+    xs: jax.Array,
+    labels: jax.Array,
+    key: jax.Array,
+    num_classes,
+    weights=None,
 ) -> jax.Array:
     """Mean online cross-entropy over a batch of episodes ``xs [B, T, D]``, ``labels [B, T]``;
     ``key`` is split into one learner-init key per episode."""
@@ -97,7 +111,7 @@ def batch_episode_loss(
     chex.assert_rank(labels, 2)
     chex.assert_equal_shape_prefix((xs, labels), 2)
     keys = jax.random.split(key, xs.shape[0])
-    losses = jax.vmap(lambda x, y, k: episode_loss(learner, meta_params, x, y, k, num_classes))(
-        xs, labels, keys
-    )
+    losses = jax.vmap(
+        lambda x, y, k: episode_loss(learner, meta_params, x, y, k, num_classes, weights)
+    )(xs, labels, keys)
     return losses.mean()

@@ -215,7 +215,13 @@ def sample_episode_full(key: jax.Array, data: DeviceDataset, spec: EpisodeSpec) 
 
 
 def sample_episode(key: jax.Array, data: DeviceDataset, spec: EpisodeSpec):
-    """One episode: ``(xs float32 [T, A], labels int32 [T])``. Jittable, spec static."""
+    """One episode: ``(xs float32 [T, A], labels int32 [T])``. Jittable, spec static.
+
+    A spec with its own ``sample(key, data)`` method (e.g.
+    :class:`vsml_jax.data.fewshot.FewShotSpec`) draws its episodes itself.
+    """
+    if hasattr(spec, "sample"):
+        return spec.sample(key, data)
     episode = sample_episode_full(key, data, spec)
     return episode.xs, episode.labels
 

@@ -84,7 +84,8 @@ def make_evaluate(
     def member(params, pair, key):
         k_episode, k_init = jax.random.split(jax.random.fold_in(key, pair))
         xs, labels = sample_episode(k_episode, data, spec)
-        return episode_loss(learner, params, xs, labels, k_init, num_classes)
+        weights = getattr(spec, "loss_weights", None)  # e.g. a few-shot episode's queries
+        return episode_loss(learner, params, xs, labels, k_init, num_classes, weights)
 
     def evaluate(population, key):
         size = jax.tree.leaves(population)[0].shape[0]

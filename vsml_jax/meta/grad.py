@@ -59,9 +59,12 @@ def make_grad_train_block(
     num_steps: int,
     remat: bool = True,
     mesh=None,
+    weights=None,
 ):
     """``block(state, base_key, start) -> (state, metrics)``: ``num_steps`` meta-gradient
     steps, each on a fresh batch ``sample_batch(key) -> (xs [B, T, D], labels [B, T])``
+    (the loss of step ``t`` weighted by ``weights [T]`` if given, e.g. a few-shot
+    episode's queries only)
     (step ``g`` uses ``fold_in(base_key, g)``), scanned in one program. With a mesh the
     episode batch is sharded over its devices. ``optimizer`` must skip non-finite updates
     (:func:`make_optimizer`); a non-finite loss counts as a non-finite gradient."""
@@ -71,7 +74,7 @@ def make_grad_train_block(
         learner = with_remat(learner)
 
     def loss_fn(params, xs, labels, key):
-        return batch_episode_loss(learner, params, xs, labels, key, num_classes)
+        return batch_episode_loss(learner, params, xs, labels, key, num_classes, weights)
 
     def one_step(state: GradState, key):
         k_data, k_init = jax.random.split(key)
@@ -118,6 +121,7 @@ def grad_trainer(cfg, learner: Learner, data, spec, num_classes: int, mesh=None)
         cfg.steps_per_call,
         remat=cfg.remat,
         mesh=mesh,
+        weights=getattr(spec, "loss_weights", None),
     )
     return Trainer(
         init=lambda params, key: GradState(params=params, opt_state=optimizer.init(params)),

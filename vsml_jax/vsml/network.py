@@ -1,4 +1,4 @@
-"""A VSML network: stacked dense VSML layers ticked together.
+"""A VSML network: stacked dense (optionally preceded by conv) VSML layers ticked together.
 
 Layer ``l`` is an ``A_l x A_{l+1}`` grid with ``A_0`` the input size and
 ``A_L`` the number of classes. The input ``x`` enters as forward-message channel
@@ -6,6 +6,12 @@ Layer ``l`` is an ``A_l x A_{l+1}`` grid with ``A_0`` the input size and
 channel 0 of the last layer (and, with ``feed_label``, the one-hot label as
 channel 1). Logits are read from forward-message channel ``output_channel`` of
 the last layer, squashed with ``tanh(y / 100) * 100``.
+
+With ``conv_channels`` the first layers are convolutional VSML layers
+(:mod:`vsml_jax.vsml.conv`) over the image ``image_shape`` (kernel ``conv_kernel``, stride
+``conv_stride``); between layers every message array is kept flat (``[H * W * C, m]``, in
+row-major ``(H, W, C)`` order), so a dense layer reads a conv layer's output grid as its
+``A = H * W * C`` inputs.
 
 As in the paper's code, a step sweeps the layers bottom-up and ticks each layer
 ``num_micro_ticks`` times with fixed incoming messages: the fresh forward message
@@ -22,9 +28,11 @@ import dataclasses
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from vsml_jax.vsml.cell import CellConfig, CellParams, CellState, init_cell_params, init_cell_state
+from vsml_jax.vsml.conv import ConvGeometry, conv, init_conv_state
 from vsml_jax.vsml.layers import dense, forward_output
 
 
@@ -45,9 +53,23 @@ class NetworkConfig:
     forward_sweep_feedback: bool = True
     share_layers: bool = True  # one V_M for all layers (the paper), else one per layer
     impl: str = "auto"  # 'auto' (fast when valid), 'fast' or 'direct'
+    # conv VSML layers before the dense ones: output channels per conv layer
+    conv_channels: tuple[int, ...] = ()
+    conv_kernel: int = 3
+    conv_stride: int = 2
+    image_shape: tuple[int, int, int] | None = None  # (H, W, C) of the input, for conv
 
     def __post_init__(self):
         m = self.cell.message
+        if self.conv_channels:
+            if self.image_shape is None:
+                raise ValueError("conv_channels need image_shape (H, W, C) of the input images")
+            if self.backward_pass:
+                raise ValueError(
+                    "conv layers support backward_pass=False only (the top-down sweep would "
+                    "need each conv layer's last output grid); set backward_pass: false"
+                )
+            self.conv_geometries()  # checks the sizes
         if self.num_micro_ticks < 1:
             raise ValueError(f"num_micro_ticks must be >= 1, got {self.num_micro_ticks}")
         if not 0 <= self.output_channel < m:
@@ -61,8 +83,25 @@ class NetworkConfig:
         if any(s < 1 for s in self.hidden_layers):
             raise ValueError(f"hidden_layers must be positive, got {self.hidden_layers}")
 
+    def conv_geometries(self) -> tuple[ConvGeometry, ...]:
+        """The static shape of each conv layer (``()`` without ``conv_channels``)."""
+        geoms, shape = [], self.image_shape
+        for channels in self.conv_channels:
+            geoms.append(ConvGeometry(tuple(shape), channels, self.conv_kernel, self.conv_stride))
+            shape = geoms[-1].out_shape
+        return tuple(geoms)
+
     def sizes(self, input_dim: int, num_classes: int) -> tuple[int, ...]:
-        return (input_dim, *self.hidden_layers, num_classes)
+        """``A_l`` of every layer boundary; a conv layer's is its flat grid ``H * W * C``."""
+        geoms = self.conv_geometries()
+        if geoms and input_dim != int(np.prod(self.image_shape)):
+            raise ValueError(
+                f"network.image_shape {self.image_shape} has {int(np.prod(self.image_shape))} "
+                f"pixels but the inputs have {input_dim}; set image_shape to the image size "
+                "(and use no projection: data.input_dim null)"
+            )
+        convs = tuple(int(np.prod(g.out_shape)) for g in geoms)
+        return (input_dim, *convs, *self.hidden_layers, num_classes)
 
 
 @struct.dataclass
@@ -83,8 +122,12 @@ def init_network_params(key, cfg: NetworkConfig, num_layers: int) -> tuple[CellP
 def init_network_state(key, cfg: NetworkConfig, input_dim: int, num_classes: int) -> NetworkState:
     sizes = cfg.sizes(input_dim, num_classes)
     keys = jax.random.split(key, len(sizes) - 1)
+    geoms = cfg.conv_geometries()
     cells = tuple(
-        init_cell_state(k, cfg.cell, (a, b)) for k, a, b in zip(keys, sizes[:-1], sizes[1:])
+        init_conv_state(k, cfg.cell, geoms[i])
+        if i < len(geoms)
+        else init_cell_state(k, cfg.cell, (a, b))
+        for i, (k, a, b) in enumerate(zip(keys, sizes[:-1], sizes[1:]))
     )
     m = cfg.cell.message
     bwd = tuple(jnp.zeros((a, m), jnp.float32) for a in sizes[:-1])
@@ -93,6 +136,25 @@ def init_network_state(key, cfg: NetworkConfig, input_dim: int, num_classes: int
 
 def _layer_params(params: tuple[CellParams, ...], layer: int) -> CellParams:
     return params[0] if len(params) == 1 else params[layer]
+
+
+def _tick(cfg: NetworkConfig, params, layer: int, cell, fwd_in, bwd_in):
+    """One tick of layer ``layer`` on flat messages ``[A_l, m]`` / ``[A_{l+1}, m]``."""
+    p = _layer_params(params, layer)
+    geoms = cfg.conv_geometries()
+    if layer >= len(geoms):
+        return dense(p, cell, fwd_in, bwd_in, cfg.cell.layer_norm, cfg.impl)
+    g, m = geoms[layer], fwd_in.shape[-1]
+    cell, fwd, bwd = conv(
+        p,
+        cell,
+        fwd_in.reshape(*g.in_shape, m),
+        bwd_in.reshape(*g.out_shape, m),
+        g,
+        cfg.cell.layer_norm,
+        cfg.impl,
+    )
+    return cell, fwd.reshape(-1, m), bwd.reshape(-1, m)
 
 
 def _embed(values: jax.Array, m: int, channel: int = 0) -> jax.Array:
@@ -114,9 +176,7 @@ def _sweep_up(cfg, params, state: NetworkState, fwd_in, top_bwd, lower_feedback:
             e = jnp.zeros_like(e)
         f_in = f
         for _ in range(cfg.num_micro_ticks):
-            cells[layer], f, bwd_msgs[layer] = dense(
-                _layer_params(params, layer), cells[layer], f_in, e, cfg.cell.layer_norm, cfg.impl
-            )
+            cells[layer], f, bwd_msgs[layer] = _tick(cfg, params, layer, cells[layer], f_in, e)
     return state.replace(cells=tuple(cells), bwd_msgs=tuple(bwd_msgs)), f
 
 
