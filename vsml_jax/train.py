@@ -166,8 +166,11 @@ class Trainer(NamedTuple):
     """A meta-trainer: its initial state, a block of generations, and the mean params."""
 
     init_state: Any
-    block: Callable  # (state, base_key, start) -> (state, metrics per generation)
+    block: Callable  # (state, base_key, start, *args) -> (state, metrics per generation)
     mean: Callable  # state -> meta-parameter pytree
+    # arrays passed to every block call (the dataset), so that they are inputs of the
+    # compiled program rather than constants copied into it
+    args: tuple = ()
 
 
 def make_trainer(cfg: RunConfig, learner: Learner, meta_params, data, spec, mesh, key) -> Trainer:
@@ -176,9 +179,10 @@ def make_trainer(cfg: RunConfig, learner: Learner, meta_params, data, spec, mesh
     num_classes = cfg.data.num_classes
     if cfg.trainer == "es":
         strategy = es.make_strategy(cfg.es, meta_params)
-        evaluate_pop = es.make_evaluate(learner, data, spec, num_classes, mesh)
+        evaluate_pop = es.make_evaluate(learner, data, spec, num_classes, mesh, cfg.es.eval_batch)
         block = es.make_train_block(es.make_generation(strategy, evaluate_pop), K)
-        return Trainer(es.init_strategy(strategy, key, meta_params), block, strategy.get_mean)
+        init = es.init_strategy(strategy, key, meta_params)
+        return Trainer(init, block, strategy.get_mean, (data,))
     from jax.flatten_util import ravel_pytree
 
     from vsml_jax.meta import grad
@@ -404,7 +408,7 @@ def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: 
     try:
         for g in range(start, cfg.es.generations, K):
             t0 = time.time()
-            state, metrics = block(state, k_run, g)
+            state, metrics = block(state, k_run, g, *trainer.args)
             metrics = to_host(metrics)  # blocks on the result: safe in multi-process runs
             dt = time.time() - t0
             skipped = _check_finite(metrics, g, skipped, cfg.max_skipped)
