@@ -115,7 +115,13 @@ def _sweep_up(cfg, params, state: NetworkState, fwd_in, top_bwd, lower_feedback:
         f_in = f
         for _ in range(cfg.num_micro_ticks):
             cells[layer], f, bwd_msgs[layer] = dense(
-                _layer_params(params, layer), cells[layer], f_in, e, cfg.cell.layer_norm, cfg.impl
+                _layer_params(params, layer),
+                cells[layer],
+                f_in,
+                e,
+                cfg.cell.layer_norm,
+                cfg.impl,
+                cfg.cell.matmul_dtype,
             )
     return state.replace(cells=tuple(cells), bwd_msgs=tuple(bwd_msgs)), f
 
@@ -131,7 +137,9 @@ def _sweep_down(cfg, params, state: NetworkState, fwd_in, top_bwd):
     fwd_inputs = [fwd_in]
     for layer in range(n - 1):
         p = _layer_params(params, layer)
-        fwd_inputs.append(forward_output(p, cells[layer].h, cfg.cell.layer_norm))
+        fwd_inputs.append(
+            forward_output(p, cells[layer].h, cfg.cell.layer_norm, cfg.cell.matmul_dtype)
+        )
     e = top_bwd
     for layer in reversed(range(n)):
         e_in = e
@@ -143,6 +151,7 @@ def _sweep_down(cfg, params, state: NetworkState, fwd_in, top_bwd):
                 e_in,
                 cfg.cell.layer_norm,
                 cfg.impl,
+                cfg.cell.matmul_dtype,
             )
         bwd_msgs[layer] = e
     return state.replace(cells=tuple(cells), bwd_msgs=tuple(bwd_msgs))
