@@ -86,7 +86,7 @@ def test_unknown_strategy_and_shaping_are_clear_errors():
     assert other.population_size == 8
 
 
-def _vsml_setup(pairs=4, A=6, B=2, T=4):
+def _vsml_setup(pairs=4, A=6, B=2, T=3):
     from vsml_jax.data.device import to_device
     from vsml_jax.data.episodes import EpisodeSpec
     from vsml_jax.data.sources import load_split
@@ -117,12 +117,16 @@ def test_evaluate_equals_one_episode_per_member_at_every_batch():
         xs, labels = sample_episode(k_episode, data, spec)
         return episode_loss(learner, params, xs, labels, k_init, 2)
 
-    want = jax.vmap(member)(population, jnp.arange(8) % 4)
+    want = jax.jit(jax.vmap(member))(population, jnp.arange(8) % 4)
     assert len(set(np.round(np.asarray(want), 6))) == 8  # the members differ
     for batch in (1, 8):  # one member at a time (the CPU default), all at once
         evaluate = es.make_evaluate(learner, data, spec, 2, batch=batch)
         # the dataset passed as an argument of the compiled program, or baked into it
-        got = jax.jit(evaluate)(population, key, data) if batch == 1 else evaluate(population, key)
+        got = (
+            jax.jit(evaluate)(population, key, data)
+            if batch == 1
+            else jax.jit(evaluate)(population, key)
+        )
         np.testing.assert_allclose(got, want, rtol=2e-6, err_msg=f"batch={batch}")
     with pytest.raises(ValueError, match="es.eval_batch must be >= 0"):
         es.make_evaluate(learner, data, spec, 2, batch=-1)
