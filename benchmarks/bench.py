@@ -1,18 +1,24 @@
 """Throughput of VSML population evaluation: fast path against direct path.
 
     python -m benchmarks.bench [--grid 784x10] [--populations 8 32] [--T 100] [--repeats 5]
+                               [--devices N] [--generation] [--eval-batch B]
 
 Prints one JSON line per measurement with ``impl``, ``population``, ``T``,
 ``member_steps_per_s`` (member-steps: one example through one population
 member's network, all micro-ticks included), ``peak_rss_mb`` and the device.
 Timing starts after compilation; the median of ``--repeats`` runs is reported.
 Each measurement runs in a fresh subprocess so that peak RSS is its own.
+``--devices N`` pins that subprocess to N cores with one XLA device each (``1``: the
+single-core numbers); ``--generation`` times whole ES generations (ask, evaluate,
+tell) and adds ``generations_per_s``. ``--grid 32x10 --populations 128 --generation``
+is the quickstart configuration.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -20,12 +26,31 @@ import sys
 import time
 
 
+def pin_cores(devices: int) -> None:
+    """Restrict this process to its first ``devices`` usable cores (before JAX starts)."""
+    cores = sorted(os.sched_getaffinity(0))
+    if devices > len(cores):
+        raise ValueError(f"--devices {devices}: only {len(cores)} usable cores here")
+    os.sched_setaffinity(0, cores[:devices])
+
+
 def measure(
-    impl: str, population: int, T: int, A: int, B: int, repeats: int, generation: bool
+    impl: str,
+    population: int,
+    T: int,
+    A: int,
+    B: int,
+    repeats: int,
+    generation: bool,
+    devices: int = 0,
+    eval_batch: int = 0,
 ) -> dict:
     from vsml_jax.meta.sharding import configure_cpu_devices
 
-    configure_cpu_devices(divides=population)  # as training does: a device per core on CPUs
+    if devices:
+        pin_cores(devices)
+    # as training does: a device per (pinned) core on CPUs
+    configure_cpu_devices(count=devices, divides=population)
     import jax
 
     from vsml_jax.config import ESConfig
@@ -47,23 +72,26 @@ def measure(
     meta = learner.meta_init(jax.random.PRNGKey(0), TaskSpec(A, B))
     strategy = es.make_strategy(ESConfig(population_pairs=population // 2), meta)
     state = es.init_strategy(strategy, jax.random.PRNGKey(1), meta)
-    evaluate = es.make_evaluate(learner, data, spec, B, mesh)
+    evaluate = es.make_evaluate(learner, data, spec, B, mesh, eval_batch)
+    # the dataset is an argument of the compiled program, as in training
     if generation:  # the whole ES generation: ask, evaluate, tell
         fn = jax.jit(es.make_generation(strategy, evaluate))
-        run = lambda k: fn(state, k)[1]["meta_loss"]
+        run = lambda k: fn(state, k, data)[1]["meta_loss"]
     else:
         members, _ = strategy.ask(jax.random.PRNGKey(2), state, strategy.default_params)
         fn = jax.jit(evaluate)
-        run = lambda k: fn(members, k)
+        run = lambda k: fn(members, k, data)
     t0 = time.perf_counter()
     jax.block_until_ready(run(jax.random.PRNGKey(3)))
     compile_s = time.perf_counter() - t0
-    times = []
+    times, cpu = [], []
     for i in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         jax.block_until_ready(run(jax.random.PRNGKey(10 + i)))
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     med = statistics.median(times)
+    extra = {"generations_per_s": 1 / med} if generation else {}
     return {
         "impl": impl,
         "population": population,
@@ -73,10 +101,16 @@ def measure(
         "seconds_median": med,
         "seconds_min": min(times),
         "member_steps_per_s": population * T / med,
+        # CPU seconds this process used per call: less sensitive than wall time to other
+        # jobs on a shared machine (with --devices 1, about wall time when it is idle)
+        "cpu_s_median": statistics.median(cpu),
         "compile_s": compile_s,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "devices": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
+        "cores": len(os.sched_getaffinity(0)),
+        "eval_batch": eval_batch,
         "repeats": repeats,
+        **extra,
     }
 
 
@@ -87,6 +121,19 @@ def main(argv=None) -> int:
     p.add_argument("--populations", nargs="+", type=int, default=[8, 32])
     p.add_argument("--T", type=int, default=100)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=0,
+        help="pin each measurement to this many cores, one XLA device each "
+        "(0: every usable core, as training does; 1: single-core numbers)",
+    )
+    p.add_argument(
+        "--eval-batch",
+        type=int,
+        default=0,
+        help="members each device evaluates at once (es.eval_batch; 0: platform default)",
+    )
     p.add_argument(
         "--generation",
         action="store_true",
@@ -103,13 +150,29 @@ def main(argv=None) -> int:
     for name, value in (("--T", args.T), ("--repeats", args.repeats)):
         if value < 1:
             p.error(f"{name} must be >= 1, got {value}")
+    for name, value in (("--devices", args.devices), ("--eval-batch", args.eval_batch)):
+        if value < 0:
+            p.error(f"{name} must be >= 0, got {value}")
+    if args.devices > len(os.sched_getaffinity(0)):
+        p.error(f"--devices {args.devices}: only {len(os.sched_getaffinity(0))} usable cores here")
     bad = [n for n in args.populations if n < 2 or n % 2]
     if bad:
         p.error(f"--populations must be even and >= 2 (antithetic pairs), got {bad}")
     if args.one:
         impl, pop = args.one[0], int(args.one[1])
         try:
-            print(json.dumps(measure(impl, pop, args.T, A, B, args.repeats, args.generation)))
+            row = measure(
+                impl,
+                pop,
+                args.T,
+                A,
+                B,
+                args.repeats,
+                args.generation,
+                args.devices,
+                args.eval_batch,
+            )
+            print(json.dumps(row))
         except ValueError as e:  # e.g. a population that does not divide over the devices
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -129,6 +192,10 @@ def main(argv=None) -> int:
                 str(args.T),
                 "--repeats",
                 str(args.repeats),
+                "--devices",
+                str(args.devices),
+                "--eval-batch",
+                str(args.eval_batch),
             ]
             if args.generation:
                 cmd.append("--generation")

@@ -153,3 +153,12 @@ def test_cli_print_config_and_error_exit():
     )
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: es.sigma: expected a number, got 'x'"
+
+
+def test_perf_options_round_trip_and_bad_values_are_clear_errors():
+    cfg = load_config(overrides=["network.cell.matmul_dtype=bfloat16", "es.eval_batch=4"])
+    assert (cfg.network.cell.matmul_dtype, cfg.es.eval_batch) == ("bfloat16", 4)
+    with pytest.raises(ConfigError, match="cell.matmul_dtype must be one of float32, bfloat16"):
+        load_config(overrides=["network.cell.matmul_dtype=fp16"])
+    with pytest.raises(ConfigError, match="es.eval_batch must be >= 0"):
+        load_config(overrides=["es.eval_batch=-1"])

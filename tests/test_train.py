@@ -135,8 +135,9 @@ def test_bad_config_key_is_one_line_error(tmp_path):
     rc, out, err = _run(tmp_path, "--set", "es.populaton_pairs=4")
     assert rc == 2
     assert err.strip().splitlines() == [
-        "error: unknown config key es.populaton_pairs; valid keys under es: fitness_shaping, "
-        "generations, generations_per_call, lr, population_pairs, sigma, strategy"
+        "error: unknown config key es.populaton_pairs; valid keys under es: eval_batch, "
+        "fitness_shaping, generations, generations_per_call, lr, population_pairs, sigma, "
+        "strategy"
     ]
 
 

@@ -66,6 +66,9 @@ class ESConfig:
     fitness_shaping: str = "identity"  # identity | centered_rank | standardize | normalize
     generations: int = 2000
     generations_per_call: int = 10  # generations scanned inside one jitted call
+    # members one device evaluates at once; 0 = the platform's choice (CPU: 1, since a
+    # member's state then stays in cache; accelerators: all of them in one vmap)
+    eval_batch: int = 0
 
     @property
     def population_size(self) -> int:
@@ -146,6 +149,10 @@ class RunConfig:
         ):
             if value < 1:
                 raise ConfigError(f"{key} must be >= 1, got {value}")
+        if self.es.eval_batch < 0:
+            raise ConfigError(
+                f"es.eval_batch must be >= 0 (0 = the platform's choice), got {self.es.eval_batch}"
+            )
         if self.cpu_devices < 0:
             raise ConfigError(
                 f"cpu_devices must be >= 0 (0 = one per core), got {self.cpu_devices}"

@@ -194,7 +194,7 @@ def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: 
     try:
         for g in range(start, total, K):
             t0 = time.time()
-            state, metrics = block(state, k_run, g)
+            state, metrics = block(state, k_run, g, *trainer.args)
             metrics = to_host(metrics)  # blocks on the result: safe in multi-process runs
             dt = time.time() - t0
             skipped = _check_finite(metrics, g, skipped, cfg.max_skipped)

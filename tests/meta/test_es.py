@@ -84,3 +84,49 @@ def test_unknown_strategy_and_shaping_are_clear_errors():
         es.make_strategy(ESConfig(fitness_shaping="rank"), x0)
     other = es.make_strategy(ESConfig(strategy="SNES", population_pairs=4), x0)
     assert other.population_size == 8
+
+
+def _vsml_setup(pairs=4, A=6, B=2, T=3):
+    from vsml_jax.data.device import to_device
+    from vsml_jax.data.episodes import EpisodeSpec
+    from vsml_jax.data.sources import load_split
+    from vsml_jax.learners.base import TaskSpec
+    from vsml_jax.learners.vsml import vsml
+
+    data = to_device([load_split("sum", "train", num_examples=256)])
+    spec = EpisodeSpec(length=T, input_dim=A, num_classes=B, projection_prob=1.0)
+    learner = vsml()
+    meta = learner.meta_init(jax.random.PRNGKey(0), TaskSpec(A, B))
+    strategy = es.make_strategy(ESConfig(population_pairs=pairs), meta)
+    state = es.init_strategy(strategy, jax.random.PRNGKey(1), meta)
+    population, _ = strategy.ask(jax.random.PRNGKey(2), state, strategy.default_params)
+    return learner, data, spec, population
+
+
+def test_evaluate_equals_one_episode_per_member_at_every_batch():
+    """However many members are evaluated at once, and whether pairs share one sampled
+    episode, member i gets the episode and initial state of pair i mod P/2."""
+    from vsml_jax.data.episodes import sample_episode
+    from vsml_jax.episode import episode_loss
+
+    learner, data, spec, population = _vsml_setup()
+    key = jax.random.PRNGKey(3)
+
+    def member(params, pair):  # the definition: every member samples its pair's episode
+        k_episode, k_init = jax.random.split(jax.random.fold_in(key, pair))
+        xs, labels = sample_episode(k_episode, data, spec)
+        return episode_loss(learner, params, xs, labels, k_init, 2)
+
+    want = jax.jit(jax.vmap(member))(population, jnp.arange(8) % 4)
+    assert len(set(np.round(np.asarray(want), 6))) == 8  # the members differ
+    for batch in (1, 8):  # one member at a time (the CPU default), all at once
+        evaluate = es.make_evaluate(learner, data, spec, 2, batch=batch)
+        # the dataset passed as an argument of the compiled program, or baked into it
+        got = (
+            jax.jit(evaluate)(population, key, data)
+            if batch == 1
+            else jax.jit(evaluate)(population, key)
+        )
+        np.testing.assert_allclose(got, want, rtol=2e-6, err_msg=f"batch={batch}")
+    with pytest.raises(ValueError, match="es.eval_batch must be >= 0"):
+        es.make_evaluate(learner, data, spec, 2, batch=-1)

@@ -66,35 +66,87 @@ def init_strategy(strategy, key: jax.Array, meta_params: PyTree):
     return strategy.init(key, meta_params, params)
 
 
+def eval_batch_for(platform: str, batch: int = 0) -> int | None:
+    """Members one device evaluates at once: ``batch``, or for ``0`` the platform's choice.
+
+    ``None`` means all of the device's members in one ``vmap`` (accelerators). On CPUs
+    one member at a time is fastest: a member's LSTM state (``A * B * H`` floats per
+    layer) and gate activations then stay in the core's caches, where a whole vmapped
+    population streams from memory on every micro-tick (docs/BENCHMARKS.md).
+    """
+    if batch < 0:
+        raise ValueError(f"es.eval_batch must be >= 0 (0 = the platform's choice), got {batch}")
+    if batch:
+        return batch
+    return 1 if platform == "cpu" else None
+
+
 def make_evaluate(
     learner: Learner,
     data: DeviceDataset,
     spec: EpisodeSpec,
     num_classes: int,
     mesh=None,
-) -> Callable[[PyTree, jax.Array], jax.Array]:
-    """``evaluate(population, key) -> fitness [P]``: mean online loss of one episode each.
+    batch: int = 0,
+) -> Callable[..., jax.Array]:
+    """``evaluate(population, key[, data]) -> fitness [P]``: mean online loss of one
+    episode each.
 
-    Members ``i`` and ``i + P/2`` form an antithetic pair (evosax's layout) and
-    see the same episode and the same initial learner state. Each member samples
-    its own episode, so with a mesh every device only builds the episodes of its
-    own members.
+    Members ``i`` and ``i + P/2`` form an antithetic pair (evosax's layout) and see the
+    same episode and the same initial learner state. The pair samples its episode (and
+    its projection) once and evaluates both members on it, so one device holds the
+    episodes of only the pairs it is evaluating at that moment: memory does not grow
+    with the population. With a mesh, pairs are split over the devices (single members
+    when the pairs do not divide over them); on each device ``batch`` members are
+    evaluated at once (see :func:`eval_batch_for`; 0 = the platform's choice), in a
+    ``lax.map`` over the rest.
+
+    ``data`` defaults to the dataset given here; pass it as an argument of the jitted
+    caller (``make_generation``/``make_train_block`` forward extra arguments) so that
+    it is an input of the compiled program and not a constant baked into it.
     """
+    platform = (mesh.devices.flat[0] if mesh is not None else jax.devices()[0]).platform
+    per_call = eval_batch_for(platform, batch)
+    n = 1 if mesh is None else mesh.size
 
-    def member(params, pair, key):
+    def unit(params, pair, key, data):
+        """Members ``params`` ``[k, ...]`` of one pair on the pair's episode: ``[k]``."""
         k_episode, k_init = jax.random.split(jax.random.fold_in(key, pair))
         xs, labels = sample_episode(k_episode, data, spec)
         weights = getattr(spec, "loss_weights", None)  # e.g. a few-shot episode's queries
-        return episode_loss(learner, params, xs, labels, k_init, num_classes, weights)
+        loss = lambda p: episode_loss(learner, p, xs, labels, k_init, num_classes, weights)  # noqa: E731
+        if per_call is not None and per_call < 2:
+            return jax.lax.map(loss, params)
+        return jax.vmap(loss)(params)
 
-    def evaluate(population, key):
+    def evaluate(population, key, data=data):
         size = jax.tree.leaves(population)[0].shape[0]
-        pairs = jnp.arange(size) % (size // 2)
-        if mesh is not None:
-            population, pairs = jax.lax.with_sharding_constraint(
-                (population, pairs), pop_sharding(mesh)
+        half = size // 2
+        if half % n == 0:  # [half, 2, ...]: unit u holds members u and u + half
+            units = jax.tree.map(
+                lambda x: x.reshape(2, half, *x.shape[1:]).swapaxes(0, 1), population
             )
-        return jax.vmap(member, in_axes=(0, 0, None))(population, pairs, key)
+            ids = jnp.arange(half)
+        else:  # single members, each sampling its pair's episode
+            units = jax.tree.map(lambda x: x[:, None], population)
+            ids = jnp.arange(size) % half
+        count = ids.shape[0]
+        groups = n if count % n == 0 else 1
+        grouped = jax.tree.map(lambda x: x.reshape(groups, count // groups, *x.shape[1:]), units)
+        ids = ids.reshape(groups, count // groups)
+        if mesh is not None and groups > 1:
+            grouped, ids = jax.lax.with_sharding_constraint((grouped, ids), pop_sharding(mesh))
+        per_unit = jax.tree.leaves(units)[0].shape[1]
+        units_at_once = None if per_call is None else max(1, per_call // per_unit)
+
+        def on_device(params, pairs):  # the units of one device, a few at a time
+            run = lambda args: unit(*args, key, data)
+            if units_at_once is None or units_at_once >= count // groups:
+                return jax.vmap(run)((params, pairs))
+            return jax.lax.map(run, (params, pairs), batch_size=units_at_once)
+
+        fitness = jax.vmap(on_device)(grouped, ids).reshape(count, per_unit)
+        return fitness.swapaxes(0, 1).reshape(size) if per_unit == 2 else fitness.reshape(size)
 
     return evaluate
 
@@ -106,7 +158,8 @@ def all_finite(tree) -> jax.Array:
 
 
 def make_generation(strategy, evaluate):
-    """``generation(state, key) -> (state, metrics)``: ask, evaluate, tell.
+    """``generation(state, key, *args) -> (state, metrics)``: ask, evaluate, tell;
+    ``args`` (e.g. the dataset) are passed on to ``evaluate``.
 
     If any fitness is non-finite, or any leaf of the updated state is (e.g. a NaN
     learning rate), the update is skipped and the state is kept: ``metrics['skipped']``
@@ -115,10 +168,10 @@ def make_generation(strategy, evaluate):
     """
     params = strategy.default_params
 
-    def generation(state, key):
+    def generation(state, key, *args):
         k_ask, k_eval, k_tell = jax.random.split(key, 3)
         population, asked = strategy.ask(k_ask, state, params)
-        fitness = evaluate(population, k_eval)
+        fitness = evaluate(population, k_eval, *args)
         finite = jnp.isfinite(fitness)
         told, _ = strategy.tell(k_tell, population, jnp.where(finite, fitness, 0.0), asked, params)
         ok = finite.all() & all_finite(told)
@@ -144,26 +197,28 @@ def es_trainer(cfg, learner: Learner, like: PyTree, data, spec, num_classes: int
     from vsml_jax.meta.trainer import Trainer
 
     strategy = make_strategy(cfg, like)
-    evaluate = make_evaluate(learner, data, spec, num_classes, mesh)
+    evaluate = make_evaluate(learner, data, spec, num_classes, mesh, cfg.eval_batch)
     block = make_train_block(make_generation(strategy, evaluate), cfg.generations_per_call)
     return Trainer(
         init=lambda meta_params, key: init_strategy(strategy, key, meta_params),
         block=block,
         mean=strategy.get_mean,
         steps_per_block=cfg.generations_per_call,
+        args=(data,),
     )
 
 
 def make_train_block(generation, num_generations: int):
-    """``block(state, base_key, start) -> (state, metrics)`` scanning ``num_generations``.
+    """``block(state, base_key, start, *args) -> (state, metrics)`` scanning
+    ``num_generations``; ``args`` are passed on to every ``generation``.
 
     Generation ``g`` uses ``fold_in(base_key, g)``, so a resumed run draws the same
     noise and episodes as an uninterrupted one.
     """
 
-    def block(state, base_key, start):
+    def block(state, base_key, start, *args):
         def body(state, g):
-            return generation(state, jax.random.fold_in(base_key, g))
+            return generation(state, jax.random.fold_in(base_key, g), *args)
 
         gens = start + jnp.arange(num_generations)
         return jax.lax.scan(body, state, gens)

@@ -16,6 +16,16 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+MATMUL_DTYPES = ("float32", "bfloat16")
+
+
+def matmul(a: jax.Array, b: jax.Array, dtype: str = "float32") -> jax.Array:
+    """``a @ b``; with ``dtype='bfloat16'`` the inputs are rounded to bfloat16 and the
+    products accumulated in float32."""
+    if dtype == "float32":
+        return a @ b
+    return jnp.matmul(a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32)
+
 
 @dataclasses.dataclass(frozen=True)
 class CellConfig:
@@ -28,10 +38,19 @@ class CellConfig:
     random_cell_fraction: float = 0.5  # leading fraction of the cell state drawn at random
     random_cell_std: float | None = None  # None: 1/sqrt(A), like a weight init (paper's code)
     layer_norm: bool = False  # layer norm on outgoing messages (disables the fast path)
+    # dtype of the matmul inputs ('float32' or 'bfloat16'); state, gates and accumulation
+    # stay float32. bfloat16 pays off only where the hardware multiplies it natively
+    # (accelerators, CPUs with AVX-512 BF16 / AMX); see docs/BENCHMARKS.md
+    matmul_dtype: str = "float32"
 
     def __post_init__(self):
         if self.hidden < 1 or self.message < 1:
             raise ValueError(f"cell.hidden and cell.message must be >= 1, got {self}")
+        if self.matmul_dtype not in MATMUL_DTYPES:
+            raise ValueError(
+                f"cell.matmul_dtype must be one of {', '.join(MATMUL_DTYPES)}, "
+                f"got {self.matmul_dtype!r}"
+            )
         if not 0.0 <= self.random_cell_fraction <= 1.0:
             raise ValueError(
                 f"cell.random_cell_fraction must be in [0, 1], got {self.random_cell_fraction}"
@@ -105,13 +124,28 @@ def init_cell_state(key: jax.Array, cfg: CellConfig, shape: tuple[int, ...]) -> 
     return CellState(h=h, c=c)
 
 
-def lstm_update(params: CellParams, state: CellState, gate_input: jax.Array) -> CellState:
-    """LSTM update from the input part of the gate pre-activations (``[..., 4H]``)."""
-    z = gate_input + state.h @ params.w_h + params.b
-    i, f, g, o = jnp.split(z, 4, axis=-1)
-    c = jax.nn.sigmoid(f) * state.c + jax.nn.sigmoid(i) * jnp.tanh(g)
-    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+def _gates(z: jax.Array, c: jax.Array) -> CellState:
+    """LSTM gates from pre-activations ``z`` ``[..., 4H]`` and the old cell ``c``.
+
+    ``sigmoid(x) = (1 + tanh(x / 2)) / 2``: one ``tanh`` over all four gates (the cell
+    gate unscaled) is cheaper on CPUs than three logistics and a tanh, and equal to
+    float32 rounding."""
+    H = c.shape[-1]
+    scale = jnp.concatenate(
+        [jnp.full((2 * H,), 0.5, z.dtype), jnp.ones((H,), z.dtype), jnp.full((H,), 0.5, z.dtype)]
+    )
+    t = jnp.tanh(z * scale)
+    i, f, g, o = (t[..., k * H : (k + 1) * H] for k in range(4))
+    c = (0.5 + 0.5 * f) * c + (0.5 + 0.5 * i) * g
+    h = (0.5 + 0.5 * o) * jnp.tanh(c)
     return CellState(h=h, c=c)
+
+
+def lstm_update(
+    params: CellParams, state: CellState, gate_input: jax.Array, dtype: str = "float32"
+) -> CellState:
+    """LSTM update from the input part of the gate pre-activations (``[..., 4H]``)."""
+    return _gates(gate_input + matmul(state.h, params.w_h, dtype) + params.b, state.c)
 
 
 def _layer_norm(x, scale, bias, eps=1e-5):
@@ -120,10 +154,12 @@ def _layer_norm(x, scale, bias, eps=1e-5):
     return (x - mu) * jax.lax.rsqrt(var + eps) * scale + bias
 
 
-def messages(params: CellParams, h: jax.Array, layer_norm: bool) -> tuple[jax.Array, jax.Array]:
+def messages(
+    params: CellParams, h: jax.Array, layer_norm: bool, dtype: str = "float32"
+) -> tuple[jax.Array, jax.Array]:
     """Outgoing (forward, backward) messages from hidden outputs ``h`` ``[..., H]``."""
-    fwd = h @ params.w_fwd + params.b_fwd
-    bwd = h @ params.w_bwd + params.b_bwd
+    fwd = matmul(h, params.w_fwd, dtype) + params.b_fwd
+    bwd = matmul(h, params.w_bwd, dtype) + params.b_bwd
     if layer_norm:
         fwd = _layer_norm(fwd, params.ln_scale[0], params.ln_bias[0])
         bwd = _layer_norm(bwd, params.ln_scale[1], params.ln_bias[1])
@@ -131,11 +167,25 @@ def messages(params: CellParams, h: jax.Array, layer_norm: bool) -> tuple[jax.Ar
 
 
 def cell_step(
-    params: CellParams, state: CellState, fwd_in: jax.Array, bwd_in: jax.Array, layer_norm: bool
+    params: CellParams,
+    state: CellState,
+    fwd_in: jax.Array,
+    bwd_in: jax.Array,
+    layer_norm: bool,
+    dtype: str = "float32",
 ) -> tuple[CellState, jax.Array, jax.Array]:
-    """One tick of a single cell: read ``fwd_in``/``bwd_in`` (``[m]``), emit two messages."""
+    """One tick of a single cell: read ``fwd_in``/``bwd_in`` (``[m]``), emit two messages.
+
+    The gate pre-activations are one matmul of ``[fwd_in, bwd_in, h]`` with
+    ``[w_in; w_h]``, and the two heads one matmul with ``[w_fwd, w_bwd]``."""
     chex.assert_rank([fwd_in, bwd_in, state.h], 1)
-    gate_input = jnp.concatenate([fwd_in, bwd_in]) @ params.w_in
-    state = lstm_update(params, state, gate_input)
-    fwd, bwd = messages(params, state.h, layer_norm)
-    return state, fwd, bwd
+    x = jnp.concatenate([fwd_in, bwd_in, state.h])
+    z = matmul(x, jnp.concatenate([params.w_in, params.w_h]), dtype)
+    state = _gates(z + params.b, state.c)
+    if layer_norm:
+        fwd, bwd = messages(params, state.h, layer_norm, dtype)
+        return state, fwd, bwd
+    m = fwd_in.shape[-1]
+    heads = matmul(state.h, jnp.concatenate([params.w_fwd, params.w_bwd], axis=1), dtype)
+    heads = heads + jnp.concatenate([params.b_fwd, params.b_bwd])
+    return state, heads[:m], heads[m:]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import chex
 import jax
 
-from vsml_jax.vsml.cell import CellParams, CellState, cell_step, lstm_update, messages
+from vsml_jax.vsml.cell import CellParams, CellState, cell_step, lstm_update, matmul, messages
 
 LayerOut = tuple[CellState, jax.Array, jax.Array]
 
@@ -39,12 +39,13 @@ def dense_direct(
     fwd_in: jax.Array,
     bwd_in: jax.Array,
     layer_norm: bool = False,
+    dtype: str = "float32",
 ) -> LayerOut:
     """Per-cell formulation: ``vmap`` over a and b, then mean-reduce the messages."""
     _check(state, fwd_in, bwd_in)
-    over_b = jax.vmap(cell_step, in_axes=(None, 0, None, 0, None))  # b varies
-    over_ab = jax.vmap(over_b, in_axes=(None, 0, 0, None, None))  # a varies
-    state, fwd, bwd = over_ab(params, state, fwd_in, bwd_in, layer_norm)  # [A, B, m]
+    over_b = jax.vmap(cell_step, in_axes=(None, 0, None, 0, None, None))  # b varies
+    over_ab = jax.vmap(over_b, in_axes=(None, 0, 0, None, None, None))  # a varies
+    state, fwd, bwd = over_ab(params, state, fwd_in, bwd_in, layer_norm, dtype)  # [A, B, m]
     return state, fwd.mean(axis=0), bwd.mean(axis=1)
 
 
@@ -54,35 +55,47 @@ def dense_fast(
     fwd_in: jax.Array,
     bwd_in: jax.Array,
     layer_norm: bool = False,
+    dtype: str = "float32",
 ) -> LayerOut:
     """Algebraic fast path: row/column gate projections and heads after the mean."""
     if layer_norm:
         raise ValueError("dense_fast needs linear message heads; use dense_direct with layer_norm")
     _check(state, fwd_in, bwd_in)
     m = fwd_in.shape[-1]
-    rows = fwd_in @ params.w_in[:m]  # [A, 4H]
-    cols = bwd_in @ params.w_in[m:]  # [B, 4H]
-    state = lstm_update(params, state, rows[:, None, :] + cols[None, :, :])
-    fwd, _ = messages(params, state.h.mean(axis=0), False)  # [B, m]
-    _, bwd = messages(params, state.h.mean(axis=1), False)  # [A, m]
+    rows = matmul(fwd_in, params.w_in[:m], dtype)  # [A, 4H]
+    cols = matmul(bwd_in, params.w_in[m:], dtype)  # [B, 4H]
+    state = lstm_update(params, state, rows[:, None, :] + cols[None, :, :], dtype)
+    fwd, _ = messages(params, state.h.mean(axis=0), False, dtype)  # [B, m]
+    _, bwd = messages(params, state.h.mean(axis=1), False, dtype)  # [A, m]
     return state, fwd, bwd
 
 
-def forward_output(params: CellParams, h: jax.Array, layer_norm: bool = False) -> jax.Array:
+def forward_output(
+    params: CellParams, h: jax.Array, layer_norm: bool = False, dtype: str = "float32"
+) -> jax.Array:
     """The layer's forward output ``[B, m]`` for hidden states ``h`` ``[A, B, H]``."""
     if layer_norm:
-        fwd, _ = messages(params, h, True)
+        fwd, _ = messages(params, h, True, dtype)
         return fwd.mean(axis=0)
-    fwd, _ = messages(params, h.mean(axis=0), False)
+    fwd, _ = messages(params, h.mean(axis=0), False, dtype)
     return fwd
 
 
-def dense(params, state, fwd_in, bwd_in, layer_norm: bool = False, impl: str = "auto"):
-    """Dispatch to the fast path when it is valid (``impl='auto'``) or as asked."""
+def dense(
+    params,
+    state,
+    fwd_in,
+    bwd_in,
+    layer_norm: bool = False,
+    impl: str = "auto",
+    dtype: str = "float32",
+):
+    """Dispatch to the fast path when it is valid (``impl='auto'``) or as asked;
+    ``dtype`` is the matmul input dtype (:func:`~vsml_jax.vsml.cell.matmul`)."""
     if impl == "auto":
         impl = "direct" if layer_norm else "fast"
     if impl == "fast":
-        return dense_fast(params, state, fwd_in, bwd_in, layer_norm)
+        return dense_fast(params, state, fwd_in, bwd_in, layer_norm, dtype)
     if impl == "direct":
-        return dense_direct(params, state, fwd_in, bwd_in, layer_norm)
+        return dense_direct(params, state, fwd_in, bwd_in, layer_norm, dtype)
     raise ValueError(f"unknown layer impl {impl!r}; use 'auto', 'fast' or 'direct'")

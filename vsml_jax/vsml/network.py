@@ -143,7 +143,7 @@ def _tick(cfg: NetworkConfig, params, layer: int, cell, fwd_in, bwd_in):
     p = _layer_params(params, layer)
     geoms = cfg.conv_geometries()
     if layer >= len(geoms):
-        return dense(p, cell, fwd_in, bwd_in, cfg.cell.layer_norm, cfg.impl)
+        return dense(p, cell, fwd_in, bwd_in, cfg.cell.layer_norm, cfg.impl, cfg.cell.matmul_dtype)
     g, m = geoms[layer], fwd_in.shape[-1]
     cell, fwd, bwd = conv(
         p,
@@ -191,7 +191,9 @@ def _sweep_down(cfg, params, state: NetworkState, fwd_in, top_bwd):
     fwd_inputs = [fwd_in]
     for layer in range(n - 1):
         p = _layer_params(params, layer)
-        fwd_inputs.append(forward_output(p, cells[layer].h, cfg.cell.layer_norm))
+        fwd_inputs.append(
+            forward_output(p, cells[layer].h, cfg.cell.layer_norm, cfg.cell.matmul_dtype)
+        )
     e = top_bwd
     for layer in reversed(range(n)):
         e_in = e
@@ -203,6 +205,7 @@ def _sweep_down(cfg, params, state: NetworkState, fwd_in, top_bwd):
                 e_in,
                 cfg.cell.layer_norm,
                 cfg.impl,
+                cfg.cell.matmul_dtype,
             )
         bwd_msgs[layer] = e
     return state.replace(cells=tuple(cells), bwd_msgs=tuple(bwd_msgs))
