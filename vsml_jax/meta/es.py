@@ -146,7 +146,10 @@ def make_evaluate(
             return jax.lax.map(run, (params, pairs), batch_size=units_at_once)
 
         fitness = jax.vmap(on_device)(grouped, ids).reshape(count, per_unit)
-        return fitness.swapaxes(0, 1).reshape(size) if per_unit == 2 else fitness.reshape(size)
+        fitness = fitness.swapaxes(0, 1).reshape(size) if per_unit == 2 else fitness.reshape(size)
+        if mesh is not None and groups > 1:  # the members' fitness stays where it was made
+            fitness = jax.lax.with_sharding_constraint(fitness, pop_sharding(mesh))
+        return fitness
 
     return evaluate
 
