@@ -27,6 +27,14 @@ def test_presets_load_and_round_trip(preset, tmp_path):
         from vsml_jax.omniglot import OmniglotConfig
 
         cls = OmniglotConfig
+    elif preset.stem.startswith("invariances"):
+        from vsml_jax.invariances import InvariancesConfig
+
+        cls = InvariancesConfig
+    elif preset.stem == "introspection":
+        from vsml_jax.introspection import IntrospectionConfig
+
+        cls = IntrospectionConfig
     else:
         cls = RunConfig
     cfg = load_config(preset, cls=cls)
