@@ -121,6 +121,7 @@ def run(args) -> Path:
     mesh = population_mesh()
     hand = [n for n in args.learners if n in HAND_DESIGNED]
     trained = {n: load_learner(n) for n in args.learners if n not in HAND_DESIGNED}
+    # the class count (the learners' outputs) is known once the arrays are loaded
     probe = data_config(args, 2)
     arrays = {n: load_arrays(probe, [n], args.split) for n in args.datasets}
     classes = max(a.num_classes for group in arrays.values() for a in group)
