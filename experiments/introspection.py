@@ -13,7 +13,6 @@ class after the first error on it, with 95% intervals over streams).
 """
 
 import argparse
-import datetime
 import logging
 import sys
 from pathlib import Path
@@ -53,9 +52,9 @@ def main(argv=None) -> int:
         cfg = load_config(args.config, overrides, cls=IntrospectionConfig, defaults=PRESET)
     except (ConfigError, FileNotFoundError) as e:
         return report(e)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(cfg.out_dir) / cfg.name / f"{stamp}-seed{cfg.seed}"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    from vsml_jax.rundir import new_run_dir
+
+    run_dir = new_run_dir(Path(cfg.out_dir) / cfg.name, cfg.seed)  # exclusive
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     print(f"run dir: {run_dir}", flush=True)
     try:

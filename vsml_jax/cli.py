@@ -153,8 +153,6 @@ def staged_main(
     ``--resume [RUN_DIR]`` continues a killed run. ``load()`` returns ``(config class,
     run(cfg, run_dir))``; the config class has ``name``, ``out_dir``, ``seed`` and a
     ``base`` RunConfig (``--data-dir`` sets ``base.data.data_dir``)."""
-    import datetime
-
     import yaml
 
     from vsml_jax.config import to_dict
@@ -176,10 +174,10 @@ def staged_main(
         cfg = load_config(config, overrides, cls=cls, defaults=preset)
     except (ConfigError, FileNotFoundError) as e:
         return report(e)
-    if run_dir is None:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(cfg.out_dir) / cfg.name / f"{stamp}-seed{cfg.seed}"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    from vsml_jax.rundir import new_run_dir
+
+    if run_dir is None:  # exclusive, and the same dir for every process
+        run_dir = new_run_dir(Path(cfg.out_dir) / cfg.name, cfg.seed)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     print(f"run dir: {run_dir}", flush=True)
     try:
