@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from vsml_jax.cli import add_run_args, report, user_errors
+from vsml_jax.cli import add_run_args, report, resume_dir, user_errors
 from vsml_jax.config import ConfigError, load_config, to_dict
 
 PRESET = Path(__file__).parent / "configs" / "cross_dataset.yaml"
@@ -59,7 +59,18 @@ def main(argv=None) -> int:
         overrides.append(f"base.data.data_dir={args.data_dir}")
     try:
         # a resumed run keeps its own saved config; new flags apply on top of it
-        run_dir = _resume_dir(args.resume, args.config, overrides) if args.resume else None
+        run_dir = (
+            resume_dir(
+                args.resume,
+                args.config,
+                overrides,
+                CrossDatasetConfig,
+                PRESET,
+                "a cross-dataset run folder",
+            )
+            if args.resume
+            else None
+        )
         preset = run_dir / "config.yaml" if run_dir else args.config
         cfg = load_config(preset, overrides, cls=CrossDatasetConfig, defaults=PRESET)
     except (ConfigError, OSError) as e:
@@ -95,22 +106,6 @@ def main(argv=None) -> int:
     print((run_dir / "results.md").read_text())
     print(f"done: {run_dir} (results.csv, results.md, figure.png; {len(rows)} rows)")
     return 0
-
-
-def _resume_dir(resume, preset, overrides) -> Path:
-    from vsml_jax.cross_dataset import CrossDatasetConfig
-
-    if resume is not True:
-        run_dir = Path(resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise FileNotFoundError(f"--resume {run_dir}: not a cross-dataset run folder")
-        return run_dir
-    cfg = load_config(preset, overrides, cls=CrossDatasetConfig, defaults=PRESET)
-    root = Path(cfg.out_dir) / cfg.name
-    runs = sorted(p for p in root.glob("*") if (p / "config.yaml").is_file())
-    if not runs:
-        raise FileNotFoundError(f"--resume: no run under {root}; start without --resume")
-    return runs[-1]
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from vsml_jax.cli import add_run_args, report, user_errors
+from vsml_jax.cli import add_run_args, report, resume_dir, user_errors
 from vsml_jax.config import ConfigError, load_config, to_dict
 
 PRESET = Path(__file__).parent / "configs" / "omniglot.yaml"
@@ -46,7 +46,18 @@ def main(argv=None) -> int:
     if args.data_dir:
         overrides.append(f"base.data.data_dir={args.data_dir}")
     try:
-        run_dir = _resume_dir(args, overrides) if args.resume else None
+        run_dir = (
+            resume_dir(
+                args.resume,
+                args.config,
+                overrides,
+                OmniglotConfig,
+                PRESET,
+                "an omniglot run folder",
+            )
+            if args.resume
+            else None
+        )
         preset = run_dir / "config.yaml" if run_dir else args.config
         cfg = load_config(preset, overrides, cls=OmniglotConfig, defaults=PRESET)
     except (ConfigError, OSError) as e:
@@ -67,22 +78,6 @@ def main(argv=None) -> int:
     print((run_dir / "results.md").read_text())
     print(f"done: {run_dir} (results.csv, results.md, figure.png)")
     return 0
-
-
-def _resume_dir(args, overrides) -> Path:
-    from vsml_jax.omniglot import OmniglotConfig
-
-    if args.resume is not True:
-        run_dir = Path(args.resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise FileNotFoundError(f"--resume {run_dir}: not an omniglot run folder")
-        return run_dir
-    cfg = load_config(args.config, overrides, cls=OmniglotConfig, defaults=PRESET)
-    root = Path(cfg.out_dir) / cfg.name
-    runs = sorted(p for p in root.glob("*") if (p / "config.yaml").is_file())
-    if not runs:
-        raise FileNotFoundError(f"--resume: no run under {root}; start without --resume")
-    return runs[-1]
 
 
 if __name__ == "__main__":

@@ -377,3 +377,26 @@ def test_ctrl_c_is_one_line_naming_the_last_checkpoint(tmp_path):
     last = err.strip().splitlines()[-1]
     assert last.startswith("interrupted in generation")
     assert "the last checkpoint is " in last and "--resume " in last
+
+
+def test_resume_dir_of_staged_experiments_picks_the_newest_run(tmp_path):
+    from vsml_jax.cross_dataset import CrossDatasetConfig
+
+    root = tmp_path / "cross_dataset"
+    for name in ("20260101-000000-seed0-2", "20260101-000000-seed0-10", "no-config"):
+        (root / name).mkdir(parents=True)
+        if name != "no-config":
+            (root / name / "config.yaml").write_text("{}\n")
+    preset = ROOT / "experiments/configs/cross_dataset.yaml"
+    over = [f"out_dir={tmp_path}"]
+    got = cli.resume_dir(True, preset, over, CrossDatasetConfig, preset, "a run folder")
+    assert got.name == "20260101-000000-seed0-10"  # natural order, not text order
+    with pytest.raises(FileNotFoundError, match="not a cross-dataset run folder"):
+        cli.resume_dir(
+            root / "no-config",
+            preset,
+            over,
+            CrossDatasetConfig,
+            preset,
+            "a cross-dataset run folder",
+        )

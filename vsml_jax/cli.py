@@ -169,7 +169,13 @@ def staged_main(
     if args.data_dir:
         overrides.append(f"base.data.data_dir={args.data_dir}")
     try:
-        run_dir = _staged_resume_dir(args, overrides, cls, preset) if args.resume else None
+        run_dir = (
+            resume_dir(
+                args.resume, args.config, overrides, cls, preset, "a run folder of this experiment"
+            )
+            if args.resume
+            else None
+        )
         config = run_dir / "config.yaml" if run_dir else args.config
         cfg = load_config(config, overrides, cls=cls, defaults=preset)
     except (ConfigError, FileNotFoundError) as e:
@@ -189,16 +195,20 @@ def staged_main(
     return 0
 
 
-def _staged_resume_dir(args, overrides, cls, preset) -> Path:
-    if args.resume is not True:
-        run_dir = Path(args.resume)
+def resume_dir(resume, config, overrides, cls, preset, what: str) -> Path:
+    """The run folder ``--resume [RUN_DIR]`` names: ``RUN_DIR`` (it must hold a
+    ``config.yaml``), or else the newest run of the config's ``name`` under ``out_dir``.
+    ``what`` names the folder in the error (e.g. ``'a cross-dataset run folder'``)."""
+    from vsml_jax.rundir import sorted_runs
+
+    if resume is not True:
+        run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file():
-            raise FileNotFoundError(f"--resume {run_dir}: not a run folder of this experiment")
+            raise FileNotFoundError(f"--resume {run_dir}: not {what}")
         return run_dir
-    cfg = load_config(args.config, overrides, cls=cls, defaults=preset)
-    runs = sorted(
-        p for p in (Path(cfg.out_dir) / cfg.name).glob("*") if (p / "config.yaml").is_file()
-    )
+    cfg = load_config(config, overrides, cls=cls, defaults=preset)
+    root = Path(cfg.out_dir) / cfg.name
+    runs = sorted_runs(p for p in root.glob("*") if (p / "config.yaml").is_file())
     if not runs:
-        raise FileNotFoundError(f"--resume: no run under {Path(cfg.out_dir) / cfg.name}")
+        raise FileNotFoundError(f"--resume: no run under {root}; start without --resume")
     return runs[-1]
