@@ -63,7 +63,7 @@ def measure(
 
     mesh = population_mesh()
     check_population(population, mesh)
-    data = replicate(to_device([load_split("mnist", "train")]), mesh)
+    data = replicate(to_device([load_split("mnist", "train")]), mesh, readonly=True)
     # the paper: a random projection on half of the tasks (needs A == 784); else always
     spec = EpisodeSpec(
         length=T, input_dim=A, num_classes=B, projection_prob=0.5 if A == 784 else 1.0

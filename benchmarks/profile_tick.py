@@ -1,6 +1,6 @@
 """Where one micro-tick of a 784x10 VSML layer (hidden 16) spends its time on this CPU.
 
-    python -m benchmarks.profile_tick [--cells 7840] [--ticks 200] [--rounds 5]
+    python -m benchmarks.profile_tick [--cells 7840] [--grid-a 784] [--ticks 200] [--rounds 5]
 
 Times one tick of the fast path's LSTM update (the recurrent ``[N, 16] @ [16, 64]``
 matmul and the gates of ``N = A * B`` cells; the rest of a step is small, see
@@ -21,13 +21,16 @@ import time
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cells", type=int, default=7840, help="A * B cells of the grid")
+    p.add_argument("--grid-a", type=int, default=784, help="A of the A x B grid (B = cells / A)")
     p.add_argument("--hidden", type=int, default=16)
     p.add_argument("--ticks", type=int, default=200, help="ticks per timed call")
     p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args(argv)
-    for name in ("cells", "hidden", "ticks", "rounds"):
+    for name in ("cells", "grid_a", "hidden", "ticks", "rounds"):
         if getattr(args, name) < 1:
-            p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.cells % args.grid_a:
+        p.error(f"--cells {args.cells} is not a multiple of --grid-a {args.grid_a}")
     import jax
     import jax.numpy as jnp
 
@@ -58,11 +61,25 @@ def main(argv=None) -> int:
     scale = jnp.concatenate([jnp.full((2 * H,), 0.5), jnp.ones((H,)), jnp.full((H,), 0.5)])
 
     def one_tanh_t(z, c):  # _gates in the [H, N] layout
-        t = jnp.tanh(z * scale[:, None])
+        t = jnp.tanh(z * scale.reshape(-1, *[1] * (z.ndim - 1)))
         i, f, gg, o = t[:H], t[H : 2 * H], t[2 * H : 3 * H], t[3 * H :]
         c = (0.5 + 0.5 * f) * c + (0.5 + 0.5 * i) * gg
         return (0.5 + 0.5 * o) * jnp.tanh(c), c
 
+    # the dense layer's real tick: the input part is a row term (per a) plus a column term
+    # (per b), broadcast over the grid; which grid axis is minor matters (B = 10 is short)
+    A = args.grid_a
+    B = N // A
+    rows = jax.random.normal(k[3], (4 * H, A))
+    cols = jax.random.normal(k[2], (4 * H, B))
+
+    def grid_tick(h, c, b_minor):
+        z = (w.T @ h.reshape(H, -1)).reshape(4 * H, *h.shape[1:])
+        if b_minor:
+            return one_tanh_t(z + rows[:, :, None] + cols[:, None, :], c)
+        return one_tanh_t(z + rows[:, None] + cols[..., None], c)
+
+    hg, cg = h.T.reshape(H, B, A), c.T.reshape(H, B, A)
     variants = {
         "[N,H] four gates (main)": (lambda s: four_gates(s[0] @ w + g, s[1]), (h, c)),
         "[N,H] one tanh (perf)": (lambda s: one_tanh(s[0] @ w + g, s[1]), (h, c)),
@@ -71,6 +88,14 @@ def main(argv=None) -> int:
         "[H,N] four gates": (lambda s: four_gates_t(w.T @ s[0] + g.T, s[1]), (h.T, c.T)),
         "[H,N] one tanh": (lambda s: one_tanh_t(w.T @ s[0] + g.T, s[1]), (h.T, c.T)),
         "[H,N] matmul + add only": (lambda s: ((w.T @ s[0] + g.T)[:H], s[1]), (h.T, c.T)),
+        "grid [H,A,B] (B minor), row + column input": (
+            lambda s: grid_tick(s[0], s[1], True),
+            (hg.swapaxes(1, 2), cg.swapaxes(1, 2)),
+        ),
+        "grid [H,B,A] (A minor, the layer's), row + column input": (
+            lambda s: grid_tick(s[0], s[1], False),
+            (hg, cg),
+        ),
     }
     compiled = {}
     for name, (body, init) in variants.items():

@@ -86,7 +86,7 @@ def place_data(cfg: RunConfig, arrays, mesh) -> DeviceDataset:
                 f"{d.num_classes}; raise data.num_classes"
             )
     data = to_device(arrays, image_size=d.image_size, grey=d.grey)
-    return replicate(data, mesh)
+    return replicate(data, mesh, readonly=True)
 
 
 def task_spec(cfg: RunConfig, data: DeviceDataset) -> TaskSpec:

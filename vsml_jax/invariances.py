@@ -260,7 +260,7 @@ class SizedData:
     def __getitem__(self, size: int) -> DeviceDataset:
         if size not in self._by_size:
             data = to_device(self.arrays, image_size=(size, size))
-            self._by_size[size] = replicate(data, self.mesh)
+            self._by_size[size] = replicate(data, self.mesh, readonly=True)
         return self._by_size[size]
 
 

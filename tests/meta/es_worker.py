@@ -44,7 +44,7 @@ def main():
     devices = jax.devices() if args.mesh == "all" else jax.devices()[:1]
     mesh = population_mesh(devices)
 
-    data = replicate(to_device([load_split("sum", "train", num_examples=512)]), mesh)
+    data = replicate(to_device([load_split("sum", "train", num_examples=512)]), mesh, readonly=True)
     spec = EpisodeSpec(length=12, input_dim=6, num_classes=2, projection_prob=1.0)
     learner = vsml(NetworkConfig())
     meta = learner.meta_init(jax.random.PRNGKey(0), TaskSpec(6, 2))

@@ -61,11 +61,11 @@ def test_layer_tick_means_are_the_dense_layer():
     new, fwd, bwd = cloning.layer_tick(params.cell, cells, x, e)
     m = CELL.message
     for g in range(CFG.grids):
-        one = jax.tree.map(lambda a, g=g: a[g], cells)
+        one = jax.tree.map(lambda a, g=g: a[g].T, cells)  # the layer's [H, B, A]
         f_in = jnp.zeros((A, m)).at[:, 0].set(x[g])
         b_in = jnp.zeros((B, m)).at[:, 0].set(e[g])
         s, f, b = dense_direct(params.cell, one, f_in, b_in)
-        np.testing.assert_allclose(new.c[g], s.c, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(new.c[g], s.c.T, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(fwd[g].mean(0), f, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(bwd[g].mean(1), b, rtol=1e-5, atol=1e-6)
 

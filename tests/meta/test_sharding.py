@@ -109,6 +109,31 @@ def test_two_processes_equal_one_process(tmp_path):
     _assert_same(multi, np.load(tmp_path / "single.npz"))
 
 
+_SHARE_HOST = """
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+from vsml_jax.meta.sharding import population_mesh, replicate
+mesh = population_mesh(jax.devices())
+x = np.arange(3 * 2**20, dtype=np.uint8).reshape(-1, 3)  # 3 MiB, odd row size
+shared, copied = replicate({"x": x}, mesh, readonly=True)["x"], replicate(x, mesh)
+ptr = lambda a: {s.data.unsafe_buffer_pointer() for s in a.addressable_shards}
+assert len(jax.devices()) == 4 and len(ptr(shared)) == 1 and len(ptr(copied)) == 4
+rows = jax.device_put(jnp.arange(8), NamedSharding(mesh, PartitionSpec("pop")))
+f = jax.jit(lambda d, i: d[i * 1000].astype(jnp.int32).sum())
+want = [int(x[i * 1000].astype(np.int32).sum()) for i in range(8)]
+assert np.asarray(jax.vmap(f, (None, 0))(shared, rows)).tolist() == want
+np.testing.assert_array_equal(np.asarray(shared), x)
+print("ok")
+"""
+
+
+def test_readonly_replicas_share_one_host_buffer():
+    """A dataset replicated over 4 CPU devices is one host buffer, not four copies."""
+    cmd = ["timeout", "-s", "KILL", "120", sys.executable, "-c", _SHARE_HOST]
+    out = subprocess.run(cmd, cwd=ROOT, env=_env(4), capture_output=True, text=True)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stdout + out.stderr
+
+
 def test_population_error_message_with_fake_mesh():
     class FakeMesh:
         size = 8

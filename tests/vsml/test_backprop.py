@@ -102,8 +102,8 @@ def test_grid_sgd_with_readout_starts_from_the_vsml_cells_weights():
     state = grid_sgd(LR, BIAS_LR, net, readout=readout).init({}, task, key)
     cells = init_network_state(key, net, 6, 3).cells
     for layer, c in zip(state.layers, cells):
-        np.testing.assert_array_equal(layer.w, 3.0 * c.c[..., 0])
-        np.testing.assert_array_equal(layer.beta, 2.0 * c.c[..., 1])
+        np.testing.assert_array_equal(layer.w, 3.0 * c.c[0].T)  # cells [H, B, A]
+        np.testing.assert_array_equal(layer.beta, 2.0 * c.c[1].T)
     with pytest.raises(ValueError, match="readout must be"):
         grid_sgd(network=net, readout=np.zeros((3, 3)))
 

@@ -44,7 +44,7 @@ def test_conv_network_sizes_and_state():
     learner = vsml(cfg)
     state = jax.jit(learner.init, static_argnums=1)(None, TaskSpec(16, 3), jax.random.PRNGKey(0))
     assert state.cells[0].h.shape == (3, 3, 1, 2, 4)  # one cell per kernel entry
-    assert state.cells[1].h.shape == (8, 3, 4)
+    assert state.cells[1].h.shape == (4, 3, 8)  # dense: [H, B, A]
     assert [b.shape for b in state.bwd_msgs] == [(16, 3), (8, 3)]
 
 

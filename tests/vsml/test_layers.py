@@ -38,9 +38,10 @@ def _setup(A, B, cfg=CellConfig(), seed=0):
 
 def big_rnn_layer(params, state: CellState, f, e):
     """Eq. (5)/(6) of the paper: one big LSTM whose weight matrix is block-sparse,
-    every block a copy of the shared V_M, built explicitly with Python loops."""
+    every block a copy of the shared V_M, built explicitly with Python loops. The grid
+    state is the layer's ``[H, B, A]``; the big RNN's units are ordered ``(a, b, h)``."""
     p = jax.tree.map(np.asarray, params)
-    A, B, H = state.h.shape
+    H, B, A = state.h.shape
     m = f.shape[-1]
     n = A * B
     idx = lambda a, b: a * B + b  # noqa: E731
@@ -57,8 +58,8 @@ def big_rnn_layer(params, state: CellState, f, e):
             W_u[(A + b) * m : (A + b + 1) * m, cols] = p.w_in[m:]
             W_s[c * H : (c + 1) * H, cols] = p.w_h
             bias[cols] = p.b
-    h = np.asarray(state.h).reshape(n * H)
-    c_prev = np.asarray(state.c).reshape(n, H)
+    h = np.asarray(state.h).T.reshape(n * H)
+    c_prev = np.asarray(state.c).T.reshape(n, H)
     z = (u @ W_u + h @ W_s + bias).reshape(n, 4, H)
     sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
     c_new = sig(z[:, 1]) * c_prev + sig(z[:, 0]) * np.tanh(z[:, 2])
@@ -73,7 +74,7 @@ def big_rnn_layer(params, state: CellState, f, e):
             W_b[rows, a * m : (a + 1) * m] = p.w_bwd / B
     fwd = (h_new.ravel() @ W_f).reshape(B, m) + p.b_fwd
     bwd = (h_new.ravel() @ W_b).reshape(A, m) + p.b_bwd
-    return h_new.reshape(A, B, H), c_new.reshape(A, B, H), fwd, bwd
+    return h_new.reshape(A, B, H).T, c_new.reshape(A, B, H).T, fwd, bwd
 
 
 @pytest.mark.parametrize("layer", [dense_direct, dense_fast], ids=["direct", "fast"])
@@ -183,11 +184,11 @@ def test_permuting_inputs_permutes_nothing_in_the_output():
     params, state, f, e = _setup(A, B)
     perm = np.random.RandomState(0).permutation(A)
     s1, fwd1, bwd1 = dense_fast(params, state, f, e)
-    state_p = jax.tree.map(lambda x: x[perm], state)
+    state_p = jax.tree.map(lambda x: x[..., perm], state)  # [H, B, A]
     s2, fwd2, bwd2 = dense_fast(params, state_p, f[perm], e)
     np.testing.assert_allclose(fwd1, fwd2, atol=1e-6)
     np.testing.assert_allclose(bwd1[perm], bwd2, atol=1e-6)
-    np.testing.assert_allclose(s1.h[perm], s2.h, atol=1e-6)
+    np.testing.assert_allclose(s1.h[..., perm], s2.h, atol=1e-6)
 
 
 def test_cell_init_follows_the_paper():
@@ -199,9 +200,9 @@ def test_cell_init_follows_the_paper():
     std = np.asarray(params.w_h).std()
     assert 0.5 / np.sqrt(H) < std < 1.0 / np.sqrt(H)  # truncated normal, 1/sqrt(fan_in)
     st = init_cell_state(jax.random.PRNGKey(1), cfg, (5, 3))
-    assert st.c.shape == (5, 3, H) and np.all(np.asarray(st.h) == 0)
-    assert np.all(np.asarray(st.c)[..., H // 2 :] == 0)
-    assert np.all(np.asarray(st.c)[..., : H // 2] != 0)
+    assert st.c.shape == (H, 3, 5) and np.all(np.asarray(st.h) == 0)  # [H, B, A]
+    assert np.all(np.asarray(st.c)[H // 2 :] == 0)
+    assert np.all(np.asarray(st.c)[: H // 2] != 0)
     with pytest.raises(ValueError):
         CellConfig(random_cell_fraction=1.5)
 

@@ -21,9 +21,11 @@ from vsml_jax.vsml.network import NetworkConfig, init_network_state
 
 
 def readout_weights(cells, readout) -> tuple[GridWeights, ...]:
-    """``(w, beta) = c @ readout.T`` per layer, from VSML cell states ``[A, B, H]``."""
+    """``(w, beta) = c @ readout.T`` per layer ``[A, B]``, from VSML cell states
+    ``[H, B, A]``."""
     r = jnp.asarray(readout)
-    return tuple(GridWeights(w=c.c @ r[0], beta=c.c @ r[1]) for c in cells)
+    read = lambda c, row: jnp.einsum("hba,h->ab", c, row)  # noqa: E731
+    return tuple(GridWeights(w=read(c.c, r[0]), beta=read(c.c, r[1])) for c in cells)
 
 
 def grid_sgd(

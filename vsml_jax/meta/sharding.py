@@ -280,13 +280,37 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def replicate(tree, mesh: Mesh):
-    """Place host values identically on every device of the mesh (works multi-process)."""
+_ALIGN = 64  # bytes: what XLA's CPU client needs to use a host buffer without copying it
+
+
+def _aligned_readonly(x: np.ndarray) -> np.ndarray:
+    """A private, read-only, 64-byte-aligned copy of ``x``."""
+    raw = np.empty(x.nbytes + _ALIGN, np.uint8)
+    start = -raw.ctypes.data % _ALIGN
+    out = raw[start : start + x.nbytes].view(x.dtype).reshape(x.shape)
+    out[...] = x
+    out.flags.writeable = False
+    return out
+
+
+def replicate(tree, mesh: Mesh, readonly: bool = False):
+    """Place host values identically on every device of the mesh (works multi-process).
+
+    ``readonly=True`` is for values no computation will write or donate, such as a
+    dataset: on CPU devices all of this process's copies are then one buffer, an
+    aligned read-only host copy that every device aliases (``device_put(...,
+    may_alias=True)``), so the dataset is stored once per process however many XLA CPU
+    devices the process has. Accelerators get one copy each in their own memory."""
     sharding = replicated(mesh)
 
     def put(x):
         x = np.asarray(x)
-        return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+        if not readonly:
+            return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+        host = _aligned_readonly(x)
+        devices = sharding.addressable_devices_indices_map(x.shape)
+        shards = [jax.device_put(host, d, may_alias=True) for d in devices]
+        return jax.make_array_from_single_device_arrays(x.shape, sharding, shards)
 
     return jax.tree.map(put, tree)
 

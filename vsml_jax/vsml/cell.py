@@ -21,9 +21,17 @@ MATMUL_DTYPES = ("float32", "bfloat16")
 
 def matmul(a: jax.Array, b: jax.Array, dtype: str = "float32") -> jax.Array:
     """``a @ b``; with ``dtype='bfloat16'`` the inputs are rounded to bfloat16 and the
-    products accumulated in float32."""
+    products accumulated in float32.
+
+    On CPU the rounded inputs are multiplied as float32, which gives the same numbers (a
+    product of two bfloat16 values is exact in float32): XLA's CPU dot has no
+    bfloat16 x bfloat16 -> float32 kernel for some operand layouts (a vmapped
+    ``[4H, H] @ [H, B * A]``), and this CPU has no bfloat16 arithmetic to gain from."""
     if dtype == "float32":
         return a @ b
+    if jax.default_backend() == "cpu":
+        rounded = lambda x: x.astype(dtype).astype(jnp.float32)  # noqa: E731
+        return rounded(a) @ rounded(b)
     return jnp.matmul(a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32)
 
 
@@ -82,7 +90,12 @@ class CellParams:
 
 @struct.dataclass
 class CellState:
-    """V_L of one or many cells: LSTM hidden ``h`` and cell ``c`` (``[..., H]``)."""
+    """V_L of one or many cells: LSTM hidden ``h`` and cell ``c``.
+
+    Two layouts: hidden last (``[..., H]``: a single cell, conv layers, the cloning
+    objective) and hidden first, cells minor (``[H, B, A]``: the dense layer's grid, so
+    that the gate arithmetic runs along the long input axis ``A``; see
+    :func:`init_cell_state`)."""
 
     h: jax.Array
     c: jax.Array
@@ -112,30 +125,34 @@ def init_cell_params(key: jax.Array, cfg: CellConfig) -> CellParams:
     )
 
 
-def init_cell_state(key: jax.Array, cfg: CellConfig, shape: tuple[int, ...]) -> CellState:
-    """Initial V_L for a grid of cells ``shape = (A, B)``: ``h = 0``; the leading
+def init_cell_state(key: jax.Array, cfg: CellConfig, shape: tuple[int, int]) -> CellState:
+    """Initial V_L of an ``A x B`` grid of cells, ``shape = (A, B)``, in the dense layer's
+    layout ``[H, B, A]`` (cell ``(a, b)`` is ``h[:, b, a]``): ``h = 0``; the leading
     ``random_cell_fraction`` of ``c`` truncated-normal with std ``1/sqrt(A)`` (by default),
-    so that the random part plays the role of a freshly initialised weight."""
+    so that the random part plays the role of a freshly initialised weight. The draw is
+    that of the ``[A, B, H]`` layout, transposed."""
     H = cfg.hidden
-    h = jnp.zeros((*shape, H), jnp.float32)
-    std = cfg.random_cell_std if cfg.random_cell_std is not None else 1.0 / jnp.sqrt(shape[0])
-    noise = std * jax.random.truncated_normal(key, -2.0, 2.0, (*shape, cfg.num_random), jnp.float32)
-    c = jnp.concatenate([noise, jnp.zeros((*shape, H - cfg.num_random), jnp.float32)], -1)
-    return CellState(h=h, c=c)
+    A, B = shape
+    std = cfg.random_cell_std if cfg.random_cell_std is not None else 1.0 / jnp.sqrt(A)
+    noise = std * jax.random.truncated_normal(key, -2.0, 2.0, (A, B, cfg.num_random), jnp.float32)
+    c = jnp.concatenate([noise, jnp.zeros((A, B, H - cfg.num_random), jnp.float32)], -1)
+    return CellState(h=jnp.zeros((H, B, A), jnp.float32), c=jnp.transpose(c, (2, 1, 0)))
 
 
-def _gates(z: jax.Array, c: jax.Array) -> CellState:
-    """LSTM gates from pre-activations ``z`` ``[..., 4H]`` and the old cell ``c``.
+def _gates(z: jax.Array, c: jax.Array, axis: int = -1) -> CellState:
+    """LSTM gates from pre-activations ``z`` (``4H`` along ``axis``) and the old cell ``c``.
 
     ``sigmoid(x) = (1 + tanh(x / 2)) / 2``: one ``tanh`` over all four gates (the cell
     gate unscaled) is cheaper on CPUs than three logistics and a tanh, and equal to
     float32 rounding."""
-    H = c.shape[-1]
+    H = c.shape[axis]
+    shape = [1] * z.ndim
+    shape[axis] = 4 * H
     scale = jnp.concatenate(
         [jnp.full((2 * H,), 0.5, z.dtype), jnp.ones((H,), z.dtype), jnp.full((H,), 0.5, z.dtype)]
     )
-    t = jnp.tanh(z * scale)
-    i, f, g, o = (t[..., k * H : (k + 1) * H] for k in range(4))
+    t = jnp.tanh(z * scale.reshape(shape))
+    i, f, g, o = jnp.split(t, 4, axis=axis)
     c = (0.5 + 0.5 * f) * c + (0.5 + 0.5 * i) * g
     h = (0.5 + 0.5 * o) * jnp.tanh(c)
     return CellState(h=h, c=c)
@@ -144,8 +161,20 @@ def _gates(z: jax.Array, c: jax.Array) -> CellState:
 def lstm_update(
     params: CellParams, state: CellState, gate_input: jax.Array, dtype: str = "float32"
 ) -> CellState:
-    """LSTM update from the input part of the gate pre-activations (``[..., 4H]``)."""
+    """LSTM update of cells in the hidden-last layout from the input part of the gate
+    pre-activations (``[..., 4H]``)."""
     return _gates(gate_input + matmul(state.h, params.w_h, dtype) + params.b, state.c)
+
+
+def lstm_update_grid(
+    params: CellParams, state: CellState, gate_input: jax.Array, dtype: str = "float32"
+) -> CellState:
+    """:func:`lstm_update` in the grid layout: ``state`` ``[H, B, A]``, ``gate_input``
+    ``[4H, B, A]``. The recurrent term is one ``[4H, H] @ [H, B * A]`` matmul."""
+    H = state.h.shape[0]
+    rec = matmul(params.w_h.T, state.h.reshape(H, -1), dtype).reshape(4 * H, *state.h.shape[1:])
+    b = params.b.reshape(4 * H, *([1] * (state.h.ndim - 1)))
+    return _gates(gate_input + rec + b, state.c, axis=0)
 
 
 def _layer_norm(x, scale, bias, eps=1e-5):

@@ -88,8 +88,8 @@ class ConvGeometry:
 def init_conv_state(key: jax.Array, cfg: CellConfig, geom: ConvGeometry) -> CellState:
     """Initial V_L ``[k, k, Ci, Co, H]``; the random part has std ``1/sqrt(k k Ci)`` (fan-in)."""
     k, _, ci, co = geom.state_shape
-    state = init_cell_state(key, cfg, (k * k * ci, co))
-    return jax.tree.map(lambda x: x.reshape(*geom.state_shape, -1), state)
+    state = init_cell_state(key, cfg, (k * k * ci, co))  # [H, Co, k k Ci]
+    return jax.tree.map(lambda x: x.T.reshape(*geom.state_shape, -1), state)
 
 
 def _check(geom: ConvGeometry, state: CellState, fwd_in, bwd_in):

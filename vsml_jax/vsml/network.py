@@ -108,7 +108,7 @@ class NetworkConfig:
 class NetworkState:
     """V_L of every layer plus the messages in flight between ticks."""
 
-    cells: tuple[CellState, ...]  # layer l: [A_l, A_{l+1}, H]
+    cells: tuple[CellState, ...]  # dense layer l: [H, A_{l+1}, A_l]; conv: [k, k, Ci, Co, H]
     bwd_msgs: tuple[jax.Array, ...]  # layer l's last backward output: [A_l, m]
     prev_x: jax.Array  # [A_0], the previous input (for the separate backward pass)
 
