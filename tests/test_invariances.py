@@ -96,3 +96,25 @@ def test_test_case_without_label_is_a_config_error():
 
     with pytest.raises(ConfigError, match="needs a label"):
         load_config(None, ["test_cases=[{classes: 5}]"], cls=InvariancesConfig)
+
+
+@pytest.mark.needs_data("mnist")
+def test_nonfinite_fitness_stops_meta_training_before_any_checkpoint(tmp_path, monkeypatch):
+    """The mixture stage stops after ``max_skipped`` consecutive skipped updates, as
+    training does, and never checkpoints them (NaN meta-parameters: every fitness NaN)."""
+    from vsml_jax import invariances
+    from vsml_jax.config import load_config
+    from vsml_jax.train import NonFiniteFitnessError
+
+    start_point = invariances.start_point
+
+    def nan_start(cfg):
+        network, params = start_point(cfg)
+        return network, jax.tree.map(lambda x: x * jnp.nan, params)
+
+    monkeypatch.setattr(invariances, "start_point", nan_start)
+    preset = ROOT / "experiments" / "configs" / "invariances.yaml"
+    cfg = load_config(preset, [*TINY, "base.max_skipped=2"], cls=invariances.InvariancesConfig)
+    with pytest.raises(NonFiniteFitnessError, match="2 consecutive updates"):
+        invariances.run(cfg, tmp_path)
+    assert not list(tmp_path.glob("mixture/checkpoints/[0-9]*"))

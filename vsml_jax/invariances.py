@@ -52,6 +52,7 @@ from vsml_jax.meta.sharding import (
     to_host,
 )
 from vsml_jax.metrics import MetricsWriter, read_metrics
+from vsml_jax.train import check_finite
 
 log = logging.getLogger(__name__)
 
@@ -202,12 +203,15 @@ def meta_train(
     writer = MetricsWriter(run_dir, tensorboard=False, resume_from=start)
     key = run_key(cfg.seed, "run")
     t_start = time.time()
+    skipped = 0
     try:
         for g in range(start, base.es.generations, K):
             t0 = time.time()
             state, metrics = block(state, key, g)
             metrics = to_host(metrics)
             dt = time.time() - t0
+            # a skipped (non-finite) update keeps the state; too many in a row stop the run
+            skipped = check_finite(metrics, g, skipped, base.max_skipped)
             for i in range(K):
                 rec = {k: v[i].item() for k, v in metrics.items()}
                 writer.write(

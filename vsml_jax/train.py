@@ -197,7 +197,7 @@ def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: 
             state, metrics = block(state, k_run, g, *trainer.args)
             metrics = to_host(metrics)  # blocks on the result: safe in multi-process runs
             dt = time.time() - t0
-            skipped = _check_finite(metrics, g, skipped, cfg.max_skipped)
+            skipped = check_finite(metrics, g, skipped, cfg.max_skipped)
             warned = warned or _warn_if_diverging(metrics, g, cfg.data.num_classes)
             for i in range(K):
                 rec = {k: v[i].item() for k, v in metrics.items()}
@@ -259,7 +259,7 @@ def _last_checkpoint_note(step: int | None, run_dir: Path) -> str:
     return f"the last checkpoint is {where}; continue with --resume {run_dir}"
 
 
-def _check_finite(metrics: dict, start: int, skipped: int, max_skipped: int) -> int:
+def check_finite(metrics: dict, start: int, skipped: int, max_skipped: int) -> int:
     """Report skipped updates; returns the count of consecutive skips so far, and stops
     the run once it reaches ``max_skipped`` (the state is the last finite one)."""
     bad = np.asarray(metrics["skipped"])
