@@ -37,7 +37,7 @@ omniglot: $(STAMP)    ## Omniglot few-shot with dense and conv VSML against MAML
 	$(PY) -m experiments.omniglot $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n auto --dist loadfile $(ARGS)
+	$(PY) -m pytest -q -n auto --dist worksteal $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench $(ARGS)
