@@ -10,7 +10,9 @@ call it.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -125,6 +127,43 @@ def hand_designed(
     make = lambda lr: online_optimizer(name, lr=lr, hidden=hidden)  # noqa: E731
     lr, _ = tune_lr(make, lrs, xs, labels, k_init, spec.num_classes)
     return make(float(lr)), float(lr)
+
+
+def cached_hand_designed(
+    name: str,
+    cache,
+    data: DeviceDataset,
+    spec: EpisodeSpec,
+    num_episodes: int,
+    hidden: tuple[int, ...],
+    lrs: tuple[float, ...],
+    key: jax.Array,
+) -> tuple[Learner, float | None]:
+    """:func:`hand_designed`, with sgd/adam's tuned lr kept in the JSON file ``cache``
+    (read when it exists, so a resumed experiment does not tune again)."""
+    cache = Path(cache)
+    if name in ("sgd", "adam") and cache.exists():
+        lr = json.loads(cache.read_text())["lr"]
+        return online_optimizer(name, lr=lr, hidden=hidden), lr
+    learner, lr = hand_designed(name, data, spec, num_episodes, hidden, lrs, key)
+    if lr is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"lr": lr}))
+    return learner, lr
+
+
+def cached_accuracy(path, learner, meta_params, data, spec, num, key) -> np.ndarray:
+    """Accuracy ``[num, T]`` of :func:`evaluate`, read from the ``.npz`` file ``path`` when
+    it exists, else computed and written there atomically."""
+    path = Path(path)
+    if path.exists():
+        return np.load(path)["accuracy"]
+    acc = evaluate(learner, meta_params, data, spec, num, key).accuracy
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, accuracy=acc)
+    tmp.replace(path)
+    return acc
 
 
 class Entry(NamedTuple):

@@ -38,7 +38,7 @@ from vsml_jax.checkpoint import Checkpointer
 from vsml_jax.config import ConfigError, RunConfig
 from vsml_jax.data import to_device
 from vsml_jax.data.episodes import DeviceDataset, EpisodeSpec
-from vsml_jax.evaluation import evaluate, hand_designed, summarize, write_table
+from vsml_jax.evaluation import cached_accuracy, cached_hand_designed, summarize, write_table
 from vsml_jax.learners.base import TaskSpec
 from vsml_jax.learners.vsml import vsml
 from vsml_jax.loading import restore_run
@@ -268,44 +268,6 @@ class SizedData:
         return self._by_size[size]
 
 
-def cached_curves(path: Path, learner, meta_params, data, spec, num, key) -> np.ndarray:
-    """Accuracy ``[num, T]`` of ``evaluate`` (read from ``path`` when it exists; written
-    atomically)."""
-    if path.exists():
-        return np.load(path)["accuracy"]
-    acc = evaluate(learner, meta_params, data, spec, num, key).accuracy
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, accuracy=acc)
-    tmp.replace(path)
-    return acc
-
-
-def tuned_baseline(name, cfg: InvariancesConfig, train: SizedData, spec, size, cache: Path):
-    """``(learner, lr or None)``: a hand-designed learner, sgd/adam with the lr that is best
-    on meta-*training* episodes of this configuration (cached in ``cache``)."""
-    from vsml_jax.learners.sgd import online_optimizer
-
-    ev = cfg.base.eval
-    if name in ("sgd", "adam") and cache.exists():
-        lr = json.loads(cache.read_text())["lr"]
-        learner = online_optimizer(name, lr=lr, hidden=ev.baseline_hidden)
-    else:
-        learner, lr = hand_designed(
-            name,
-            train[size],
-            spec,
-            ev.num_episodes,
-            ev.baseline_hidden,
-            ev.baseline_lrs,
-            run_key(cfg.seed, f"baseline_lr/{size}"),
-        )
-        if lr is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps({"lr": lr}))
-    return learner, lr
-
-
 def _tag(label: str) -> str:
     """A file-name form of a label; distinct labels give distinct tags."""
     return "".join(ch if ch.isalnum() else "_" for ch in label).strip("_")
@@ -359,11 +321,20 @@ def run(cfg: InvariancesConfig, run_dir: Path) -> list[dict]:
             learners = {label: (learner, mp, None) for label, mp in vsmls.items()}
             for name in ev.baselines:
                 lr_cache = run_dir / "meta_test" / f"lr_{_tag(case.label)}_{name}.json"
-                b, lr = tuned_baseline(name, cfg, train, spec, size, lr_cache)
+                b, lr = cached_hand_designed(
+                    name,
+                    lr_cache,
+                    train[size],
+                    spec,
+                    ev.num_episodes,
+                    ev.baseline_hidden,
+                    ev.baseline_lrs,
+                    run_key(cfg.seed, f"baseline_lr/{size}"),
+                )
                 learners[name] = (b, {}, lr)
             for label, (lrn, mp, lr) in learners.items():
                 path = run_dir / "meta_test" / f"{test_set}__{_tag(case.label)}__{_tag(label)}.npz"
-                acc = cached_curves(path, lrn, mp, test[size], spec, ev.num_episodes, key)
+                acc = cached_accuracy(path, lrn, mp, test[size], spec, ev.num_episodes, key)
                 rows.append(
                     {
                         "test_set": test_set,

@@ -35,8 +35,8 @@ from vsml_jax.checkpoint import Checkpointer
 from vsml_jax.config import ConfigError, RunConfig, from_dict, to_dict
 from vsml_jax.episode import trace_episode
 from vsml_jax.evaluation import (
-    evaluate,
-    hand_designed,
+    cached_accuracy,
+    cached_hand_designed,
     sample_eval_episodes,
     summarize,
     write_table,
@@ -221,24 +221,13 @@ def plot_weights(w_clone, w_ref, path: Path, title: str):
 # --------------------------------------------------------------------------- meta-tests
 
 
-def _cached_eval(cache: Path, learner, meta_params, data, spec, num, key) -> np.ndarray:
-    if cache.exists():
-        return np.load(cache)["accuracy"]
-    acc = evaluate(learner, meta_params, data, spec, num, key).accuracy
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + ".tmp.npz")
-    np.savez_compressed(tmp, accuracy=acc)
-    tmp.replace(cache)
-    return acc
-
-
 def _test_learners(prefix: Path, learners: dict, data, spec, num, key) -> dict:
     """``{label: accuracy [num, T]}`` on the same episodes, each cached at ``prefix<tag>.npz``."""
     out = {}
     for label, (learner, mp) in learners.items():
         tag = label.split(" (")[0].replace(" ", "_").replace(",", "").replace("+", "plus")
         path = prefix.with_name(f"{prefix.name}{tag}.npz")
-        out[label] = _cached_eval(path, learner, mp, data, spec, num, key)
+        out[label] = cached_accuracy(path, learner, mp, data, spec, num, key)
     return out
 
 
@@ -252,25 +241,11 @@ def _rows(stage: str, test_set: str, network: str, accs: dict) -> list[dict]:
 def _tuned(name, cfg: LACloningConfig, train_data, spec, hidden, cache: Path):
     """A hand-designed baseline; sgd/adam get the lr of ``base.eval.baseline_lrs`` that is
     best on meta-*training* episodes (cached in ``cache``)."""
-    from vsml_jax.learners.sgd import online_optimizer
-
     ev = cfg.base.eval
-    if name in ("sgd", "adam") and cache.exists():
-        lr = json.loads(cache.read_text())["lr"]
-        return online_optimizer(name, lr=lr, hidden=hidden), lr
-    learner, lr = hand_designed(
-        name,
-        train_data,
-        spec,
-        ev.num_episodes,
-        hidden,
-        ev.baseline_lrs,
-        run_key(cfg.seed, f"baseline_lr/{hidden}"),
+    key = run_key(cfg.seed, f"baseline_lr/{hidden}")
+    return cached_hand_designed(
+        name, cache, train_data, spec, ev.num_episodes, hidden, ev.baseline_lrs, key
     )
-    if lr is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"lr": lr}))
-    return learner, lr
 
 
 def run(cfg: LACloningConfig, run_dir: Path) -> list[dict]:
