@@ -216,6 +216,23 @@ def test_runs_started_in_the_same_second_get_their_own_dirs(tmp_path, monkeypatc
     assert rundir.sorted_runs([dirs[2], dirs[0], dirs[1]]) == dirs
 
 
+def test_creating_the_run_dir_leaves_the_cpu_device_count_settable(tmp_path):
+    """Experiments create their run dir before ``configure_cpu_devices``; that must not
+    start JAX's backends, or the configured device count is silently ignored."""
+    code = (
+        "import sys, jax\n"
+        "from vsml_jax.rundir import new_run_dir\n"
+        "new_run_dir(sys.argv[1], 0)\n"
+        "jax.config.update('jax_num_cpu_devices', 3)\n"
+        "assert len(jax.devices()) == 3, jax.devices()\n"
+    )
+    cmd = ["timeout", "-s", "KILL", "120", sys.executable, "-c", code, str(tmp_path)]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+
+
 def test_latest_run_sorts_suffixes_numerically(tmp_path):
     names = ["20260101-000000-seed0", "20260101-000000-seed0-2", "20260101-000000-seed0-10"]
     assert [p.name for p in rundir.sorted_runs(tmp_path / n for n in reversed(names))] == names

@@ -88,7 +88,9 @@ def new_run_dir(root: str | Path, seed: int) -> Path:
     import numpy as np
 
     now = np.int64(time.time())
-    multi = jax.process_count() > 1
+    # is_initialized first: process_count() would start the backends, after which the
+    # caller can no longer set the number of CPU devices (configure_cpu_devices)
+    multi = jax.distributed.is_initialized() and jax.process_count() > 1
     if multi:
         from jax.experimental import multihost_utils
 
