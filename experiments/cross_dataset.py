@@ -27,8 +27,8 @@ from pathlib import Path
 
 import yaml
 
-from vsml_jax.cli import add_run_args, report, resume_dir, user_errors
-from vsml_jax.config import ConfigError, load_config, to_dict
+from vsml_jax.cli import add_run_args, report, run_config, user_errors
+from vsml_jax.config import ConfigError, to_dict
 
 PRESET = Path(__file__).parent / "configs" / "cross_dataset.yaml"
 
@@ -59,20 +59,14 @@ def main(argv=None) -> int:
         overrides.append(f"base.data.data_dir={args.data_dir}")
     try:
         # a resumed run keeps its own saved config; new flags apply on top of it
-        run_dir = (
-            resume_dir(
-                args.resume,
-                args.config,
-                overrides,
-                CrossDatasetConfig,
-                PRESET,
-                "a cross-dataset run folder",
-            )
-            if args.resume
-            else None
+        cfg, run_dir = run_config(
+            args.resume,
+            args.config,
+            overrides,
+            CrossDatasetConfig,
+            PRESET,
+            "a cross-dataset run folder",
         )
-        preset = run_dir / "config.yaml" if run_dir else args.config
-        cfg = load_config(preset, overrides, cls=CrossDatasetConfig, defaults=PRESET)
     except (ConfigError, OSError) as e:
         return report(e)
     import jax

@@ -17,15 +17,14 @@ meta-training runs under meta_train/; --resume [RUN_DIR] skips finished work.
 """
 
 import argparse
-import datetime
 import logging
 import sys
 from pathlib import Path
 
 import yaml
 
-from vsml_jax.cli import add_run_args, report, resume_dir, user_errors
-from vsml_jax.config import ConfigError, load_config, to_dict
+from vsml_jax.cli import add_run_args, report, run_config, user_errors
+from vsml_jax.config import ConfigError, to_dict
 
 PRESET = Path(__file__).parent / "configs" / "omniglot.yaml"
 
@@ -40,32 +39,20 @@ def main(argv=None) -> int:
     logging.getLogger("vsml_jax").setLevel(logging.INFO)
 
     from vsml_jax.omniglot import OmniglotConfig, run
-    from vsml_jax.rundir import RunLock, create_run_dir
+    from vsml_jax.rundir import RunLock, new_run_dir
 
     overrides = list(args.overrides)
     if args.data_dir:
         overrides.append(f"base.data.data_dir={args.data_dir}")
     try:
-        run_dir = (
-            resume_dir(
-                args.resume,
-                args.config,
-                overrides,
-                OmniglotConfig,
-                PRESET,
-                "an omniglot run folder",
-            )
-            if args.resume
-            else None
+        cfg, run_dir = run_config(
+            args.resume, args.config, overrides, OmniglotConfig, PRESET, "an omniglot run folder"
         )
-        preset = run_dir / "config.yaml" if run_dir else args.config
-        cfg = load_config(preset, overrides, cls=OmniglotConfig, defaults=PRESET)
     except (ConfigError, OSError) as e:
         return report(e)
     try:
-        if run_dir is None:
-            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-            run_dir = create_run_dir(Path(cfg.out_dir) / cfg.name, f"{stamp}-seed{cfg.base.seed}")
+        if run_dir is None:  # exclusive, and the same dir for every process
+            run_dir = new_run_dir(Path(cfg.out_dir) / cfg.name, cfg.base.seed)
         with RunLock(run_dir):
             (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
             print(f"run dir: {run_dir}", flush=True)

@@ -169,15 +169,9 @@ def staged_main(
     if args.data_dir:
         overrides.append(f"base.data.data_dir={args.data_dir}")
     try:
-        run_dir = (
-            resume_dir(
-                args.resume, args.config, overrides, cls, preset, "a run folder of this experiment"
-            )
-            if args.resume
-            else None
+        cfg, run_dir = run_config(
+            args.resume, args.config, overrides, cls, preset, "a run folder of this experiment"
         )
-        config = run_dir / "config.yaml" if run_dir else args.config
-        cfg = load_config(config, overrides, cls=cls, defaults=preset)
     except (ConfigError, FileNotFoundError) as e:
         return report(e)
     from vsml_jax.rundir import new_run_dir
@@ -193,6 +187,14 @@ def staged_main(
     print((run_dir / "results.md").read_text())
     print(f"done: {run_dir} ({outputs})")
     return 0
+
+
+def run_config(resume, config, overrides, cls, preset, what: str):
+    """``(cfg, run_dir)``: with ``--resume``, the run folder :func:`resume_dir` names and
+    its own saved config with ``overrides`` on top; else ``config`` (``run_dir`` None)."""
+    run_dir = resume_dir(resume, config, overrides, cls, preset, what) if resume else None
+    config = run_dir / "config.yaml" if run_dir else config
+    return load_config(config, overrides, cls=cls, defaults=preset), run_dir
 
 
 def resume_dir(resume, config, overrides, cls, preset, what: str) -> Path:
