@@ -7,7 +7,9 @@ matmul and the gates of ``N = A * B`` cells; the rest of a step is small, see
 docs/BENCHMARKS.md) in several formulations, each compiled once and timed in
 interleaved rounds (so that a shared machine's load hits all alike), and prints
 XLA's cost analysis (FLOPs, bytes accessed, transcendentals) of one tick. Run it
-pinned to one core (``taskset -c 0``) for per-core numbers.
+pinned to one core (``taskset -c 0``) for per-core numbers. It compiles with 512-bit
+vectors, as training does (``XLA_FLAGS=--xla_cpu_prefer_vector_width=256``: XLA's
+default).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def main(argv=None) -> int:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.cells % args.grid_a:
         p.error(f"--cells {args.cells} is not a multiple of --grid-a {args.grid_a}")
+    from vsml_jax.meta.sharding import prefer_wide_cpu_vectors
+
+    prefer_wide_cpu_vectors()  # as training does (XLA_FLAGS can still set a width)
     import jax
     import jax.numpy as jnp
 

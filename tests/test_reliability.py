@@ -368,6 +368,44 @@ def test_bench_bad_arguments(args, message, capsys):
     assert e.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--grid", "abc"], "--grid must look like 784x10"),
+        (["--population", "3"], "--population must be even"),
+        (["--T", "0"], "must be >= 1"),
+    ],
+)
+def test_profile_step_bad_arguments(args, message, capsys):
+    from benchmarks.profile_step import main
+
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_profile_step_sums_xla_ops_and_skips_the_executor(tmp_path):
+    import gzip
+    import json
+
+    from benchmarks.profile_step import op_times
+
+    run = tmp_path / "plugins" / "profile" / "2026_01_01"
+    run.mkdir(parents=True)
+    events = [
+        {"ph": "X", "name": "dot.4", "dur": 120.0},
+        {"ph": "X", "name": "dot.4", "dur": 130.0},
+        {"ph": "X", "name": "tanh_fusion", "dur": 200.0},
+        {"ph": "X", "name": "ThunkExecutor::Execute", "dur": 9000.0},
+        {"ph": "X", "name": "while.12", "dur": 8000.0},
+        {"ph": "X", "name": "$api.py:2479 block_until_ready", "dur": 9500.0},
+        {"ph": "M", "name": "thread_name"},
+    ]
+    with gzip.open(run / "vm.trace.json.gz", "wt") as f:
+        json.dump({"traceEvents": events}, f)
+    assert op_times(tmp_path) == {"dot.4": (2, 250.0), "tanh_fusion": (1, 200.0)}
+
+
 @pytest.mark.slow
 def test_ctrl_c_is_one_line_naming_the_last_checkpoint(tmp_path):
     cmd = [sys.executable, "-m", "experiments.es_mnist", "--config", str(PRESET)]

@@ -134,6 +134,48 @@ def test_readonly_replicas_share_one_host_buffer():
     assert out.returncode == 0 and "ok" in out.stdout, out.stdout + out.stderr
 
 
+_VECTOR_WIDTH = """
+import os, sys
+import numpy as np
+from vsml_jax.meta.sharding import configure_cpu_devices
+configure_cpu_devices(count=1)
+print(os.environ.get("XLA_FLAGS", ""))
+import jax
+from vsml_jax.vsml.cell import CellConfig, init_cell_params, init_cell_state
+from vsml_jax.vsml.layers import dense
+k = jax.random.split(jax.random.PRNGKey(0), 4)
+params = init_cell_params(k[0], CellConfig())
+state = init_cell_state(k[1], CellConfig(), (64, 10))
+f, e = jax.random.normal(k[2], (64, 8)), jax.random.normal(k[3], (10, 8))
+for impl in ("fast", "direct"):
+    def ticks(s):
+        return jax.lax.fori_loop(0, 20, lambda i, s: dense(params, s, f, e, impl=impl)[0], s)
+    out = jax.jit(ticks)(state)
+    np.save(f"{sys.argv[1]}-{impl}.npy", np.stack([out.h, out.c]))
+"""
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the flag is only set on x86-64")
+def test_wide_cpu_vectors_are_set_respect_the_user_and_change_no_bits(tmp_path):
+    """``configure_cpu_devices`` asks XLA for 512-bit vectors unless ``XLA_FLAGS`` names a
+    width; the layer's ticks are bitwise equal either way."""
+    runs = {}
+    for name, flags in (("default", ""), ("user", "--xla_cpu_prefer_vector_width=256")):
+        cmd = ["timeout", "-s", "KILL", "120", sys.executable, "-c", _VECTOR_WIDTH]
+        env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags)
+        p = subprocess.run(
+            [*cmd, str(tmp_path / name)], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert p.returncode == 0, p.stderr
+        runs[name] = p.stdout.strip().splitlines()[0]
+    assert runs["default"] == "--xla_cpu_prefer_vector_width=512"
+    assert runs["user"] == "--xla_cpu_prefer_vector_width=256"  # not overridden
+    for impl in ("fast", "direct"):
+        wide, narrow = (np.load(tmp_path / f"{n}-{impl}.npy") for n in ("default", "user"))
+        assert np.isfinite(wide).all()
+        np.testing.assert_array_equal(wide, narrow)
+
+
 def test_population_error_message_with_fake_mesh():
     class FakeMesh:
         size = 8

@@ -12,11 +12,12 @@ than ``[A, B, H]`` on a 784x10 grid on CPU; docs/BENCHMARKS.md).
 Two implementations compute the same function:
 
 - :func:`dense_direct` vmaps :func:`~vsml_jax.vsml.cell.cell_step` over the grid:
-  the literal per-cell formulation (any message head, layer norm included).
-- :func:`dense_fast` uses linearity. The gate input ``[f_a, e_b] @ W_in`` splits
-  into ``f_a @ W_f + e_b @ W_b`` (``O(A + B)`` matmuls instead of ``O(A B)``), and
-  with linear heads the grid mean commutes with the head, so the head is applied
-  to ``mean_a h`` and ``mean_b h`` only. Valid when messages have no layer norm.
+  the literal per-cell formulation (any message head, layer norm included). The cell
+  writes its gate input as ``f_a @ W_f + e_b @ W_b + h @ W_h``, so ``vmap`` already
+  computes the input terms once per row and column (``O(A + B)``, not ``O(A B)``).
+- :func:`dense_fast` uses linearity: with linear heads the grid mean commutes with
+  the head, so the head is applied to ``mean_a h`` and ``mean_b h`` only, and the
+  state stays in the grid layout throughout. Valid when messages have no layer norm.
 """
 
 from __future__ import annotations
@@ -73,8 +74,10 @@ def dense_fast(
         raise ValueError("dense_fast needs linear message heads; use dense_direct with layer_norm")
     _check(state, fwd_in, bwd_in)
     m = fwd_in.shape[-1]
-    rows = matmul(fwd_in, params.w_in[:m], dtype).T  # [4H, A]
-    cols = matmul(bwd_in, params.w_in[m:], dtype).T  # [4H, B]
+    # computed as [4H, A] (not the transpose of [A, 4H]): the gate fusion reads them
+    # along A, and a transposed read is a strided gather per vector
+    rows = matmul(params.w_in[:m].T, fwd_in.T, dtype)  # [4H, A]
+    cols = matmul(params.w_in[m:].T, bwd_in.T, dtype)  # [4H, B]
     state = lstm_update_grid(params, state, rows[:, None, :] + cols[:, :, None], dtype)
     fwd, _ = messages(params, state.h.mean(axis=2).T, False, dtype)  # [B, m]
     _, bwd = messages(params, state.h.mean(axis=1).T, False, dtype)  # [A, m]

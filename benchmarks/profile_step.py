@@ -1,0 +1,123 @@
+"""Where the time of an ES evaluation goes, op by op: XLA's own trace of the compiled step.
+
+    python -m benchmarks.profile_step [--impl fast] [--grid 784x10] [--population 8]
+                                      [--T 100] [--calls 2] [--top 15] [--trace-dir DIR]
+
+Evaluates a population at the paper configuration (as ``benchmarks.bench``:
+MNIST-train episodes, a random projection on half of the tasks) on one CPU device,
+records ``--calls`` evaluations with ``jax.profiler`` and prints, for the ``--top``
+XLA ops (fusions, dots) that took the most time, one JSON line each: the op's name as
+XLA's optimised HLO spells it, how often it ran, its total and mean microseconds, and
+its share of the time spent in ops. Per member-step figures divide by
+``population * T * calls``. (XLA picks its dot kernel by program: with a population of
+2 it compiled the recurrent matmul to an XNNPACK fusion, slower here than the Eigen dot
+it picks from 4 members on, so profile with at least 4.) Run it pinned to one core
+(``taskset -c 0``) for per-core numbers; ``XLA_FLAGS=--xla_dump_to=DIR`` shows what each
+fusion computes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import json
+import tempfile
+from pathlib import Path
+
+# trace events that are not XLA ops: the executor and Python's frames around them
+_NOT_OPS = ("ThunkExecutor", "$", "PjitFunction", "while", "conditional", "call")
+
+
+def op_times(trace_dir: Path) -> dict[str, tuple[int, float]]:
+    """``{op name: (count, total µs)}`` from a ``jax.profiler`` trace directory."""
+    (path,) = trace_dir.glob("plugins/profile/*/*.trace.json.gz")
+    events = json.load(gzip.open(path))["traceEvents"]
+    out: dict[str, list] = collections.defaultdict(lambda: [0, 0.0])
+    for e in events:
+        if e.get("ph") == "X" and not e["name"].startswith(_NOT_OPS):
+            out[e["name"]][0] += 1
+            out[e["name"]][1] += e["dur"]
+    return {k: (n, t) for k, (n, t) in out.items()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--impl", default="fast", choices=["fast", "direct"])
+    p.add_argument("--grid", default="784x10", help="A x B of the VSML layer")
+    p.add_argument("--population", type=int, default=8, help="members (even)")
+    p.add_argument("--T", type=int, default=100, help="episode length")
+    p.add_argument("--calls", type=int, default=2, help="evaluations traced")
+    p.add_argument("--top", type=int, default=15, help="ops printed")
+    p.add_argument("--trace-dir", default=None, help="keep the trace here (default: a tmp dir)")
+    args = p.parse_args(argv)
+    try:
+        A, B = (int(v) for v in args.grid.lower().split("x"))
+    except ValueError:
+        p.error(f"--grid must look like 784x10, got {args.grid!r}")
+    if min(A, B, args.T, args.calls, args.top) < 1:
+        p.error("--grid sizes, --T, --calls and --top must be >= 1")
+    if args.population < 2 or args.population % 2:
+        p.error(f"--population must be even and >= 2 (antithetic pairs), got {args.population}")
+
+    from vsml_jax.meta.sharding import configure_cpu_devices
+
+    configure_cpu_devices(count=1)
+    import jax
+
+    from vsml_jax.config import ESConfig
+    from vsml_jax.data import EpisodeSpec, load_split, to_device
+    from vsml_jax.learners.base import TaskSpec
+    from vsml_jax.learners.vsml import vsml
+    from vsml_jax.meta import es
+    from vsml_jax.meta.sharding import population_mesh, replicate
+    from vsml_jax.vsml.network import NetworkConfig
+
+    mesh = population_mesh()
+    data = replicate(to_device([load_split("mnist", "train")]), mesh, readonly=True)
+    spec = EpisodeSpec(
+        length=args.T, input_dim=A, num_classes=B, projection_prob=0.5 if A == 784 else 1.0
+    )
+    learner = vsml(NetworkConfig(impl=args.impl))
+    meta = learner.meta_init(jax.random.PRNGKey(0), TaskSpec(A, B))
+    strategy = es.make_strategy(ESConfig(population_pairs=args.population // 2), meta)
+    state = es.init_strategy(strategy, jax.random.PRNGKey(1), meta)
+    evaluate = jax.jit(es.make_evaluate(learner, data, spec, B, mesh, 0))
+    members, _ = strategy.ask(jax.random.PRNGKey(2), state, strategy.default_params)
+    jax.block_until_ready(evaluate(members, jax.random.PRNGKey(3), data))  # compile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trace_dir = Path(args.trace_dir or tmp)
+        jax.profiler.start_trace(str(trace_dir))
+        for i in range(args.calls):
+            jax.block_until_ready(evaluate(members, jax.random.PRNGKey(10 + i), data))
+        jax.profiler.stop_trace()
+        times = op_times(trace_dir)
+    total = sum(t for _, t in times.values())
+    member_steps = args.population * args.T * args.calls
+    for name, (n, t) in sorted(times.items(), key=lambda kv: -kv[1][1])[: args.top]:
+        row = {
+            "impl": args.impl,
+            "op": name,
+            "count": n,
+            "us_total": round(t),
+            "us_mean": round(t / n, 1),
+            "us_per_member_step": round(t / member_steps, 1),
+            "share": round(t / total, 3),
+        }
+        print(json.dumps(row), flush=True)
+    print(
+        json.dumps(
+            {
+                "impl": args.impl,
+                "op": "all ops",
+                "us_per_member_step": round(total / member_steps, 1),
+                "member_steps_per_s": round(member_steps / total * 1e6),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
