@@ -22,6 +22,7 @@ import argparse
 import collections
 import gzip
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -30,8 +31,12 @@ _NOT_OPS = ("ThunkExecutor", "$", "PjitFunction", "while", "conditional", "call"
 
 
 def op_times(trace_dir: Path) -> dict[str, tuple[int, float]]:
-    """``{op name: (count, total µs)}`` from a ``jax.profiler`` trace directory."""
-    (path,) = trace_dir.glob("plugins/profile/*/*.trace.json.gz")
+    """``{op name: (count, total µs)}`` from a ``jax.profiler`` trace directory (its
+    newest trace, if it holds several)."""
+    paths = sorted(trace_dir.glob("plugins/profile/*/*.trace.json.gz"), key=os.path.getmtime)
+    if not paths:
+        raise FileNotFoundError(f"no jax.profiler trace (*.trace.json.gz) under {trace_dir}")
+    path = paths[-1]
     events = json.load(gzip.open(path))["traceEvents"]
     out: dict[str, list] = collections.defaultdict(lambda: [0, 0.0])
     for e in events:

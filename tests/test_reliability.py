@@ -404,6 +404,8 @@ def test_profile_step_sums_xla_ops_and_skips_the_executor(tmp_path):
     with gzip.open(run / "vm.trace.json.gz", "wt") as f:
         json.dump({"traceEvents": events}, f)
     assert op_times(tmp_path) == {"dot.4": (2, 250.0), "tanh_fusion": (1, 200.0)}
+    with pytest.raises(FileNotFoundError, match="no jax.profiler trace"):
+        op_times(tmp_path / "plugins")
 
 
 @pytest.mark.slow
