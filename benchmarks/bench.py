@@ -34,6 +34,35 @@ def pin_cores(devices: int) -> None:
     os.sched_setaffinity(0, cores[:devices])
 
 
+def setup(impl: str, population: int, T: int, A: int, B: int, eval_batch: int = 0):
+    """The benchmarked problem, after the CPU devices are configured: ``(strategy, state,
+    evaluate, data)`` for a population of the A x B VSML layer on MNIST-train episodes of
+    T steps (a random projection on half of the tasks when A = 784, as in the paper;
+    otherwise on every task), sharded over all devices."""
+    import jax
+
+    from vsml_jax.config import ESConfig
+    from vsml_jax.data import EpisodeSpec, load_split, to_device
+    from vsml_jax.learners.base import TaskSpec
+    from vsml_jax.learners.vsml import vsml
+    from vsml_jax.meta import es
+    from vsml_jax.meta.sharding import check_population, population_mesh, replicate
+    from vsml_jax.vsml.network import NetworkConfig
+
+    mesh = population_mesh()
+    check_population(population, mesh)
+    data = replicate(to_device([load_split("mnist", "train")]), mesh, readonly=True)
+    spec = EpisodeSpec(
+        length=T, input_dim=A, num_classes=B, projection_prob=0.5 if A == 784 else 1.0
+    )
+    learner = vsml(NetworkConfig(impl=impl))
+    meta = learner.meta_init(jax.random.PRNGKey(0), TaskSpec(A, B))
+    strategy = es.make_strategy(ESConfig(population_pairs=population // 2), meta)
+    state = es.init_strategy(strategy, jax.random.PRNGKey(1), meta)
+    evaluate = es.make_evaluate(learner, data, spec, B, mesh, eval_batch)
+    return strategy, state, evaluate, data
+
+
 def measure(
     impl: str,
     population: int,
@@ -53,26 +82,9 @@ def measure(
     configure_cpu_devices(count=devices, divides=population)
     import jax
 
-    from vsml_jax.config import ESConfig
-    from vsml_jax.data import EpisodeSpec, load_split, to_device
-    from vsml_jax.learners.base import TaskSpec
-    from vsml_jax.learners.vsml import vsml
     from vsml_jax.meta import es
-    from vsml_jax.meta.sharding import check_population, population_mesh, replicate
-    from vsml_jax.vsml.network import NetworkConfig
 
-    mesh = population_mesh()
-    check_population(population, mesh)
-    data = replicate(to_device([load_split("mnist", "train")]), mesh, readonly=True)
-    # the paper: a random projection on half of the tasks (needs A == 784); else always
-    spec = EpisodeSpec(
-        length=T, input_dim=A, num_classes=B, projection_prob=0.5 if A == 784 else 1.0
-    )
-    learner = vsml(NetworkConfig(impl=impl))
-    meta = learner.meta_init(jax.random.PRNGKey(0), TaskSpec(A, B))
-    strategy = es.make_strategy(ESConfig(population_pairs=population // 2), meta)
-    state = es.init_strategy(strategy, jax.random.PRNGKey(1), meta)
-    evaluate = es.make_evaluate(learner, data, spec, B, mesh, eval_batch)
+    strategy, state, evaluate, data = setup(impl, population, T, A, B, eval_batch)
     # the dataset is an argument of the compiled program, as in training
     if generation:  # the whole ES generation: ask, evaluate, tell
         fn = jax.jit(es.make_generation(strategy, evaluate))

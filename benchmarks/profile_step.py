@@ -26,23 +26,25 @@ import os
 import tempfile
 from pathlib import Path
 
-# trace events that are not XLA ops: the executor and Python's frames around them
-_NOT_OPS = ("ThunkExecutor", "$", "PjitFunction", "while", "conditional", "call")
+# XLA ops whose time is that of the ops in their bodies
+_CONTAINERS = ("while", "call", "conditional")
 
 
 def op_times(trace_dir: Path) -> dict[str, tuple[int, float]]:
     """``{op name: (count, total µs)}`` from a ``jax.profiler`` trace directory (its
-    newest trace, if it holds several)."""
+    newest trace, if it holds several): the events XLA's CPU runtime records per HLO op
+    (they carry ``args.hlo_op``), without the loops and calls that contain other ops, and
+    without the executor's, the client's and Python's own events."""
     paths = sorted(trace_dir.glob("plugins/profile/*/*.trace.json.gz"), key=os.path.getmtime)
     if not paths:
         raise FileNotFoundError(f"no jax.profiler trace (*.trace.json.gz) under {trace_dir}")
-    path = paths[-1]
-    events = json.load(gzip.open(path))["traceEvents"]
+    events = json.load(gzip.open(paths[-1]))["traceEvents"]
     out: dict[str, list] = collections.defaultdict(lambda: [0, 0.0])
     for e in events:
-        if e.get("ph") == "X" and not e["name"].startswith(_NOT_OPS):
-            out[e["name"]][0] += 1
-            out[e["name"]][1] += e["dur"]
+        op = e.get("args", {}).get("hlo_op")
+        if e.get("ph") == "X" and op and not op.startswith(_CONTAINERS):
+            out[op][0] += 1
+            out[op][1] += e["dur"]
     return {k: (n, t) for k, (n, t) in out.items()}
 
 
@@ -65,29 +67,14 @@ def main(argv=None) -> int:
     if args.population < 2 or args.population % 2:
         p.error(f"--population must be even and >= 2 (antithetic pairs), got {args.population}")
 
+    from benchmarks.bench import setup
     from vsml_jax.meta.sharding import configure_cpu_devices
 
     configure_cpu_devices(count=1)
     import jax
 
-    from vsml_jax.config import ESConfig
-    from vsml_jax.data import EpisodeSpec, load_split, to_device
-    from vsml_jax.learners.base import TaskSpec
-    from vsml_jax.learners.vsml import vsml
-    from vsml_jax.meta import es
-    from vsml_jax.meta.sharding import population_mesh, replicate
-    from vsml_jax.vsml.network import NetworkConfig
-
-    mesh = population_mesh()
-    data = replicate(to_device([load_split("mnist", "train")]), mesh, readonly=True)
-    spec = EpisodeSpec(
-        length=args.T, input_dim=A, num_classes=B, projection_prob=0.5 if A == 784 else 1.0
-    )
-    learner = vsml(NetworkConfig(impl=args.impl))
-    meta = learner.meta_init(jax.random.PRNGKey(0), TaskSpec(A, B))
-    strategy = es.make_strategy(ESConfig(population_pairs=args.population // 2), meta)
-    state = es.init_strategy(strategy, jax.random.PRNGKey(1), meta)
-    evaluate = jax.jit(es.make_evaluate(learner, data, spec, B, mesh, 0))
+    strategy, state, evaluate, data = setup(args.impl, args.population, args.T, A, B)
+    evaluate = jax.jit(evaluate)
     members, _ = strategy.ask(jax.random.PRNGKey(2), state, strategy.default_params)
     jax.block_until_ready(evaluate(members, jax.random.PRNGKey(3), data))  # compile
 

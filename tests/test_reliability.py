@@ -384,7 +384,7 @@ def test_profile_step_bad_arguments(args, message, capsys):
     assert e.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_profile_step_sums_xla_ops_and_skips_the_executor(tmp_path):
+def test_profile_step_sums_xla_ops_and_skips_loops_and_host_events(tmp_path):
     import gzip
     import json
 
@@ -392,12 +392,15 @@ def test_profile_step_sums_xla_ops_and_skips_the_executor(tmp_path):
 
     run = tmp_path / "plugins" / "profile" / "2026_01_01"
     run.mkdir(parents=True)
+    op = lambda name, dur: {"ph": "X", "name": name, "dur": dur, "args": {"hlo_op": name}}  # noqa: E731
     events = [
-        {"ph": "X", "name": "dot.4", "dur": 120.0},
-        {"ph": "X", "name": "dot.4", "dur": 130.0},
-        {"ph": "X", "name": "tanh_fusion", "dur": 200.0},
+        op("dot.4", 120.0),
+        op("dot.4", 130.0),
+        op("tanh_fusion", 200.0),
+        op("while.12", 8000.0),  # a loop: its time is its body's ops
         {"ph": "X", "name": "ThunkExecutor::Execute", "dur": 9000.0},
-        {"ph": "X", "name": "while.12", "dur": 8000.0},
+        {"ph": "X", "name": "CommonPjRtLoadedExecutable::ExecuteHelper", "dur": 30.0},
+        {"ph": "X", "name": "end: tanh_fusion", "dur": 0.2, "args": {"_src": "thunk"}},
         {"ph": "X", "name": "$api.py:2479 block_until_ready", "dur": 9500.0},
         {"ph": "M", "name": "thread_name"},
     ]
