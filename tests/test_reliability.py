@@ -384,6 +384,24 @@ def test_profile_step_bad_arguments(args, message, capsys):
     assert e.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--population", "3"], "--population must be even"),
+        (["--T", "0"], "--T must be >= 1"),
+        (["--devices", "999"], "--devices 999: only"),
+        ([], "is not a checkout of the paper's code (no models.py, vsml_layers.py"),
+    ],
+)
+def test_reference_bench_bad_arguments(args, message, tmp_path, capsys):
+    from benchmarks.reference_bench import main
+
+    (tmp_path / "config.py").write_text("")  # a directory with some, not all, of its files
+    with pytest.raises(SystemExit) as e:
+        main(["--ref-dir", str(tmp_path), "--devices", "0", *args])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_profile_step_sums_xla_ops_and_skips_loops_and_host_events(tmp_path):
     import gzip
     import json
