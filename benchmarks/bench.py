@@ -1,7 +1,8 @@
-"""Throughput of VSML population evaluation: fast path against direct path.
+"""Throughput of VSML population evaluation: the fused kernel, the fast and the direct path.
 
     python -m benchmarks.bench [--grid 784x10] [--populations 8 32] [--T 100] [--repeats 5]
-                               [--devices N] [--generation] [--eval-batch B]
+                               [--impls fused fast direct] [--devices N] [--generation]
+                               [--eval-batch B]
 
 Prints one JSON line per measurement with ``impl``, ``population``, ``T``,
 ``member_steps_per_s`` (member-steps: one example through one population
@@ -129,7 +130,12 @@ def measure(
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--grid", default="784x10", help="A x B of the VSML layer")
-    p.add_argument("--impls", nargs="+", default=["fast", "direct"], choices=["fast", "direct"])
+    p.add_argument(
+        "--impls",
+        nargs="+",
+        default=["fused", "fast", "direct"],
+        choices=["fused", "fast", "direct"],
+    )
     p.add_argument("--populations", nargs="+", type=int, default=[8, 32])
     p.add_argument("--T", type=int, default=100)
     p.add_argument("--repeats", type=int, default=5)

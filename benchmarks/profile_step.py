@@ -50,7 +50,7 @@ def op_times(trace_dir: Path) -> dict[str, tuple[int, float]]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--impl", default="fast", choices=["fast", "direct"])
+    p.add_argument("--impl", default="fast", choices=["fused", "fast", "direct"])
     p.add_argument("--grid", default="784x10", help="A x B of the VSML layer")
     p.add_argument("--population", type=int, default=8, help="members (even)")
     p.add_argument("--T", type=int, default=100, help="episode length")

@@ -402,6 +402,34 @@ def test_reference_bench_bad_arguments(args, message, tmp_path, capsys):
     assert e.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--grid", "abc"], "--grid must look like 784x10"),
+        (["--ticks", "0"], "--ticks must be >= 1"),
+        (["--devices", "999"], "--devices 999: only"),
+    ],
+)
+def test_fused_tick_bad_arguments(args, message, capsys):
+    from benchmarks.fused_tick import main
+
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="the fused kernel needs a C++ compiler")
+def test_fused_tick_kernels_agree_with_the_xla_tick(capsys):
+    from benchmarks.fused_tick import main
+
+    # 20 x 3: one full and one partial 16-cell block per row
+    assert main(["--grid", "20x3", "--ticks", "3", "--repeats", "1", "--devices", "0"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["impl"] for x in lines] == ["xla", "fused", "fused_rational"]
+    assert all(x["max_abs_diff_h"] < 1e-5 and x["max_abs_diff_c"] < 1e-5 for x in lines)
+    assert lines[1]["max_abs_diff_h"] > 0  # a different summation order: not the same code
+
+
 def test_profile_step_sums_xla_ops_and_skips_loops_and_host_events(tmp_path):
     import gzip
     import json

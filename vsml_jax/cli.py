@@ -19,6 +19,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from vsml_jax.checkpoint import CheckpointError
     from vsml_jax.meta.sharding import DistributedError
     from vsml_jax.rundir import RunDirError
+    from vsml_jax.vsml.kernel import KernelUnavailable
 
     return (
         ConfigError,
@@ -28,6 +29,7 @@ def user_errors() -> tuple[type[Exception], ...]:
         CheckpointError,
         RunDirError,
         DistributedError,
+        KernelUnavailable,
     )
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.learners.utils import fast_jit
+from vsml_jax.vsml import kernel
 from vsml_jax.vsml.cell import CellConfig, CellState, init_cell_params, init_cell_state
 from vsml_jax.vsml.layers import dense, dense_direct, dense_fast
 from vsml_jax.vsml.network import (
@@ -77,7 +78,15 @@ def big_rnn_layer(params, state: CellState, f, e):
     return h_new.reshape(A, B, H).T, c_new.reshape(A, B, H).T, fwd, bwd
 
 
-@pytest.mark.parametrize("layer", [dense_direct, dense_fast], ids=["direct", "fast"])
+dense_fused = functools.partial(dense_fast, fused=True)
+needs_kernel = pytest.mark.skipif(not kernel.available(), reason="no C++ compiler for the kernel")
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [dense_direct, dense_fast, pytest.param(dense_fused, marks=needs_kernel)],
+    ids=["direct", "fast", "fused"],
+)
 def test_layer_equals_big_sparse_rnn(layer):
     params, state, f, e = _setup(3, 2)
     new, fwd, bwd = layer(params, state, f, e)
@@ -137,7 +146,15 @@ def _network_setup(cfg: NetworkConfig, key):
     return params, state, jax.random.normal(k[5], (5,))
 
 
-@pytest.mark.parametrize("impl,share_layers", [("fast", True), ("direct", True), ("fast", False)])
+@pytest.mark.parametrize(
+    "impl,share_layers",
+    [
+        ("fast", True),
+        ("direct", True),
+        ("fast", False),
+        pytest.param("fused", True, marks=needs_kernel),
+    ],
+)
 def test_two_layer_network_with_micro_ticks_equals_big_sparse_rnn(impl, share_layers):
     """Eq. (5)/(6) for a whole step: 2 layers (5 -> 4 -> 3), 2 micro-ticks, fed-back error."""
     cfg = NetworkConfig(hidden_layers=(4,), num_micro_ticks=2, impl=impl, share_layers=share_layers)
@@ -162,6 +179,17 @@ def test_fast_equals_direct(A, B):
     s2, f2, b2 = jax.jit(dense_fast)(params, state, f, e)
     for x, y in [(s1.h, s2.h), (s1.c, s2.c), (f1, f2), (b1, b2)]:
         np.testing.assert_allclose(x, y, atol=2e-5, rtol=1e-5)
+
+
+@needs_kernel
+@pytest.mark.parametrize("A,B", [(1, 1), (16, 1), (17, 10), (64, 5), (784, 10)])
+def test_fused_equals_fast(A, B):
+    """Full 16-cell blocks, a partial one, both, and the paper's grid."""
+    params, state, f, e = _setup(A, B, seed=A)
+    s1, f1, b1 = jax.jit(dense_fast)(params, state, f, e)
+    s2, f2, b2 = jax.jit(dense_fused)(params, state, f, e)
+    for x, y in [(s1.h, s2.h), (s1.c, s2.c), (f1, f2), (b1, b2)]:
+        np.testing.assert_allclose(x, y, atol=2e-6, rtol=1e-6)
 
 
 def test_fast_path_refuses_layer_norm_and_auto_picks_direct():

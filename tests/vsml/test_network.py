@@ -7,6 +7,7 @@ import pytest
 from vsml_jax.episode import run_episode
 from vsml_jax.learners.base import TaskSpec
 from vsml_jax.learners.vsml import vsml
+from vsml_jax.vsml import kernel
 from vsml_jax.vsml.cell import CellConfig
 from vsml_jax.vsml.network import NetworkConfig
 
@@ -37,6 +38,18 @@ def test_fast_equals_direct_over_an_episode(options):
     direct = _episode(NetworkConfig(impl="direct", **options))
     np.testing.assert_allclose(fast.logits, direct.logits, atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(fast.loss, direct.loss, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(not kernel.available(), reason="no C++ compiler for the kernel")
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"hidden_layers": (6, 5), "backward_pass": True}, {"feed_label": True}],
+)
+def test_fused_equals_fast_over_an_episode(options):
+    fast = _episode(NetworkConfig(impl="fast", **options), T=60)
+    fused = _episode(NetworkConfig(impl="fused", **options), T=60)
+    np.testing.assert_allclose(fused.logits, fast.logits, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(fused.loss, fast.loss, atol=1e-5, rtol=1e-5)
 
 
 def test_same_seed_gives_bitwise_identical_episodes():
@@ -75,6 +88,12 @@ def test_config_validation():
         NetworkConfig(impl="fast", cell=CellConfig(layer_norm=True))
     with pytest.raises(ValueError, match="impl"):
         NetworkConfig(impl="cuda")
+    with pytest.raises(ValueError, match="'fused' is invalid with cell.layer_norm"):
+        NetworkConfig(impl="fused", cell=CellConfig(layer_norm=True))
+    with pytest.raises(ValueError, match="'fused' needs cell.hidden 16"):
+        NetworkConfig(impl="fused", cell=CellConfig(hidden=8))
+    with pytest.raises(ValueError, match="matmul_dtype float32"):
+        NetworkConfig(impl="fused", cell=CellConfig(matmul_dtype="bfloat16"))
 
 
 def _two_steps(cfg, D=6, C=3):

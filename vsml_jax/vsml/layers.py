@@ -18,6 +18,9 @@ Two implementations compute the same function:
 - :func:`dense_fast` uses linearity: with linear heads the grid mean commutes with
   the head, so the head is applied to ``mean_a h`` and ``mean_b h`` only, and the
   state stays in the grid layout throughout. Valid when messages have no layer norm.
+
+``dense_fast(..., fused=True)`` (``impl='fused'``, and ``'auto'`` where it can) runs
+the fast path's LSTM update as one CPU kernel (:mod:`vsml_jax.vsml.kernel`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from vsml_jax.vsml import kernel
 from vsml_jax.vsml.cell import (
     CellParams,
     CellState,
@@ -68,8 +72,10 @@ def dense_fast(
     bwd_in: jax.Array,
     layer_norm: bool = False,
     dtype: str = "float32",
+    fused: bool = False,
 ) -> LayerOut:
-    """Algebraic fast path: row/column gate projections and heads after the mean."""
+    """Algebraic fast path: row/column gate projections and heads after the mean;
+    ``fused``: the LSTM update on the fused CPU kernel."""
     if layer_norm:
         raise ValueError("dense_fast needs linear message heads; use dense_direct with layer_norm")
     _check(state, fwd_in, bwd_in)
@@ -78,7 +84,10 @@ def dense_fast(
     # along A, and a transposed read is a strided gather per vector
     rows = matmul(params.w_in[:m].T, fwd_in.T, dtype)  # [4H, A]
     cols = matmul(params.w_in[m:].T, bwd_in.T, dtype)  # [4H, B]
-    state = lstm_update_grid(params, state, rows[:, None, :] + cols[:, :, None], dtype)
+    if fused:
+        state = kernel.lstm_update_grid_fused(params, state, rows, cols)
+    else:
+        state = lstm_update_grid(params, state, rows[:, None, :] + cols[:, :, None], dtype)
     fwd, _ = messages(params, state.h.mean(axis=2).T, False, dtype)  # [B, m]
     _, bwd = messages(params, state.h.mean(axis=1).T, False, dtype)  # [A, m]
     return state, fwd, bwd
@@ -104,12 +113,17 @@ def dense(
     impl: str = "auto",
     dtype: str = "float32",
 ):
-    """Dispatch to the fast path when it is valid (``impl='auto'``) or as asked;
-    ``dtype`` is the matmul input dtype (:func:`~vsml_jax.vsml.cell.matmul`)."""
+    """Dispatch as asked, or (``impl='auto'``) to the fastest valid path: the direct one
+    with layer norm, else the fused kernel where it can run
+    (:func:`~vsml_jax.vsml.kernel.usable`), else the fast one. ``dtype`` is the matmul
+    input dtype (:func:`~vsml_jax.vsml.cell.matmul`)."""
     if impl == "auto":
-        impl = "direct" if layer_norm else "fast"
-    if impl == "fast":
-        return dense_fast(params, state, fwd_in, bwd_in, layer_norm, dtype)
+        if layer_norm:
+            impl = "direct"
+        else:
+            impl = "fused" if kernel.usable(state.h.shape[0], dtype) else "fast"
+    if impl in ("fast", "fused"):
+        return dense_fast(params, state, fwd_in, bwd_in, layer_norm, dtype, impl == "fused")
     if impl == "direct":
         return dense_direct(params, state, fwd_in, bwd_in, layer_norm, dtype)
-    raise ValueError(f"unknown layer impl {impl!r}; use 'auto', 'fast' or 'direct'")
+    raise ValueError(f"unknown layer impl {impl!r}; use 'auto', 'fast', 'fused' or 'direct'")

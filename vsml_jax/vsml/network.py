@@ -52,7 +52,9 @@ class NetworkConfig:
     # forward pass; what a cloned backprop expects)
     forward_sweep_feedback: bool = True
     share_layers: bool = True  # one V_M for all layers (the paper), else one per layer
-    impl: str = "auto"  # 'auto' (fast when valid), 'fast' or 'direct'
+    # 'auto' (the fastest valid: fused on CPU where its kernel builds, else fast, or
+    # direct with layer norm), 'fast', 'fused' (vsml_jax.vsml.kernel) or 'direct'
+    impl: str = "auto"
     # conv VSML layers before the dense ones: output channels per conv layer
     conv_channels: tuple[int, ...] = ()
     conv_kernel: int = 3
@@ -76,10 +78,17 @@ class NetworkConfig:
             raise ValueError(f"output_channel must be in [0, {m}), got {self.output_channel}")
         if self.feed_label and m < 2:
             raise ValueError("feed_label needs cell.message >= 2 (label uses channel 1)")
-        if self.impl not in ("auto", "fast", "direct"):
-            raise ValueError(f"impl must be 'auto', 'fast' or 'direct', got {self.impl!r}")
-        if self.impl == "fast" and self.cell.layer_norm:
-            raise ValueError("impl='fast' is invalid with cell.layer_norm; use 'auto' or 'direct'")
+        if self.impl not in ("auto", "fast", "fused", "direct"):
+            raise ValueError(f"impl must be 'auto', 'fast', 'fused' or 'direct', got {self.impl!r}")
+        if self.impl in ("fast", "fused") and self.cell.layer_norm:
+            raise ValueError(
+                f"impl={self.impl!r} is invalid with cell.layer_norm; use 'auto' or 'direct'"
+            )
+        if self.impl == "fused" and (self.cell.hidden != 16 or self.cell.matmul_dtype != "float32"):
+            raise ValueError(
+                "impl='fused' needs cell.hidden 16 and cell.matmul_dtype float32 (its kernel's); "
+                f"got {self.cell.hidden} and {self.cell.matmul_dtype}: use 'auto' or 'fast'"
+            )
         if any(s < 1 for s in self.hidden_layers):
             raise ValueError(f"hidden_layers must be positive, got {self.hidden_layers}")
 
@@ -152,7 +161,7 @@ def _tick(cfg: NetworkConfig, params, layer: int, cell, fwd_in, bwd_in):
         bwd_in.reshape(*g.out_shape, m),
         g,
         cfg.cell.layer_norm,
-        cfg.impl,
+        "fast" if cfg.impl == "fused" else cfg.impl,  # the kernel is the dense layer's
     )
     return cell, fwd.reshape(-1, m), bwd.reshape(-1, m)
 

@@ -1,0 +1,143 @@
+"""The fused CPU kernel: its builds, its cache, its failure modes, vmap and gradients."""
+
+import ctypes
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.tiny import PRESET, TINY_SUM
+from vsml_jax.vsml import kernel
+from vsml_jax.vsml.cell import CellConfig, CellState, init_cell_params
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+needs_kernel = pytest.mark.skipif(not kernel.available(), reason="no C++ compiler for the kernel")
+
+
+def _problem(A=20, B=3, seed=0):
+    k = jax.random.split(jax.random.PRNGKey(seed), 5)
+    cfg = CellConfig()
+    params = init_cell_params(k[0], cfg)
+    rows = params.w_in[:8].T @ jax.random.normal(k[1], (8, A))
+    cols = params.w_in[8:].T @ jax.random.normal(k[2], (8, B))
+    state = CellState(
+        h=0.5 * jax.random.normal(k[3], (16, B, A)), c=jax.random.normal(k[4], (16, B, A))
+    )
+    return params, state, rows, cols
+
+
+def _call(target, params, state, rows, cols):
+    out = jax.ShapeDtypeStruct(state.h.shape, jnp.float32)
+    h, c = jax.ffi.ffi_call(target, (out, out))(
+        params.w_h.T, state.h, state.c, rows, cols, params.b
+    )
+    return CellState(h=h, c=c)
+
+
+@needs_kernel
+def test_the_portable_build_agrees(tmp_path):
+    """The code for CPUs without AVX-512 (built here for x86-64 with AVX2, or for the
+    host elsewhere); benchmarks/fused_tick.py checks the XLA-arithmetic build."""
+    march = "-march=x86-64-v3" if os.uname().machine == "x86_64" else "-march=native"
+    flags = tuple(f for f in kernel.FLAGS if not f.startswith("-march")) + (march,)
+    lib = ctypes.CDLL(str(kernel.build(tmp_path / "portable.so", flags)))
+    target = "vsml_test_portable"
+    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(lib.VsmlLstmGrid), platform="cpu")
+    args = _problem()
+    got = jax.jit(lambda *a: _call(target, *a))(*args)
+    want = kernel._reference(*args)
+    np.testing.assert_allclose(got.h, want.h, atol=1e-6)
+    np.testing.assert_allclose(got.c, want.c, atol=1e-6)
+
+
+@needs_kernel
+def test_vmap_grad_and_non_finite_values():
+    params, state, rows, cols = _problem()
+    states = jax.tree.map(lambda x: jnp.stack([x, -x, 2 * x]), state)
+    fused = jax.vmap(kernel.lstm_update_grid_fused, in_axes=(None, 0, None, None))
+    ref = jax.vmap(kernel._reference, in_axes=(None, 0, None, None))
+    np.testing.assert_allclose(
+        jax.jit(fused)(params, states, rows, cols).h, ref(params, states, rows, cols).h, atol=1e-6
+    )
+
+    def loss(update):
+        return lambda p, s: jnp.sum(update(p, s, rows, cols).h ** 2)
+
+    g_fused = jax.jit(jax.grad(loss(kernel.lstm_update_grid_fused), argnums=(0, 1)))(params, state)
+    g_ref = jax.grad(loss(kernel._reference), argnums=(0, 1))(params, state)
+    for a, b in zip(jax.tree.leaves(g_fused), jax.tree.leaves(g_ref), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    # a NaN or an infinity in the state stays visible (the ES checks fitness for it)
+    bad = state.replace(h=state.h.at[3, 1, 2].set(jnp.nan), c=state.c.at[0, 0, 0].set(jnp.inf))
+    out = jax.jit(kernel.lstm_update_grid_fused)(params, bad, rows, cols)
+    assert np.isnan(out.h[:, 1, 2]).all() and not np.isfinite(out.c[0, 0, 0])
+
+
+def _run(code: str, env: dict) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, JAX_PLATFORMS="cpu", **env)
+    return subprocess.run(
+        ["timeout", "-s", "KILL", "240", sys.executable, "-c", code],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+    )
+
+
+EPISODE = """
+import jax
+from vsml_jax.episode import run_episode
+from vsml_jax.learners.base import TaskSpec
+from vsml_jax.learners.vsml import vsml
+from vsml_jax.vsml.network import NetworkConfig
+learner = vsml(NetworkConfig(impl="{impl}"))
+mp = learner.meta_init(jax.random.PRNGKey(0), TaskSpec(20, 3))
+xs = jax.random.normal(jax.random.PRNGKey(1), (5, 20))
+ys = jax.random.randint(jax.random.PRNGKey(3), (5,), 0, 3)
+out = jax.jit(lambda mp: run_episode(learner, mp, xs, ys, jax.random.PRNGKey(2), 3))(mp)
+print("loss", float(out.loss.sum()))
+"""
+
+
+def test_without_a_compiler_fused_is_one_clear_error_and_auto_falls_back(tmp_path):
+    env = {"CXX": str(tmp_path / "no-such-g++"), "VSML_KERNEL_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "experiments.es_mnist", "--config", str(PRESET)]
+    cmd += [
+        x for o in [*TINY_SUM, "network.impl=fused", f"out_dir={tmp_path}"] for x in ("--set", o)
+    ]
+    fused = subprocess.run(
+        ["timeout", "-s", "KILL", "240", *cmd],
+        cwd=ROOT,
+        env=dict(os.environ, JAX_PLATFORMS="cpu", **env),
+        capture_output=True,
+        text=True,
+    )
+    assert fused.returncode == 2
+    assert fused.stderr.strip().splitlines()[-1] == (
+        f"error: network.impl 'fused' needs a C++ compiler to build its CPU kernel, and "
+        f"'{env['CXX']}' is not on PATH: install g++ (or set CXX), or use network.impl 'fast'"
+    )
+    auto = _run(EPISODE.format(impl="auto"), env)
+    assert auto.returncode == 0, auto.stderr
+    assert "run XLA's fast path, not the fused kernel" in auto.stderr
+    fast = _run(EPISODE.format(impl="fast"), env)
+    assert auto.stdout == fast.stdout  # auto fell back to the fast path, bit for bit
+
+
+@needs_kernel
+def test_the_cache_is_reused_and_a_damaged_entry_is_rebuilt(tmp_path):
+    env = {"VSML_KERNEL_CACHE": str(tmp_path)}
+    first = _run(EPISODE.format(impl="fused"), env)
+    assert first.returncode == 0, first.stderr
+    (lib,) = tmp_path.glob("lstm_grid-*.so")  # one library, no temporary files left
+    built = lib.stat().st_mtime_ns
+    again = _run(EPISODE.format(impl="fused"), env)
+    assert again.stdout == first.stdout and lib.stat().st_mtime_ns == built
+    lib.write_bytes(lib.read_bytes()[:100])  # a truncated library
+    repaired = _run(EPISODE.format(impl="fused"), env)
+    assert repaired.returncode == 0, repaired.stderr
+    assert repaired.stdout == first.stdout and [p.name for p in tmp_path.iterdir()] == [lib.name]
