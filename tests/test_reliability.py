@@ -22,6 +22,7 @@ from tests.tiny import PRESET, TINY_SUM
 from vsml_jax import cli, rundir
 from vsml_jax.config import ConfigError, ESConfig, load_config
 from vsml_jax.train import NonFiniteFitnessError, train
+from vsml_jax.vsml import kernel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -418,7 +419,9 @@ def test_fused_tick_bad_arguments(args, message, capsys):
     assert e.value.code == 2 and message in capsys.readouterr().err
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="the fused kernel needs a C++ compiler")
+@pytest.mark.skipif(
+    not kernel.available(), reason="the fused kernel needs a C++ compiler and an AVX-512 CPU"
+)
 def test_fused_tick_kernels_agree_with_the_xla_tick(capsys):
     from benchmarks.fused_tick import main
 

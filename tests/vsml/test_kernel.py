@@ -1,6 +1,5 @@
 """The fused CPU kernel: its builds, its cache, its failure modes, vmap and gradients."""
 
-import ctypes
 import os
 import subprocess
 import sys
@@ -28,30 +27,6 @@ def _problem(A=20, B=3, seed=0):
         h=0.5 * jax.random.normal(k[3], (16, B, A)), c=jax.random.normal(k[4], (16, B, A))
     )
     return params, state, rows, cols
-
-
-def _call(target, params, state, rows, cols):
-    out = jax.ShapeDtypeStruct(state.h.shape, jnp.float32)
-    h, c = jax.ffi.ffi_call(target, (out, out))(
-        params.w_h.T, state.h, state.c, rows, cols, params.b
-    )
-    return CellState(h=h, c=c)
-
-
-@needs_kernel
-def test_the_portable_build_agrees(tmp_path):
-    """The code for CPUs without AVX-512 (built here for x86-64 with AVX2, or for the
-    host elsewhere); benchmarks/fused_tick.py checks the XLA-arithmetic build."""
-    march = "-march=x86-64-v3" if os.uname().machine == "x86_64" else "-march=native"
-    flags = tuple(f for f in kernel.FLAGS if not f.startswith("-march")) + (march,)
-    lib = ctypes.CDLL(str(kernel.build(tmp_path / "portable.so", flags)))
-    target = "vsml_test_portable"
-    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(lib.VsmlLstmGrid), platform="cpu")
-    args = _problem()
-    got = jax.jit(lambda *a: _call(target, *a))(*args)
-    want = kernel._reference(*args)
-    np.testing.assert_allclose(got.h, want.h, atol=1e-6)
-    np.testing.assert_allclose(got.c, want.c, atol=1e-6)
 
 
 @needs_kernel
@@ -90,6 +65,8 @@ def _run(code: str, env: dict) -> subprocess.CompletedProcess:
 
 EPISODE = """
 import jax
+import vsml_jax.vsml.kernel as kernel
+{patch}
 from vsml_jax.episode import run_episode
 from vsml_jax.learners.base import TaskSpec
 from vsml_jax.learners.vsml import vsml
@@ -103,6 +80,7 @@ print("loss", float(out.loss.sum()))
 """
 
 
+@pytest.mark.skipif(not kernel._has_avx512(), reason="without AVX-512 no compiler is asked for")
 def test_without_a_compiler_fused_is_one_clear_error_and_auto_falls_back(tmp_path):
     env = {"CXX": str(tmp_path / "no-such-g++"), "VSML_KERNEL_CACHE": str(tmp_path / "cache")}
     cmd = [sys.executable, "-m", "experiments.es_mnist", "--config", str(PRESET)]
@@ -121,23 +99,43 @@ def test_without_a_compiler_fused_is_one_clear_error_and_auto_falls_back(tmp_pat
         f"error: network.impl 'fused' needs a C++ compiler to build its CPU kernel, and "
         f"'{env['CXX']}' is not on PATH: install g++ (or set CXX), or use network.impl 'fast'"
     )
-    auto = _run(EPISODE.format(impl="auto"), env)
+    auto = _run(EPISODE.format(impl="auto", patch=""), env)
     assert auto.returncode == 0, auto.stderr
     assert "run XLA's fast path, not the fused kernel" in auto.stderr
-    fast = _run(EPISODE.format(impl="fast"), env)
+    fast = _run(EPISODE.format(impl="fast", patch=""), env)
     assert auto.stdout == fast.stdout  # auto fell back to the fast path, bit for bit
+
+
+def test_without_avx512_fused_says_so_and_auto_runs_the_fast_path_quietly(tmp_path):
+    env = {"VSML_KERNEL_CACHE": str(tmp_path)}
+    patch = "kernel._has_avx512 = lambda: False"
+    fused = _run(EPISODE.format(impl="fused", patch=patch), env)
+    assert fused.returncode != 0 and kernel.NO_AVX512 in fused.stderr
+    auto = _run(EPISODE.format(impl="auto", patch=patch), env)
+    fast = _run(EPISODE.format(impl="fast", patch=""), env)
+    assert auto.returncode == 0 and "fused" not in auto.stderr, auto.stderr
+    assert auto.stdout == fast.stdout and not list(tmp_path.iterdir())  # nothing built
+
+
+@needs_kernel
+def test_an_unwritable_cache_is_one_clear_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    env = {"VSML_KERNEL_CACHE": str(tmp_path / "file" / "cache")}  # under a file
+    fused = _run(EPISODE.format(impl="fused", patch=""), env)
+    assert fused.returncode != 0
+    assert "set VSML_KERNEL_CACHE to a writable folder, or use network.impl 'fast'" in fused.stderr
 
 
 @needs_kernel
 def test_the_cache_is_reused_and_a_damaged_entry_is_rebuilt(tmp_path):
     env = {"VSML_KERNEL_CACHE": str(tmp_path)}
-    first = _run(EPISODE.format(impl="fused"), env)
+    first = _run(EPISODE.format(impl="fused", patch=""), env)
     assert first.returncode == 0, first.stderr
     (lib,) = tmp_path.glob("lstm_grid-*.so")  # one library, no temporary files left
     built = lib.stat().st_mtime_ns
-    again = _run(EPISODE.format(impl="fused"), env)
+    again = _run(EPISODE.format(impl="fused", patch=""), env)
     assert again.stdout == first.stdout and lib.stat().st_mtime_ns == built
     lib.write_bytes(lib.read_bytes()[:100])  # a truncated library
-    repaired = _run(EPISODE.format(impl="fused"), env)
+    repaired = _run(EPISODE.format(impl="fused", patch=""), env)
     assert repaired.returncode == 0, repaired.stderr
     assert repaired.stdout == first.stdout and [p.name for p in tmp_path.iterdir()] == [lib.name]

@@ -3,20 +3,20 @@
 :func:`lstm_update_grid_fused` computes :func:`~vsml_jax.vsml.cell.lstm_update_grid`
 (the fast path's tick: recurrent matmul, gates, state update) as one XLA FFI custom
 call, ``lstm_grid.cc``, that keeps each 16-cell block's gates in registers instead of
-passing ``[4H, B * A]`` arrays through memory (about 1.5x faster per tick on an
-AVX-512 core; docs/BENCHMARKS.md). Its gates use an exp-based sigmoid (about 2e-7
-absolute error per gate, where XLA's is 1e-7); the fast path is its reference in the
-tests.
+passing ``[4H, B * A]`` arrays through memory (1.3-1.6x faster per tick on an AVX-512
+core, ``benchmarks/fused_tick.py``; docs/BENCHMARKS.md). Its gates use an exp-based
+sigmoid (about 2e-7 absolute error per gate, where XLA's is 1e-7); the fast path is its
+reference in the tests.
 
 The kernel is compiled on first use with the system's C++ compiler (``$CXX``, default
 ``g++``; ``-O3 -march=native``) against the FFI headers of the installed jaxlib, and
 cached in ``$VSML_KERNEL_CACHE`` (default ``~/.cache/vsml_jax``) under a name that
 hashes the source, the flags, the compiler, jax's version and the CPU; the library is
 written to a temporary file and renamed, so concurrent processes never load half a file.
-Only CPU computations use it (other backends run the fast path), and only for hidden
-size 16 with float32 matmuls. A differentiated tick runs the fast path instead
-(``custom_vjp``: reverse mode only); the ES and meta-test evaluations are not
-differentiated.
+Only CPU computations on CPUs with AVX-512 use it (elsewhere the fast path is
+faster), and only for hidden size 16 with float32 matmuls. A differentiated tick runs
+the fast path instead (``custom_vjp``: reverse mode only); the ES and meta-test
+evaluations are not differentiated.
 """
 
 from __future__ import annotations
@@ -54,6 +54,20 @@ def cache_dir() -> Path:
         return Path(os.environ["VSML_KERNEL_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "vsml_jax"
+
+
+NO_AVX512 = (
+    "network.impl 'fused' needs a CPU with AVX-512 (its kernel is slower than XLA's code "
+    "without it): use network.impl 'fast' or 'auto'"
+)
+
+
+def _has_avx512() -> bool:
+    try:
+        flags = [x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags")]
+    except OSError:  # not Linux: no AVX-512 we can see
+        return False
+    return bool(flags) and "avx512f" in flags[0].split()
 
 
 def _cpu_identity() -> str:
@@ -106,6 +120,8 @@ def cached_library(flags: tuple[str, ...] = FLAGS) -> Path:
 @functools.cache
 def _load() -> str:
     """Build (or find) the kernel and register it with XLA; ``''`` or why it failed."""
+    if not _has_avx512():
+        return NO_AVX512
     try:
         path = cached_library()
         try:
@@ -114,8 +130,13 @@ def _load() -> str:
             path.unlink(missing_ok=True)
             lib = ctypes.CDLL(str(cached_library()))
         jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.VsmlLstmGrid), platform="cpu")
-    except (KernelUnavailable, OSError) as e:
+    except KernelUnavailable as e:
         return str(e)
+    except OSError as e:  # e.g. a read-only cache folder
+        return (
+            f"the fused kernel could not be built or loaded in {cache_dir()} ({e}): set "
+            "VSML_KERNEL_CACHE to a writable folder, or use network.impl 'fast'"
+        )
     return ""
 
 
@@ -125,14 +146,15 @@ def available() -> bool:
 
 
 def usable(hidden: int, dtype: str) -> bool:
-    """Whether ``impl='auto'`` picks the kernel for this layer: a CPU computation, hidden
-    size 16, float32 matmuls, and a kernel that builds (logged once where it does not)."""
+    """Whether ``impl='auto'`` picks the kernel for this layer: a CPU computation on an
+    AVX-512 CPU, hidden size 16, float32 matmuls, and a kernel that builds (a warning,
+    once, where it does not)."""
     if jax.default_backend() != "cpu" or hidden != HIDDEN or dtype != "float32":
         return False
-    if not available():
-        _warn_once(_load())
-        return False
-    return True
+    why = _load()
+    if why and why != NO_AVX512:  # the kernel should have worked here: say why not
+        _warn_once(why)
+    return not why
 
 
 @functools.cache

@@ -9,16 +9,20 @@
 // memory; here each block of 16 cells keeps its 64 gates in registers, so h and c are
 // read and written once per tick, in place. The gates: sigmoid(x) = 1 / (1 + 2^y),
 // y = -x log2(e) clamped to [-126, 126], with 2^y from a degree-5 polynomial on the
-// fraction (1.4e-7 relative error) and tanh(x) = 2 sigmoid(2x) - 1; about 2e-7
-// absolute error per gate, against XLA's 1e-7. With VSML_RATIONAL_TANH instead (for
-// benchmarks/fused_tick.py): XLA's own arithmetic, sigmoid(x) = (1 + tanh(x/2)) / 2 and
-// the rational tanh that XLA's CPU backend emits (a clamp at +-7.9053, degree 13/6).
-// On AVX-512 CPUs 2^n and 1/d use vscalefps and vrcp14ps (with one Newton step);
-// elsewhere portable vector code (any GCC/Clang target).
+// fraction (1.4e-7 relative error) and vscalefps, 1/d from vrcp14ps and one Newton
+// step, and tanh(x) = 2 sigmoid(2x) - 1: about 2e-7 absolute error per gate, against
+// XLA's 1e-7. With VSML_RATIONAL_TANH instead (for benchmarks/fused_tick.py): XLA's
+// own arithmetic, sigmoid(x) = (1 + tanh(x/2)) / 2 and the rational tanh that XLA's CPU
+// backend emits (a clamp at +-7.9053, degree 13/6).
+//
+// AVX-512 only: a portable build for AVX2 (16-lane vectors as pairs of 8, a division
+// for the reciprocal) was several times slower than XLA's own tick (docs/BENCHMARKS.md).
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
+#ifndef __AVX512F__
+#error "the fused VSML kernel needs an AVX-512 CPU"
 #endif
+
+#include <immintrin.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -36,18 +40,12 @@ typedef float vf __attribute__((vector_size(kLanes * sizeof(float))));
 
 inline vf splat(float x) { return vf{} + x; }
 
-typedef int32_t vi __attribute__((vector_size(kLanes * sizeof(int32_t))));
-
 #ifndef VSML_RATIONAL_TANH
 inline vf sigmoid_v(vf z) {
   vf y = z * -1.4426950408889634f;  // 1 + e^-z = 1 + 2^y
   y = y > 126.0f ? splat(126.0f) : y;  // 2^y stays finite; NaN stays NaN
   y = y < -126.0f ? splat(-126.0f) : y;
-#if defined(__AVX512F__)
   const vf n = (vf)_mm512_roundscale_ps((__m512)y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-#else
-  const vf n = (y + 12582912.0f) - 12582912.0f;  // round to nearest (|y| < 2^22)
-#endif
   const vf f = y - n;  // in [-1/2, 1/2]
   vf p = splat(0.0013266970636323094f);
   p = p * f + 0.009675459936261177f;
@@ -55,16 +53,9 @@ inline vf sigmoid_v(vf z) {
   p = p * f + 0.24022121727466583f;
   p = p * f + 0.6931469440460205f;
   p = p * f + 1.0000001192092896f;
-#if defined(__AVX512F__)
-  const vf d = 1.0f + (vf)_mm512_scalef_ps((__m512)p, (__m512)n);
+  const vf d = 1.0f + (vf)_mm512_scalef_ps((__m512)p, (__m512)n);  // 1 + 2^n p
   const vf r = (vf)_mm512_rcp14_ps((__m512)d);
   return r * (2.0f - d * r);
-#else
-  vi bits = (__builtin_convertvector(n, vi) + 127) << 23;  // 2^n
-  vf scale;
-  std::memcpy(&scale, &bits, sizeof(vf));
-  return 1.0f / (1.0f + p * scale);
-#endif
 }
 inline vf tanh_v(vf x) { return 2.0f * sigmoid_v(2.0f * x) - 1.0f; }
 #else
@@ -146,6 +137,10 @@ ffi::Error LstmGridImpl(ffi::Buffer<ffi::F32> w_ht, ffi::Buffer<ffi::F32> h,
       c.element_count() != h.element_count())
     return ffi::Error::InvalidArgument(
         "expected w_ht [64, 16], h and c [16, B, A], rows [64, A], cols [64, B], bias [64]");
+  // flush denormals to zero while the kernel runs, as XLA's own CPU code does (a gate
+  // near 0 or 1 can underflow, and denormal arithmetic is up to 100x slower)
+  const unsigned int csr = _mm_getcsr();
+  _mm_setcsr(csr | 0x8040);  // FTZ | DAZ
   const int64_t B = hd[1], A = hd[2], N = B * A;
   const float* W = w_ht.typed_data();
   const float* C = cols.typed_data();
@@ -161,6 +156,7 @@ ffi::Error LstmGridImpl(ffi::Buffer<ffi::F32> w_ht, ffi::Buffer<ffi::F32> h,
       Block<false>(W, h.typed_data(), c.typed_data(), rows.typed_data(), cb,
                    h_out->typed_data(), c_out->typed_data(), N, A, a0, b * A + a0, A - a0);
   }
+  _mm_setcsr(csr);
   return ffi::Error::Success();
 }
 
