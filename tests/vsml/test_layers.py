@@ -79,7 +79,9 @@ def big_rnn_layer(params, state: CellState, f, e):
 
 
 dense_fused = functools.partial(dense_fast, fused=True)
-needs_kernel = pytest.mark.skipif(not kernel.available(), reason="no C++ compiler for the kernel")
+needs_kernel = pytest.mark.skipif(
+    not kernel.available(), reason="the fused kernel needs a C++ compiler and AVX-512"
+)
 
 
 @pytest.mark.parametrize(

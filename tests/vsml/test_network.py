@@ -40,7 +40,9 @@ def test_fast_equals_direct_over_an_episode(options):
     np.testing.assert_allclose(fast.loss, direct.loss, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.skipif(not kernel.available(), reason="no C++ compiler for the kernel")
+@pytest.mark.skipif(
+    not kernel.available(), reason="the fused kernel needs a C++ compiler and AVX-512"
+)
 @pytest.mark.parametrize(
     "options",
     [{}, {"hidden_layers": (6, 5), "backward_pass": True}, {"feed_label": True}],

@@ -19,8 +19,8 @@ Two implementations compute the same function:
   the head, so the head is applied to ``mean_a h`` and ``mean_b h`` only, and the
   state stays in the grid layout throughout. Valid when messages have no layer norm.
 
-``dense_fast(..., fused=True)`` (``impl='fused'``, and ``'auto'`` where it can) runs
-the fast path's LSTM update as one CPU kernel (:mod:`vsml_jax.vsml.kernel`).
+``dense_fast(..., fused=True)`` (``impl='fused'``, opt-in) runs the fast path's LSTM
+update as one CPU kernel (:mod:`vsml_jax.vsml.kernel`).
 """
 
 from __future__ import annotations
@@ -113,15 +113,11 @@ def dense(
     impl: str = "auto",
     dtype: str = "float32",
 ):
-    """Dispatch as asked, or (``impl='auto'``) to the fastest valid path: the direct one
-    with layer norm, else the fused kernel where it can run
-    (:func:`~vsml_jax.vsml.kernel.usable`), else the fast one. ``dtype`` is the matmul
-    input dtype (:func:`~vsml_jax.vsml.cell.matmul`)."""
+    """Dispatch to the fast path when it is valid (``impl='auto'``) or as asked (``'fused'``:
+    the fast path with its LSTM update on the CPU kernel); ``dtype`` is the matmul input
+    dtype (:func:`~vsml_jax.vsml.cell.matmul`)."""
     if impl == "auto":
-        if layer_norm:
-            impl = "direct"
-        else:
-            impl = "fused" if kernel.usable(state.h.shape[0], dtype) else "fast"
+        impl = "direct" if layer_norm else "fast"
     if impl in ("fast", "fused"):
         return dense_fast(params, state, fwd_in, bwd_in, layer_norm, dtype, impl == "fused")
     if impl == "direct":

@@ -52,8 +52,8 @@ class NetworkConfig:
     # forward pass; what a cloned backprop expects)
     forward_sweep_feedback: bool = True
     share_layers: bool = True  # one V_M for all layers (the paper), else one per layer
-    # 'auto' (the fastest valid: fused on CPU where its kernel builds, else fast, or
-    # direct with layer norm), 'fast', 'fused' (vsml_jax.vsml.kernel) or 'direct'
+    # 'auto' (fast when valid, else direct), 'fast', 'direct', or 'fused': the fast path
+    # with its LSTM tick on a CPU kernel (vsml_jax.vsml.kernel; AVX-512 CPUs, opt-in)
     impl: str = "auto"
     # conv VSML layers before the dense ones: output channels per conv layer
     conv_channels: tuple[int, ...] = ()
