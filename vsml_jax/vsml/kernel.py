@@ -57,7 +57,7 @@ def cache_dir() -> Path:
 
 NO_AVX512 = (
     "network.impl 'fused' needs a CPU with AVX-512 (its kernel is slower than XLA's code "
-    "without it): use network.impl 'auto'"
+    "without it): use network.impl 'fast'"
 )
 
 
