@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+SKIPPED = 3  # exit status of a --one measurement that cannot run here (no fused kernel)
+
 
 def pin_cores(devices: int) -> None:
     """Restrict this process to its first ``devices`` usable cores (before JAX starts)."""
@@ -194,6 +196,13 @@ def main(argv=None) -> int:
         except ValueError as e:  # e.g. a population that does not divide over the devices
             print(f"error: {e}", file=sys.stderr)
             return 2
+        except RuntimeError as e:
+            from vsml_jax.vsml.kernel import KernelUnavailable
+
+            if not isinstance(e, KernelUnavailable):
+                raise
+            print(f"skipped: {e}", file=sys.stderr)  # no fused kernel on this machine
+            return SKIPPED
         return 0
     for impl in args.impls:
         for pop in args.populations:
@@ -218,6 +227,9 @@ def main(argv=None) -> int:
             if args.generation:
                 cmd.append("--generation")
             out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode == SKIPPED:
+                print(out.stderr.strip().splitlines()[-1], file=sys.stderr)
+                break  # the other populations of this impl would be skipped too
             if out.returncode:
                 errors = [x for x in out.stderr.splitlines() if x.startswith("error: ")]
                 print(errors[-1] if errors else out.stderr, file=sys.stderr)

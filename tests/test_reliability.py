@@ -369,6 +369,20 @@ def test_bench_bad_arguments(args, message, capsys):
     assert e.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.needs_data("mnist")
+def test_bench_skips_the_fused_rows_where_there_is_no_kernel(monkeypatch, capsys):
+    from benchmarks.bench import SKIPPED, main
+
+    monkeypatch.setattr(kernel, "_has_avx512", lambda: False)
+    kernel._load.cache_clear()
+    try:
+        args = ["--one", "fused", "8", "--T", "2", "--repeats", "1", "--grid", "16x10"]
+        assert main(args) == SKIPPED
+    finally:
+        kernel._load.cache_clear()
+    assert capsys.readouterr().err.strip() == f"skipped: {kernel.NO_AVX512}"
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
