@@ -50,7 +50,9 @@ def main(argv=None) -> int:
     if not 0 <= args.devices <= len(cores):
         p.error(f"--devices {args.devices}: only {len(cores)} usable cores here")
     if args.devices:
-        os.sched_setaffinity(0, cores[: args.devices])
+        from benchmarks.bench import pin_cores
+
+        pin_cores(args.devices)
     from vsml_jax.meta.sharding import prefer_wide_cpu_vectors
 
     prefer_wide_cpu_vectors()  # as training does

@@ -144,7 +144,9 @@ def main(argv=None) -> int:
             f"{', '.join(missing)}); clone github.com/louiskirsch/vsml-neurips2021 there"
         )
     if args.devices:
-        os.sched_setaffinity(0, cores[: args.devices])
+        from benchmarks.bench import pin_cores
+
+        pin_cores(args.devices)
     print(json.dumps(measure(args.ref_dir, args.population, args.T, args.repeats)))
     return 0
 

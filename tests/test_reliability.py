@@ -384,16 +384,18 @@ def test_bench_skips_the_fused_rows_where_there_is_no_kernel(monkeypatch, capsys
 
 
 @pytest.mark.parametrize(
-    "args,message",
+    "tool,args,message",
     [
-        (["--grid", "abc"], "--grid must look like 784x10"),
-        (["--population", "3"], "--population must be even"),
-        (["--T", "0"], "must be >= 1"),
+        ("profile_step", ["--grid", "abc"], "--grid must look like 784x10"),
+        ("profile_step", ["--population", "3"], "--population must be even"),
+        ("profile_step", ["--T", "0"], "must be >= 1"),
+        ("fused_tick", ["--grid", "abc"], "--grid must look like 784x10"),
+        ("fused_tick", ["--ticks", "0"], "--ticks must be >= 1"),
+        ("fused_tick", ["--devices", "999"], "--devices 999: only"),
     ],
 )
-def test_profile_step_bad_arguments(args, message, capsys):
-    from benchmarks.profile_step import main
-
+def test_profile_step_and_fused_tick_bad_arguments(tool, args, message, capsys):
+    main = __import__(f"benchmarks.{tool}", fromlist=["main"]).main
     with pytest.raises(SystemExit) as e:
         main(args)
     assert e.value.code == 2 and message in capsys.readouterr().err
@@ -414,22 +416,6 @@ def test_reference_bench_bad_arguments(args, message, tmp_path, capsys):
     (tmp_path / "config.py").write_text("")  # a directory with some, not all, of its files
     with pytest.raises(SystemExit) as e:
         main(["--ref-dir", str(tmp_path), "--devices", "0", *args])
-    assert e.value.code == 2 and message in capsys.readouterr().err
-
-
-@pytest.mark.parametrize(
-    "args,message",
-    [
-        (["--grid", "abc"], "--grid must look like 784x10"),
-        (["--ticks", "0"], "--ticks must be >= 1"),
-        (["--devices", "999"], "--devices 999: only"),
-    ],
-)
-def test_fused_tick_bad_arguments(args, message, capsys):
-    from benchmarks.fused_tick import main
-
-    with pytest.raises(SystemExit) as e:
-        main(args)
     assert e.value.code == 2 and message in capsys.readouterr().err
 
 
