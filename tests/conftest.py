@@ -1,4 +1,4 @@
-"""The suite-wide marker for tests that read the real datasets.
+"""The suite-wide marker for tests that read the real datasets, and the run's XLA cache.
 
 ``@pytest.mark.needs_data("mnist", "fashion_mnist")`` skips a test, with the reason, unless
 ``../shared/datasets/tfds`` (next to the repository or the working directory, see
@@ -11,7 +11,11 @@ test skip too (the library would refuse to run), naming the folder.
 from __future__ import annotations
 
 import functools
+import os
+import shutil
+import tempfile
 
+import jax
 import pytest
 
 from vsml_jax.data.dirs import resolve_data_dirs, shared_tfds_dirs
@@ -41,10 +45,37 @@ def missing_data(names: tuple[str, ...] = ()) -> str | None:
     return None
 
 
+# One persistent XLA compilation cache for the whole run, shared by the xdist workers and
+# the command-line subprocesses the end-to-end tests start (which otherwise compile the same
+# small programs again in every run, resume and kill-and-resume; the suite takes about a
+# quarter less time with it). A fresh folder per run, removed at its end; a set
+# JAX_COMPILATION_CACHE_DIR is used as it is (empty: no cache). The size limit turns on the
+# cache's file lock, so that concurrent processes never read a half-written entry.
+CACHE_OPTIONS = {  # jax option: (its environment variable, value)
+    "jax_persistent_cache_min_compile_time_secs": ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", 0),
+    "jax_persistent_cache_min_entry_size_bytes": ("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", 0),
+    "jax_compilation_cache_max_size": ("JAX_COMPILATION_CACHE_MAX_SIZE", 4 << 30),
+}
+_OWN_CACHE = pytest.StashKey[str]()
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", f"{MARKER}(*names): reads the real datasets; skipped when they are absent"
     )
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # the controller, or a run without xdist
+        config.stash[_OWN_CACHE] = tempfile.mkdtemp(prefix="vsml-jax-tests-xla-cache-")
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = config.stash[_OWN_CACHE]
+    # this process imported jax before this hook ran, when jax's config read the environment
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    for option, (env, value) in CACHE_OPTIONS.items():
+        os.environ.setdefault(env, str(value))
+        jax.config.update(option, type(value)(os.environ[env]))
+
+
+def pytest_unconfigure(config):
+    if own := config.stash.get(_OWN_CACHE, None):
+        shutil.rmtree(own, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

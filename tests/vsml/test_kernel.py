@@ -54,6 +54,28 @@ def test_vmap_grad_and_non_finite_values():
     assert np.isnan(out.h[:, 1, 2]).all() and not np.isfinite(out.c[0, 0, 0])
 
 
+@needs_kernel
+def test_gates_are_within_a_few_float32_ulps_of_float64():
+    # zero recurrent weights: every cell's gate inputs are its row + column term, swept
+    # over [-30, 30] (saturated and linear regions, and exact zeros)
+    A, B = 784, 3
+    k = jax.random.split(jax.random.PRNGKey(7), 3)
+    params = init_cell_params(k[0], CellConfig())
+    params = params.replace(w_h=jnp.zeros_like(params.w_h), b=jnp.zeros_like(params.b))
+    rows = jax.random.uniform(k[1], (64, A), minval=-30.0, maxval=30.0).at[:, :16].set(0.0)
+    cols = jnp.zeros((64, B)).at[:, 1].set(0.5)
+    c = jax.random.uniform(k[2], (16, B, A), minval=-5.0, maxval=5.0)
+    state = CellState(h=jnp.ones((16, B, A)), c=c)
+    z = np.asarray(rows, np.float64)[:, None, :] + np.asarray(cols, np.float64)[:, :, None]
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    c64 = sig(z[16:32]) * np.asarray(c, np.float64) + sig(z[:16]) * np.tanh(z[32:48])
+    h64 = sig(z[48:]) * np.tanh(c64)
+    for update in (kernel.lstm_update_grid_fused, kernel._reference):
+        out = jax.jit(update)(params, state, rows, cols)
+        assert np.abs(out.h - h64).max() < 1e-6, update
+        assert np.abs(out.c - c64).max() < 2e-6, update
+
+
 def _run(code: str, env: dict) -> subprocess.CompletedProcess:
     full_env = dict(os.environ, JAX_PLATFORMS="cpu", **env)
     return subprocess.run(

@@ -56,7 +56,7 @@ def cache_dir() -> Path:
 
 
 NO_AVX512 = (
-    "network.impl 'fused' needs a CPU with AVX-512 (its kernel is slower than XLA's code "
+    "network.impl 'fused' needs a CPU with AVX-512 F and DQ (its kernel is slower than XLA's code "
     "without it): use network.impl 'fast'"
 )
 
@@ -66,7 +66,7 @@ def _has_avx512() -> bool:
         flags = [x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags")]
     except OSError:  # not Linux: no AVX-512 we can see
         return False
-    return bool(flags) and "avx512f" in flags[0].split()
+    return bool(flags) and {"avx512f", "avx512dq"} <= set(flags[0].split())
 
 
 def _cpu_identity() -> str:

@@ -7,19 +7,28 @@
 //   c' = sigmoid(z_f) c + sigmoid(z_i) tanh(z_g),   h' = sigmoid(z_o) tanh(c')
 // XLA computes this as a matmul and three elementwise passes over [4H, B*A] arrays in
 // memory; here each block of 16 cells keeps its 64 gates in registers, so h and c are
-// read and written once per tick, in place. The gates: sigmoid(x) = 1 / (1 + 2^y),
-// y = -x log2(e) clamped to [-126, 126], with 2^y from a degree-5 polynomial on the
-// fraction (1.4e-7 relative error) and vscalefps, 1/d from vrcp14ps and one Newton
-// step, and tanh(x) = 2 sigmoid(2x) - 1: about 2e-7 absolute error per gate, against
-// XLA's 1e-7. With VSML_RATIONAL_TANH instead (for benchmarks/fused_tick.py): XLA's
-// own arithmetic, sigmoid(x) = (1 + tanh(x/2)) / 2 and the rational tanh that XLA's CPU
-// backend emits (a clamp at +-7.9053, degree 13/6).
+// read and written once per tick, in place.
 //
-// AVX-512 only: a portable build for AVX2 (16-lane vectors as pairs of 8, a division
-// for the reciprocal) was several times slower than XLA's own tick (docs/BENCHMARKS.md).
+// The kernel is bound by its vector instructions (both AVX-512 ports busy), so the gates
+// are written for few of them. Every gate is e^-z = 2^y: the weights, rows, cols and bias
+// are scaled by -log2(e) (by -2 log2(e) for z_g, whose tanh needs e^-2z) once per call,
+// so the gate inputs arrive as y. 2^y = 2^floor(y) p(y - floor(y)), with y - floor(y)
+// from vreduceps, a degree-5 polynomial p (1.6e-7 relative error in float32) and
+// 2^floor(y) from vscalefps; y is clamped to <= 62 (y -> -inf gives 0, NaN stays NaN).
+// Then sigmoid(z) = 1 / (1 + 2^y) and tanh(z) = (1 - 2^y) / (1 + 2^y), and the products
+// sigmoid(z_i) tanh(z_g) and sigmoid(z_o) tanh(c') each take one reciprocal of the product
+// of their denominators (below 2^126 with the clamp): vrcp14ps and one Newton step. About
+// 3e-7 absolute error per gate product, against XLA's 1e-7 per tanh. With
+// VSML_RATIONAL_TANH instead (for benchmarks/fused_tick.py): XLA's own arithmetic,
+// sigmoid(x) = (1 + tanh(x/2)) / 2 and the rational tanh that XLA's CPU backend emits (a
+// clamp at +-7.9053, degree 13/6), on unscaled inputs.
+//
+// AVX-512 (F and DQ) only: a portable build for AVX2 (16-lane vectors as pairs of 8, a
+// division for the reciprocal) was several times slower than XLA's own tick
+// (docs/BENCHMARKS.md).
 
-#ifndef __AVX512F__
-#error "the fused VSML kernel needs an AVX-512 CPU"
+#if !defined(__AVX512F__) || !defined(__AVX512DQ__)
+#error "the fused VSML kernel needs an AVX-512 (F, DQ) CPU"
 #endif
 
 #include <immintrin.h>
@@ -27,6 +36,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "xla/ffi/api/ffi.h"
 
@@ -41,24 +51,39 @@ typedef float vf __attribute__((vector_size(kLanes * sizeof(float))));
 inline vf splat(float x) { return vf{} + x; }
 
 #ifndef VSML_RATIONAL_TANH
-inline vf sigmoid_v(vf z) {
-  vf y = z * -1.4426950408889634f;  // 1 + e^-z = 1 + 2^y
-  y = y > 126.0f ? splat(126.0f) : y;  // 2^y stays finite; NaN stays NaN
-  y = y < -126.0f ? splat(-126.0f) : y;
-  const vf n = (vf)_mm512_roundscale_ps((__m512)y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const vf f = y - n;  // in [-1/2, 1/2]
-  vf p = splat(0.0013266970636323094f);
-  p = p * f + 0.009675459936261177f;
-  p = p * f + 0.05550742521882057f;
-  p = p * f + 0.24022121727466583f;
-  p = p * f + 0.6931469440460205f;
-  p = p * f + 1.0000001192092896f;
-  const vf d = 1.0f + (vf)_mm512_scalef_ps((__m512)p, (__m512)n);  // 1 + 2^n p
+// the scale of the sigmoid gates' and of the tanh gate's inputs: e^-z = 2^(kSig z),
+// e^-2z = 2^(kTanh z)
+constexpr float kSig = -1.4426950408889634f, kTanh = -2.8853900817779268f;
+
+inline vf exp2_v(vf y) {
+  y = (vf)_mm512_min_ps(_mm512_set1_ps(62.0f), (__m512)y);  // min(62, NaN) is NaN
+  const vf f = (vf)_mm512_reduce_ps((__m512)y, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  vf p = splat(0.0018775727367028594f);  // 2^f on [0, 1), relative minimax
+  p = p * f + 0.008989344350993633f;
+  p = p * f + 0.05582631751894951f;
+  p = p * f + 0.24015361070632935f;
+  p = p * f + 0.6931530833244324f;
+  p = p * f + 0.9999999403953552f;
+  return (vf)_mm512_scalef_ps((__m512)p, (__m512)y);  // p 2^floor(y)
+}
+inline vf recip_v(vf d) {
   const vf r = (vf)_mm512_rcp14_ps((__m512)d);
   return r * (2.0f - d * r);
 }
-inline vf tanh_v(vf x) { return 2.0f * sigmoid_v(2.0f * x) - 1.0f; }
+// the cell update from the scaled pre-activations y (gate order input, forget, cell,
+// output)
+inline void Update(vf yi, vf yf, vf yg, vf yo, vf c, vf* cn, vf* hn) {
+  const vf ei = exp2_v(yi), ef = exp2_v(yf), eg = exp2_v(yg), eo = exp2_v(yo);
+  // sigmoid(z_i) tanh(z_g) = (1 - e^-2g) / ((1 + e^-i) (1 + e^-2g))
+  const vf ig = (1.0f - eg) * recip_v((1.0f + ei) * (1.0f + eg));
+  const vf c2 = c * recip_v(1.0f + ef) + ig;
+  const vf ec = exp2_v(c2 * kTanh);
+  *cn = c2;
+  *hn = (1.0f - ec) * recip_v((1.0f + eo) * (1.0f + ec));
+}
 #else
+constexpr float kSig = 1.0f, kTanh = 1.0f;
+
 inline vf tanh_v(vf x) {
   const vf lim = splat(7.90531110763549805f);
   vf xc = x > lim ? lim : x;
@@ -80,7 +105,14 @@ inline vf tanh_v(vf x) {
   return ax < 0.0004f ? x : r;  // tanh(x) = x to float precision
 }
 inline vf sigmoid_v(vf z) { return 0.5f + 0.5f * tanh_v(z * 0.5f); }
+inline void Update(vf zi, vf zf, vf zg, vf zo, vf c, vf* cn, vf* hn) {
+  *cn = sigmoid_v(zf) * c + sigmoid_v(zi) * tanh_v(zg);
+  *hn = sigmoid_v(zo) * tanh_v(*cn);
+}
 #endif
+
+// the scale of gate row g of 4H
+inline float Scale(int64_t g) { return g / kHidden == 2 ? kTanh : kSig; }
 
 // n <= 16 cells from p (the rest zero), and back
 inline vf load(const float* p, int64_t n) {
@@ -91,7 +123,7 @@ inline vf load(const float* p, int64_t n) {
 inline void store(float* p, vf v, int64_t n) { std::memcpy(p, &v, n * sizeof(float)); }
 
 // One block of n cells at column a0 of row b; kFull: n == 16 (constant-size copies are
-// plain vector loads and stores)
+// plain vector loads and stores). W, R and cb are scaled by Scale(g).
 template <bool kFull>
 inline void Block(const float* W, const float* hp, const float* cp, const float* R,
                   const float* cb, float* ho, float* co, int64_t N, int64_t A, int64_t a0,
@@ -101,24 +133,24 @@ inline void Block(const float* W, const float* hp, const float* cp, const float*
   auto st = [n](float* p, vf v) { store(p, v, kFull ? kLanes : n); };
   vf hv[H];
   for (int64_t k = 0; k < H; ++k) hv[k] = ld(hp + k * N + off);
-  for (int64_t j = 0; j < H; ++j) {
-    vf z[4];
-    for (int64_t g = 0; g < 4; ++g) z[g] = ld(R + (g * H + j) * A + a0) + cb[g * H + j];
-    // two partial sums per gate: 8 independent FMA chains keep both FMA pipes busy
-    // (4 chains of 16 dependent FMAs would wait on the FMA latency half the time)
-    vf y[4] = {};
+  for (int64_t j = 0; j < H; j += 2) {
+    // two hidden units at a time: 8 independent FMA chains keep both FMA pipes busy
+    vf z[8];
+    for (int64_t u = 0; u < 2; ++u)
+      for (int64_t g = 0; g < 4; ++g)
+        z[4 * u + g] = ld(R + (g * H + j + u) * A + a0) + cb[g * H + j + u];
+#pragma GCC unroll 16
+    for (int64_t k = 0; k < H; ++k)
 #pragma GCC unroll 8
-    for (int64_t k = 0; k < H; k += 2)
-#pragma GCC unroll 4
-      for (int64_t g = 0; g < 4; ++g) {
-        z[g] += W[(g * H + j) * H + k] * hv[k];
-        y[g] += W[(g * H + j) * H + k + 1] * hv[k + 1];
-      }
-    for (int64_t g = 0; g < 4; ++g) z[g] += y[g];
-    // gate order (input, forget, cell, output)
-    const vf cn = sigmoid_v(z[1]) * ld(cp + j * N + off) + sigmoid_v(z[0]) * tanh_v(z[2]);
-    st(co + j * N + off, cn);
-    st(ho + j * N + off, sigmoid_v(z[3]) * tanh_v(cn));
+      for (int64_t q = 0; q < 8; ++q)
+        z[q] += W[((q % 4) * H + j + q / 4) * H + k] * hv[k];
+    for (int64_t u = 0; u < 2; ++u) {
+      vf cn, hn;
+      const vf c = ld(cp + (j + u) * N + off);
+      Update(z[4 * u], z[4 * u + 1], z[4 * u + 2], z[4 * u + 3], c, &cn, &hn);
+      st(co + (j + u) * N + off, cn);
+      st(ho + (j + u) * N + off, hn);
+    }
   }
 }
 
@@ -142,19 +174,29 @@ ffi::Error LstmGridImpl(ffi::Buffer<ffi::F32> w_ht, ffi::Buffer<ffi::F32> h,
   const unsigned int csr = _mm_getcsr();
   _mm_setcsr(csr | 0x8040);  // FTZ | DAZ
   const int64_t B = hd[1], A = hd[2], N = B * A;
-  const float* W = w_ht.typed_data();
+  // the gate inputs' scales, applied once per call (W and rows are small next to the grid)
   const float* C = cols.typed_data();
   const float* bp = bias.typed_data();
+  const float* w = w_ht.typed_data();
+  const float* r = rows.typed_data();
+  alignas(64) float W[G * H];
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t k = 0; k < H; ++k) W[g * H + k] = w[g * H + k] * Scale(g);
+  thread_local std::vector<float> rs;
+  rs.resize(G * A);
+  float* R = rs.data();
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t a = 0; a < A; ++a) R[g * A + a] = r[g * A + a] * Scale(g);
   float cb[G];
   for (int64_t b = 0; b < B; ++b) {
-    for (int64_t g = 0; g < G; ++g) cb[g] = C[g * B + b] + bp[g];
+    for (int64_t g = 0; g < G; ++g) cb[g] = (C[g * B + b] + bp[g]) * Scale(g);
     int64_t a0 = 0;
     for (; a0 + kLanes <= A; a0 += kLanes)
-      Block<true>(W, h.typed_data(), c.typed_data(), rows.typed_data(), cb,
-                  h_out->typed_data(), c_out->typed_data(), N, A, a0, b * A + a0, kLanes);
+      Block<true>(W, h.typed_data(), c.typed_data(), R, cb, h_out->typed_data(),
+                  c_out->typed_data(), N, A, a0, b * A + a0, kLanes);
     if (a0 < A)
-      Block<false>(W, h.typed_data(), c.typed_data(), rows.typed_data(), cb,
-                   h_out->typed_data(), c_out->typed_data(), N, A, a0, b * A + a0, A - a0);
+      Block<false>(W, h.typed_data(), c.typed_data(), R, cb, h_out->typed_data(),
+                   c_out->typed_data(), N, A, a0, b * A + a0, A - a0);
   }
   _mm_setcsr(csr);
   return ffi::Error::Success();
