@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.marks import needs_kernel
 from tests.tiny import PRESET, TINY_SUM
 from vsml_jax import cli, rundir
 from vsml_jax.config import ConfigError, ESConfig, load_config
@@ -419,9 +420,7 @@ def test_reference_bench_bad_arguments(args, message, tmp_path, capsys):
     assert e.value.code == 2 and message in capsys.readouterr().err
 
 
-@pytest.mark.skipif(
-    not kernel.available(), reason="the fused kernel needs a C++ compiler and an AVX-512 CPU"
-)
+@needs_kernel
 def test_fused_tick_kernels_agree_with_the_xla_tick(capsys):
     from benchmarks.fused_tick import main
 

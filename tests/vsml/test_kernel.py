@@ -9,14 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.marks import needs_kernel
 from tests.tiny import PRESET, TINY_SUM
 from vsml_jax.vsml import kernel
 from vsml_jax.vsml.cell import CellConfig, CellState, init_cell_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-needs_kernel = pytest.mark.skipif(
-    not kernel.available(), reason="the fused kernel needs a C++ compiler and AVX-512"
-)
 
 
 def _problem(A=20, B=3, seed=0):

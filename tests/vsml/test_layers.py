@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.learners.utils import fast_jit
-from vsml_jax.vsml import kernel
+from tests.marks import needs_kernel
 from vsml_jax.vsml.cell import CellConfig, CellState, init_cell_params, init_cell_state
 from vsml_jax.vsml.layers import dense, dense_direct, dense_fast
 from vsml_jax.vsml.network import (
@@ -79,9 +79,6 @@ def big_rnn_layer(params, state: CellState, f, e):
 
 
 dense_fused = functools.partial(dense_fast, fused=True)
-needs_kernel = pytest.mark.skipif(
-    not kernel.available(), reason="the fused kernel needs a C++ compiler and AVX-512"
-)
 
 
 @pytest.mark.parametrize(

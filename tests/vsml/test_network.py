@@ -4,10 +4,10 @@ import jax
 import numpy as np
 import pytest
 
+from tests.marks import needs_kernel
 from vsml_jax.episode import run_episode
 from vsml_jax.learners.base import TaskSpec
 from vsml_jax.learners.vsml import vsml
-from vsml_jax.vsml import kernel
 from vsml_jax.vsml.cell import CellConfig
 from vsml_jax.vsml.network import NetworkConfig
 
@@ -40,9 +40,7 @@ def test_fast_equals_direct_over_an_episode(options):
     np.testing.assert_allclose(fast.loss, direct.loss, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.skipif(
-    not kernel.available(), reason="the fused kernel needs a C++ compiler and AVX-512"
-)
+@needs_kernel
 @pytest.mark.parametrize(
     "options",
     [{}, {"hidden_layers": (6, 5), "backward_pass": True}, {"feed_label": True}],
