@@ -9,30 +9,30 @@ import pytest
 from vsml_jax.config import ConfigError, RunConfig, load_config, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESETS = sorted((ROOT / "experiments" / "configs").glob("*.yaml"))
+PRESETS = sorted((ROOT / "experiments").glob("*/configs/*.yaml"))
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
 def test_presets_load_and_round_trip(preset, tmp_path):
     import yaml
 
-    from vsml_jax.cross_dataset import CrossDatasetConfig
-    from vsml_jax.la_cloning import LACloningConfig
+    from experiments.cross_dataset.protocol import CrossDatasetConfig
+    from experiments.la_cloning.protocol import LACloningConfig
 
     if preset.stem.startswith("cross_dataset"):
         cls = CrossDatasetConfig
     elif preset.stem == "la_cloning":
         cls = LACloningConfig
     elif preset.stem == "omniglot":
-        from vsml_jax.omniglot import OmniglotConfig
+        from experiments.omniglot.protocol import OmniglotConfig
 
         cls = OmniglotConfig
     elif preset.stem.startswith("invariances"):
-        from vsml_jax.invariances import InvariancesConfig
+        from experiments.invariances.protocol import InvariancesConfig
 
         cls = InvariancesConfig
     elif preset.stem == "introspection":
-        from vsml_jax.introspection import IntrospectionConfig
+        from experiments.introspection.protocol import IntrospectionConfig
 
         cls = IntrospectionConfig
     else:
@@ -44,7 +44,7 @@ def test_presets_load_and_round_trip(preset, tmp_path):
 
 
 def test_es_mnist_preset_is_the_paper_setting():
-    cfg = load_config(ROOT / "experiments/configs/es_mnist.yaml")
+    cfg = load_config(ROOT / "experiments/es_mnist/configs/es_mnist.yaml")
     assert cfg.es.population_pairs == 1024 and cfg.es.sigma == 0.05 and cfg.es.lr == 0.025
     assert cfg.data.episode_length == 500 and cfg.eval.episode_length == 2000
     assert cfg.data.input_dim is None and cfg.data.projection_prob == 0.5
@@ -129,10 +129,10 @@ def test_missing_or_broken_preset(tmp_path):
 
 
 def test_partial_preset_merges_over_defaults(tmp_path):
-    from vsml_jax.cross_dataset import CrossDatasetConfig
+    from experiments.cross_dataset.protocol import CrossDatasetConfig
 
     (tmp_path / "p.yaml").write_text("base: {es: {generations: 100}}\n")
-    default = ROOT / "experiments/configs/cross_dataset.yaml"
+    default = ROOT / "experiments/cross_dataset/configs/cross_dataset.yaml"
     cfg = load_config(tmp_path / "p.yaml", cls=CrossDatasetConfig, defaults=default)
     assert cfg.base.es.generations == 100
     assert cfg.base.data.grey and cfg.base.data.input_dim == 32  # kept from the defaults

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from experiments.cross_dataset.protocol import CrossDatasetConfig, la_config, resolve_groups
 from vsml_jax.config import ConfigError, load_config
-from vsml_jax.cross_dataset import CrossDatasetConfig, la_config, resolve_groups
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESET = ROOT / "experiments" / "configs" / "cross_dataset.yaml"
+PRESET = ROOT / "experiments/cross_dataset/configs/cross_dataset.yaml"
 
 TINY = [
     "--set",
@@ -62,7 +62,7 @@ def test_groups_all_and_leave_one_out():
 def test_simple_learners_are_in_every_default_comparison():
     from vsml_jax.config import HAND_DESIGNED
 
-    paper = ROOT / "experiments" / "configs" / "cross_dataset_paper.yaml"
+    paper = ROOT / "experiments/cross_dataset/configs/cross_dataset_paper.yaml"
     for las in (
         CrossDatasetConfig().las,
         load_config(PRESET, cls=CrossDatasetConfig).las,

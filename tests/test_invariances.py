@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from vsml_jax.invariances import mixture_evaluate
+from experiments.invariances.protocol import mixture_evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,8 +91,8 @@ def test_bad_test_case_is_one_line_error():
 
 
 def test_test_case_without_label_is_a_config_error():
+    from experiments.invariances.protocol import InvariancesConfig
     from vsml_jax.config import ConfigError, load_config
-    from vsml_jax.invariances import InvariancesConfig
 
     with pytest.raises(ConfigError, match="needs a label"):
         load_config(None, ["test_cases=[{classes: 5}]"], cls=InvariancesConfig)
@@ -102,7 +102,7 @@ def test_test_case_without_label_is_a_config_error():
 def test_nonfinite_fitness_stops_meta_training_before_any_checkpoint(tmp_path, monkeypatch):
     """The mixture stage stops after ``max_skipped`` consecutive skipped updates, as
     training does, and never checkpoints them (NaN meta-parameters: every fitness NaN)."""
-    from vsml_jax import invariances
+    from experiments.invariances import protocol as invariances
     from vsml_jax.config import load_config
     from vsml_jax.train import NonFiniteFitnessError
 
@@ -113,7 +113,7 @@ def test_nonfinite_fitness_stops_meta_training_before_any_checkpoint(tmp_path, m
         return network, jax.tree.map(lambda x: x * jnp.nan, params)
 
     monkeypatch.setattr(invariances, "start_point", nan_start)
-    preset = ROOT / "experiments" / "configs" / "invariances.yaml"
+    preset = ROOT / "experiments/invariances/configs/invariances.yaml"
     cfg = load_config(preset, [*TINY, "base.max_skipped=2"], cls=invariances.InvariancesConfig)
     with pytest.raises(NonFiniteFitnessError, match="2 consecutive updates"):
         invariances.run(cfg, tmp_path)

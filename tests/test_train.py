@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsml_jax.checkpoint import Checkpointer
+from vsml_jax.runtime.checkpoint import Checkpointer
 
 ROOT = Path(__file__).resolve().parents[1]
 
 TINY = [
     "--config",
-    "experiments/configs/quickstart.yaml",
+    "experiments/es_mnist/configs/quickstart.yaml",
     "--set",
     "cpu_devices=1",
     "--set",
@@ -186,7 +186,7 @@ def test_corrupt_checkpoint_is_one_line_error_and_deletes_nothing(tmp_path):
 def test_load_data_filters_and_relabels_classes():
     from vsml_jax.build import load_data
     from vsml_jax.config import load_config
-    from vsml_jax.meta.sharding import population_mesh
+    from vsml_jax.runtime.devices import population_mesh
 
     cfg = load_config(None, ["data.classes=[7, 3]"])
     data = load_data(cfg, ["mnist"], "test", population_mesh())

@@ -18,7 +18,7 @@ from vsml_jax.data.episodes import DeviceDataset, EpisodeSpec
 from vsml_jax.data.fewshot import FewShotSpec
 from vsml_jax.data.preprocess import filter_classes
 from vsml_jax.learners.base import Learner, TaskSpec
-from vsml_jax.meta.sharding import replicate
+from vsml_jax.runtime.devices import replicate
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ import jax
 import numpy as np
 
 from vsml_jax.build import build_learner
-from vsml_jax.checkpoint import Checkpointer
 from vsml_jax.config import RunConfig, load_config, to_dict
 from vsml_jax.learners.base import Learner, PyTree, TaskSpec
+from vsml_jax.runtime.checkpoint import Checkpointer
 
 log = logging.getLogger(__name__)
 

@@ -19,13 +19,15 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
-from vsml_jax import plots, rundir
+from vsml_jax import plots
 from vsml_jax.build import build_learner, episode_spec, load_data, run_key, task_spec
-from vsml_jax.checkpoint import Checkpointer
 from vsml_jax.config import RunConfig
 from vsml_jax.evaluation import MetaTest
 from vsml_jax.loading import initial_meta_params
-from vsml_jax.meta.sharding import (
+from vsml_jax.meta.trainer import make_trainer
+from vsml_jax.runtime import rundir
+from vsml_jax.runtime.checkpoint import Checkpointer
+from vsml_jax.runtime.devices import (
     PeerWatchdog,
     check_population,
     configure_cpu_devices,
@@ -37,8 +39,7 @@ from vsml_jax.meta.sharding import (
     set_failure_note,
     to_host,
 )
-from vsml_jax.meta.trainer import make_trainer
-from vsml_jax.metrics import MetricsWriter, read_metrics
+from vsml_jax.runtime.metrics import MetricsWriter, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def train(
 
     With ``resume`` (True: the latest run of ``cfg.name``, or a run dir) continue
     from that run's last checkpoint; ``cfg`` may differ from the run's saved config only
-    in the keys of :data:`vsml_jax.rundir.RESUME_SAFE`. Process 0 holds an exclusive lock
+    in the keys of :data:`vsml_jax.runtime.rundir.RESUME_SAFE`. Process 0 holds an exclusive lock
     on the run dir for the whole run.
     """
     per_device = cfg.es.population_size if cfg.trainer == "es" else cfg.grad.batch_size

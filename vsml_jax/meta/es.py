@@ -20,7 +20,7 @@ from jax.sharding import PartitionSpec
 from vsml_jax.data.episodes import DeviceDataset, EpisodeSpec, sample_episode
 from vsml_jax.episode import episode_loss
 from vsml_jax.learners.base import Learner, PyTree
-from vsml_jax.meta.sharding import POP, pop_sharding
+from vsml_jax.runtime.devices import POP, pop_sharding
 
 FITNESS_SHAPING = {
     "identity": fitness_shaping.identity_fitness_shaping_fn,

@@ -68,7 +68,7 @@ def make_grad_train_block(
     (step ``g`` uses ``fold_in(base_key, g)``), scanned in one program. With a mesh the
     episode batch is sharded over its devices. ``optimizer`` must skip non-finite updates
     (:func:`make_optimizer`); a non-finite loss counts as a non-finite gradient."""
-    from vsml_jax.meta.sharding import pop_sharding
+    from vsml_jax.runtime.devices import pop_sharding
 
     if remat:
         learner = with_remat(learner)

@@ -82,7 +82,7 @@ def check_accuracy(p: Pretrained) -> np.ndarray:
 
     from vsml_jax.build import episode_spec, load_data
     from vsml_jax.evaluation import evaluate
-    from vsml_jax.meta.sharding import population_mesh
+    from vsml_jax.runtime.devices import population_mesh
 
     check = p.card["check"]
     cfg = dataclasses.replace(p.config, data=dataclasses.replace(p.config.data, data_dir=None))

@@ -1,0 +1,302 @@
+"""Cross-dataset benchmark of learning algorithms (the paper's Section 4.4, Fig. 8).
+
+Every learning algorithm (LA) is meta-trained on a group of datasets and
+meta-tested with online episodes on the test splits of every test dataset, each
+marked *seen* or *unseen* in meta-training. All LAs go through the same
+:func:`vsml_jax.train.train` (ES or meta-gradients, checkpoints) and the same
+:func:`vsml_jax.evaluation.meta_test`; every LA sees the same meta-test episodes.
+
+Hand-designed LAs have no meta-parameters: online SGD / Adam get their learning
+rate grid-searched on episodes of the meta-training group instead; the nearest
+class mean and k-NN (``ncm``, ``knn``, ``1nn``) are evaluated as they are.
+
+All tasks share one input format, as the paper does for its baselines: grey,
+28x28, standardised per dataset, labels padded to the largest class count; the
+episode sampler then applies the configured per-task random projection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from vsml_jax import plots
+from vsml_jax.build import episode_spec, load_arrays, load_data, place_data, run_key
+from vsml_jax.config import (
+    HAND_DESIGNED,
+    ConfigError,
+    RunConfig,
+    from_dict,
+    parse_override,
+    set_path,
+    to_dict,
+)
+from vsml_jax.data import DatasetNotFoundError, available_splits
+from vsml_jax.evaluation import Entry, hand_designed, meta_test, summarize, write_table
+from vsml_jax.learners import LEARNERS
+from vsml_jax.learners.sgd import online_optimizer
+from vsml_jax.loading import load_meta_params
+from vsml_jax.runtime.devices import (
+    configure_cpu_devices,
+    maybe_initialize_distributed,
+    population_mesh,
+)
+from vsml_jax.train import train
+
+log = logging.getLogger(__name__)
+
+ALL_SETS = ("mnist", "fashion_mnist", "kmnist", "emnist", "cifar10", "random", "sum")
+
+
+@dataclasses.dataclass(frozen=True)
+class CrossDatasetConfig:
+    """What to meta-train on what, and what to meta-test on.
+
+    ``train_sets`` entries are groups: a dataset name, names joined by ``+``,
+    ``all`` (every test set that has a train split) or ``loo`` (one group per
+    test set: all the others). An LA is a learner name, optionally with a variant
+    tag (``maml@fo``, ``learned_optimizer@grad``) so one learner can be run in
+    several ways. ``la_overrides[la]`` is a list of ``key=value`` overrides of
+    ``base`` for that LA (e.g. ``learner_args={hidden: 32}`` or ``trainer=grad``).
+    """
+
+    name: str = "cross_dataset"
+    out_dir: str = "runs"
+    las: tuple[str, ...] = (
+        "vsml",
+        "meta_rnn",
+        "hebbian",
+        "fwp",
+        "sgd",
+        "adam",
+        "ncm",
+        "knn",
+        "1nn",
+    )
+    train_sets: tuple[str, ...] = ("mnist",)
+    test_sets: tuple[str, ...] = ("mnist", "fashion_mnist", "kmnist", "cifar10", "random", "sum")
+    la_overrides: dict = dataclasses.field(default_factory=dict)
+    base: RunConfig = RunConfig()  # the CPU default: configs/cross_dataset.yaml
+
+    def __post_init__(self):
+        for la in (*self.las, *self.la_overrides):
+            if learner_name(la) not in LEARNERS:
+                raise ConfigError(
+                    f"unknown LA {la!r} in las/la_overrides; known: {', '.join(sorted(LEARNERS))}"
+                )
+        for la in self.las:
+            if "@" in la and la not in self.la_overrides:
+                tagged = sorted(x for x in self.la_overrides if "@" in x)
+                raise ConfigError(
+                    f"unknown LA variant {la!r}: a tagged LA needs its overrides in "
+                    f"la_overrides (defined variants: {', '.join(tagged) or 'none'})"
+                )
+        for name in self.test_sets:
+            if name not in ALL_SETS:
+                raise ConfigError(f"unknown test set {name!r}; known: {', '.join(ALL_SETS)}")
+
+
+def learner_name(la: str) -> str:
+    """``'maml@fo'`` -> ``'maml'``: the registry name of an LA entry."""
+    return la.split("@", 1)[0]
+
+
+def _has_split(name: str, split: str, data_dir) -> bool:
+    try:
+        return split in available_splits(name, data_dir)
+    except DatasetNotFoundError as e:  # e.g. emnist: supported, but not prepared here
+        log.warning("skipping %s: %s", name, e)
+        return False
+
+
+def resolve_groups(cfg: CrossDatasetConfig) -> tuple[list[str], list[tuple[str, ...]]]:
+    """The test sets present, and the meta-training groups (each a tuple of datasets)."""
+    data_dir = cfg.base.data.data_dir
+    tests = [t for t in cfg.test_sets if _has_split(t, "test", data_dir)]
+    trainable = [t for t in tests if _has_split(t, "train", data_dir)]
+    groups: list[tuple[str, ...]] = []
+    for entry in cfg.train_sets:
+        if entry == "all":
+            groups.append(tuple(trainable))
+        elif entry == "loo":
+            groups.extend(tuple(x for x in trainable if x != held) for held in tests)
+        else:
+            names = tuple(entry.split("+"))
+            for n in names:
+                if n not in ALL_SETS:
+                    raise ConfigError(f"unknown meta-training set {n!r} in {entry!r}")
+            missing = [n for n in names if not _has_split(n, "train", data_dir)]
+            if missing:
+                raise ConfigError(f"meta-training set(s) {missing} have no train split here")
+            groups.append(names)
+    unique = list(dict.fromkeys(g for g in groups if g))
+    if not unique:
+        raise ConfigError("no meta-training group has any dataset with a train split")
+    return tests, unique
+
+
+def la_config(cfg: CrossDatasetConfig, la: str, group: tuple[str, ...]) -> RunConfig:
+    """The base run config specialised to one LA and one meta-training group."""
+    tree = to_dict(cfg.base)
+    tree.update(name=f"{la.replace('@', '-')}__{'+'.join(group)}", learner=learner_name(la))
+    tree["data"]["train_sets"] = list(group)
+    for text in cfg.la_overrides.get(la, ()):
+        set_path(tree, *parse_override(text))
+    return from_dict(RunConfig, tree)
+
+
+def _meta_train(run_cfg: RunConfig, run_dir: Path):
+    """Meta-train (or resume); returns ``(learner, meta_params)``."""
+    if not (run_dir / "summary.json").exists():
+        resume = run_dir if (run_dir / "config.yaml").exists() else False
+        run_dir.mkdir(parents=True, exist_ok=True)
+        train(run_cfg, resume=resume, run_dir=run_dir)
+    _, learner, meta_params = load_meta_params(run_dir)
+    return learner, meta_params
+
+
+def _hand_designed(run_cfg: RunConfig, run_dir: Path, mesh):
+    """A hand-designed LA; online SGD/Adam get their lr tuned on the meta-training group."""
+    path = run_dir / "lr.json"
+    ev = run_cfg.eval
+    if path.exists():  # tuned before this run was interrupted
+        lr = json.loads(path.read_text())["lr"]
+        return online_optimizer(run_cfg.learner, lr=lr, hidden=ev.baseline_hidden), {}
+    data = load_data(run_cfg, run_cfg.data.train_sets, "train", mesh)
+    learner, lr = hand_designed(
+        run_cfg.learner,
+        data,
+        episode_spec(run_cfg, ev.episode_length),
+        ev.num_episodes,
+        ev.baseline_hidden,
+        ev.baseline_lrs,
+        run_key(run_cfg.seed, "baseline_lr"),
+    )
+    if lr is not None and jax.process_index() == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"lr": lr, "lrs": list(ev.baseline_lrs)}))
+    return learner, {}
+
+
+def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
+    """Meta-train every (LA, group), meta-test on every test set; write table and figure.
+
+    Finished work is cached under ``run_dir`` (``meta_train/*/summary.json``,
+    ``meta_test/*.npz``), so calling ``run`` again on the same folder recomputes nothing.
+    """
+    configure_cpu_devices(cfg.base.cpu_devices, divides=cfg.base.es.population_size)
+    b = cfg.base
+    maybe_initialize_distributed(
+        b.distributed, b.distributed_heartbeat_timeout_s, b.distributed_init_timeout_s
+    )
+    is_main = jax.process_index() == 0
+    mesh = population_mesh()
+    tests, groups = resolve_groups(cfg)
+    log.info("test sets %s; meta-training groups %s", tests, groups)
+    # every task is padded to the largest class count of the run
+    test_arrays = {t: load_arrays(cfg.base, [t], "test") for t in tests}
+    classes = max(a.num_classes for arrays in test_arrays.values() for a in arrays)
+    data_cfg = dataclasses.replace(
+        cfg.base.data, num_classes=max(classes, cfg.base.data.num_classes)
+    )
+    cfg = dataclasses.replace(cfg, base=dataclasses.replace(cfg.base, data=data_cfg))
+    base = cfg.base
+    test_data = {t: place_data(base, test_arrays[t], mesh) for t in tests}
+    rows, curves = [], {}
+    for la in cfg.las:
+        for group in groups:
+            run_cfg = la_config(cfg, la, group)
+            sub = run_dir / "meta_train" / run_cfg.name
+            cache = run_dir / "meta_test" / f"{run_cfg.name}.npz"
+            if cache.exists():
+                saved = load_cached_curves(cache)
+            else:
+                if learner_name(la) in HAND_DESIGNED:
+                    learner, params = _hand_designed(run_cfg, sub, mesh)
+                else:
+                    learner, params = _meta_train(run_cfg, sub)
+                _, by_test = meta_test(
+                    {la: Entry(learner, params)},
+                    test_data,
+                    episode_spec(base, base.eval.episode_length),
+                    base.eval.num_episodes,
+                    run_key(base.seed, "meta_test"),
+                )
+                saved = {t: by_test[t][la] for t in tests}
+                if is_main:
+                    save_cached_curves(cache, saved)
+            for t in tests:
+                summary = summarize(saved[t])
+                rows.append(
+                    {
+                        "la": la,
+                        "train_sets": "+".join(group),
+                        "test_set": t,
+                        "seen": t in group,
+                        **summary,
+                    }
+                )
+                curves.setdefault("+".join(group), {}).setdefault(t, {})[la] = saved[t]
+            log.info("%s on %s: done", la, "+".join(group))
+    if is_main:
+        write_outputs(rows, curves, run_dir)
+    return rows
+
+
+def save_cached_curves(path: Path, curves: dict) -> None:
+    """Write a ``meta_test/*.npz`` atomically: a killed run leaves no torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp.npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **curves)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_cached_curves(path: Path) -> dict:
+    """The meta-test curves cached at ``path``; a corrupt file raises naming it."""
+    try:
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(
+            f"cached meta-test curves {path} are corrupt ({type(e).__name__}: {e}); delete "
+            "that file and resume to recompute them"
+        ) from None
+
+
+COLUMNS = (
+    "la",
+    "train_sets",
+    "test_set",
+    "seen",
+    "mean_acc",
+    "first100_acc",
+    "last100_acc",
+    "ci95",
+    "steps_to_50",
+    "steps_to_80",
+    "episodes",
+    "steps",
+)
+
+
+def write_outputs(rows: list[dict], curves: dict, run_dir: Path):
+    write_table(rows, COLUMNS, run_dir)
+    for group, by_test in curves.items():
+        title = f"meta-trained on {group}; seen: " + ", ".join(
+            t for t in by_test if t in group.split("+")
+        )
+        plots.plot_accuracy_curves(by_test, run_dir / f"curves__{group}.png", title=title)
+    plots.plot_accuracy_grid(rows, run_dir / "figure.png")
