@@ -20,6 +20,7 @@ import pytest
 
 from tests.marks import needs_kernel
 from tests.tiny import PRESET, TINY_SUM
+from vsml_jax.build import load_run_config
 from vsml_jax.config import ConfigError, ESConfig, load_config
 from vsml_jax.runtime import cli, rundir
 from vsml_jax.train import NonFiniteFitnessError, train
@@ -159,7 +160,7 @@ def test_run_stops_after_consecutive_skips_and_never_checkpoints_nan(tmp_path):
 def test_bad_values_are_config_errors(override, message):
     extra = ["learner=meta_rnn"] if "learner_args" in override else []
     with pytest.raises(ConfigError, match=message):
-        load_config(None, [*extra, override])
+        load_run_config(None, [*extra, override])
 
 
 def test_duplicate_key_in_a_yaml_preset(tmp_path):
@@ -342,16 +343,16 @@ def test_cross_dataset_unknown_variant_tag():
         load_config(preset, ["las=[vsml@foo]"], cls=CrossDatasetConfig)
 
 
-def test_cross_dataset_cache_is_atomic_and_a_corrupt_one_is_named(tmp_path):
-    from experiments.cross_dataset.protocol import load_cached_curves, save_cached_curves
+def test_cached_arrays_are_atomic_and_a_corrupt_one_is_named(tmp_path):
+    from vsml_jax.runtime.files import load_npz, save_npz
 
     path = tmp_path / "meta_test" / "vsml__mnist.npz"
-    save_cached_curves(path, {"mnist": np.ones((2, 3))})
+    save_npz(path, mnist=np.ones((2, 3)))
     assert [p.name for p in path.parent.iterdir()] == [path.name]
-    np.testing.assert_array_equal(load_cached_curves(path)["mnist"], np.ones((2, 3)))
+    np.testing.assert_array_equal(load_npz(path)["mnist"], np.ones((2, 3)))
     path.write_bytes(path.read_bytes()[:40])
-    with pytest.raises(ValueError, match=f"cached meta-test curves {path} are corrupt"):
-        load_cached_curves(path)
+    with pytest.raises(ValueError, match=f"cached arrays {path} are corrupt"):
+        load_npz(path)
 
 
 @pytest.mark.parametrize(
@@ -487,24 +488,16 @@ def test_ctrl_c_is_one_line_naming_the_last_checkpoint(tmp_path):
     assert "the last checkpoint is " in last and "--resume " in last
 
 
-def test_resume_dir_of_staged_experiments_picks_the_newest_run(tmp_path):
-    from experiments.cross_dataset.protocol import CrossDatasetConfig
+def test_resume_picks_the_newest_run_and_refuses_a_folder_that_is_not_one(tmp_path, capsys):
+    from experiments.cross_dataset.main import main
 
     root = tmp_path / "cross_dataset"
     for name in ("20260101-000000-seed0-2", "20260101-000000-seed0-10", "no-config"):
         (root / name).mkdir(parents=True)
         if name != "no-config":
             (root / name / "config.yaml").write_text("{}\n")
-    preset = ROOT / "experiments/cross_dataset/configs/cross_dataset.yaml"
-    over = [f"out_dir={tmp_path}"]
-    got = cli.resume_dir(True, preset, over, CrossDatasetConfig, preset, "a run folder")
+    got = rundir.latest_run_dir(root, with_checkpoint=False)
     assert got.name == "20260101-000000-seed0-10"  # natural order, not text order
-    with pytest.raises(FileNotFoundError, match="not a cross-dataset run folder"):
-        cli.resume_dir(
-            root / "no-config",
-            preset,
-            over,
-            CrossDatasetConfig,
-            preset,
-            "a cross-dataset run folder",
-        )
+    assert main(["--resume", str(root / "no-config")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no config.yaml there, so it is not a run dir" in err[0]

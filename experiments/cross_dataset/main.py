@@ -19,88 +19,35 @@ Outputs go to runs/cross_dataset/<run-id>/: results.csv, results.md, figure.png,
 curves__<group>.png, and per-LA checkpoints under meta_train/ (--resume skips finished LAs).
 """
 
-import argparse
-import contextlib
-import logging
 import sys
 from pathlib import Path
 
-import yaml
-
-from vsml_jax.config import ConfigError, to_dict
-from vsml_jax.runtime.cli import add_run_args, report, run_config, user_errors
+from vsml_jax.runtime.cli import experiment_main
 
 PRESET = Path(__file__).parent / "configs" / "cross_dataset.yaml"
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_run_args(p, str(PRESET), "base.es.generations=100")
+def _flags(p) -> None:
     p.add_argument("--las", help="comma-separated LAs, e.g. vsml,sgd,maml@grad")
     p.add_argument("--train-sets", help="comma-separated groups: NAME, A+B, all, loo")
     p.add_argument("--test-sets", help="comma-separated test datasets")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("vsml_jax").setLevel(logging.INFO)
 
-    from experiments.cross_dataset.protocol import CrossDatasetConfig, run
 
-    overrides = list(args.overrides)
-    for flag, key in (
-        (args.las, "las"),
-        (args.train_sets, "train_sets"),
-        (args.test_sets, "test_sets"),
-    ):
-        if flag:
-            overrides.append(f"{key}=[{flag}]")
-    if args.data_dir:
-        overrides.append(f"base.data.data_dir={args.data_dir}")
-    try:
-        # a resumed run keeps its own saved config; new flags apply on top of it
-        cfg, run_dir = run_config(
-            args.resume,
-            args.config,
-            overrides,
-            CrossDatasetConfig,
-            PRESET,
-            "a cross-dataset run folder",
-        )
-    except (ConfigError, OSError) as e:
-        return report(e)
-    import jax
+def _overrides(args) -> list[str]:
+    flags = {"las": args.las, "train_sets": args.train_sets, "test_sets": args.test_sets}
+    return [f"{key}=[{value}]" for key, value in flags.items() if value]
 
-    from vsml_jax.runtime.devices import configure_cpu_devices, maybe_initialize_distributed
-    from vsml_jax.runtime.rundir import RunLock, new_run_dir
 
-    b = cfg.base
-    try:
-        # every process of a jax.distributed run agrees on process 0's run dir; only
-        # process 0 writes files here (each meta-training run dir is locked in train())
-        configure_cpu_devices(b.cpu_devices, divides=b.es.population_size)
-        maybe_initialize_distributed(
-            b.distributed, b.distributed_heartbeat_timeout_s, b.distributed_init_timeout_s
-        )
-        is_main = jax.process_index() == 0
-        if run_dir is None:
-            run_dir = new_run_dir(Path(cfg.out_dir) / cfg.name, b.seed)
-        with RunLock(run_dir) if is_main else contextlib.nullcontext():
-            if is_main:
-                (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-                print(f"run dir: {run_dir}", flush=True)
-            rows = run(cfg, run_dir)
-    except user_errors() as e:
-        return report(e)
-    except KeyboardInterrupt:
-        print(f"interrupted; finished LAs are kept: --resume {run_dir}", file=sys.stderr)
-        return 130
-    if not is_main:
-        return 0
-    print((run_dir / "results.md").read_text())
-    print(f"done: {run_dir} (results.csv, results.md, figure.png; {len(rows)} rows)")
-    return 0
-
+main = experiment_main(
+    "experiments.cross_dataset.protocol",
+    "CrossDatasetConfig",
+    __doc__,
+    PRESET,
+    "base.es.generations=100",
+    "results.csv, results.md, figure.png",
+    add_args=_flags,
+    overrides=_overrides,
+)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,38 +18,31 @@ episode sampler then applies the configured per-task random projection.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
-import tempfile
-import zipfile
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from vsml_jax import plots
-from vsml_jax.build import episode_spec, load_arrays, load_data, place_data, run_key
+from vsml_jax.build import episode_spec, load_arrays, place_data, run_key
 from vsml_jax.config import (
     HAND_DESIGNED,
     ConfigError,
     RunConfig,
-    from_dict,
-    parse_override,
-    set_path,
-    to_dict,
 )
 from vsml_jax.data import DatasetNotFoundError, available_splits
-from vsml_jax.evaluation import Entry, hand_designed, meta_test, summarize, write_table
+from vsml_jax.evaluation import Entry, meta_test, summarize, write_table
 from vsml_jax.learners import LEARNERS
-from vsml_jax.learners.sgd import online_optimizer
-from vsml_jax.loading import load_meta_params
 from vsml_jax.runtime.devices import (
-    configure_cpu_devices,
-    maybe_initialize_distributed,
     population_mesh,
 )
-from vsml_jax.train import train
+from vsml_jax.stages import (
+    cached_curves,
+    learner_name,
+    stage_config,
+    train_or_load,
+    tuned_hand_designed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +97,6 @@ class CrossDatasetConfig:
                 raise ConfigError(f"unknown test set {name!r}; known: {', '.join(ALL_SETS)}")
 
 
-def learner_name(la: str) -> str:
-    """``'maml@fo'`` -> ``'maml'``: the registry name of an LA entry."""
-    return la.split("@", 1)[0]
-
-
 def _has_split(name: str, split: str, data_dir) -> bool:
     try:
         return split in available_splits(name, data_dir)
@@ -145,45 +133,7 @@ def resolve_groups(cfg: CrossDatasetConfig) -> tuple[list[str], list[tuple[str, 
 
 def la_config(cfg: CrossDatasetConfig, la: str, group: tuple[str, ...]) -> RunConfig:
     """The base run config specialised to one LA and one meta-training group."""
-    tree = to_dict(cfg.base)
-    tree.update(name=f"{la.replace('@', '-')}__{'+'.join(group)}", learner=learner_name(la))
-    tree["data"]["train_sets"] = list(group)
-    for text in cfg.la_overrides.get(la, ()):
-        set_path(tree, *parse_override(text))
-    return from_dict(RunConfig, tree)
-
-
-def _meta_train(run_cfg: RunConfig, run_dir: Path):
-    """Meta-train (or resume); returns ``(learner, meta_params)``."""
-    if not (run_dir / "summary.json").exists():
-        resume = run_dir if (run_dir / "config.yaml").exists() else False
-        run_dir.mkdir(parents=True, exist_ok=True)
-        train(run_cfg, resume=resume, run_dir=run_dir)
-    _, learner, meta_params = load_meta_params(run_dir)
-    return learner, meta_params
-
-
-def _hand_designed(run_cfg: RunConfig, run_dir: Path, mesh):
-    """A hand-designed LA; online SGD/Adam get their lr tuned on the meta-training group."""
-    path = run_dir / "lr.json"
-    ev = run_cfg.eval
-    if path.exists():  # tuned before this run was interrupted
-        lr = json.loads(path.read_text())["lr"]
-        return online_optimizer(run_cfg.learner, lr=lr, hidden=ev.baseline_hidden), {}
-    data = load_data(run_cfg, run_cfg.data.train_sets, "train", mesh)
-    learner, lr = hand_designed(
-        run_cfg.learner,
-        data,
-        episode_spec(run_cfg, ev.episode_length),
-        ev.num_episodes,
-        ev.baseline_hidden,
-        ev.baseline_lrs,
-        run_key(run_cfg.seed, "baseline_lr"),
-    )
-    if lr is not None and jax.process_index() == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"lr": lr, "lrs": list(ev.baseline_lrs)}))
-    return learner, {}
+    return stage_config(cfg.base, la, group, cfg.la_overrides.get(la, ()))
 
 
 def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
@@ -192,11 +142,6 @@ def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
     Finished work is cached under ``run_dir`` (``meta_train/*/summary.json``,
     ``meta_test/*.npz``), so calling ``run`` again on the same folder recomputes nothing.
     """
-    configure_cpu_devices(cfg.base.cpu_devices, divides=cfg.base.es.population_size)
-    b = cfg.base
-    maybe_initialize_distributed(
-        b.distributed, b.distributed_heartbeat_timeout_s, b.distributed_init_timeout_s
-    )
     is_main = jax.process_index() == 0
     mesh = population_mesh()
     tests, groups = resolve_groups(cfg)
@@ -215,14 +160,13 @@ def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
         for group in groups:
             run_cfg = la_config(cfg, la, group)
             sub = run_dir / "meta_train" / run_cfg.name
-            cache = run_dir / "meta_test" / f"{run_cfg.name}.npz"
-            if cache.exists():
-                saved = load_cached_curves(cache)
-            else:
+
+            def compute(la=la, run_cfg=run_cfg, sub=sub):
                 if learner_name(la) in HAND_DESIGNED:
-                    learner, params = _hand_designed(run_cfg, sub, mesh)
+                    learner, _ = tuned_hand_designed(run_cfg, sub, mesh)
+                    params = {}
                 else:
-                    learner, params = _meta_train(run_cfg, sub)
+                    learner, params = train_or_load(run_cfg, sub)
                 _, by_test = meta_test(
                     {la: Entry(learner, params)},
                     test_data,
@@ -230,9 +174,9 @@ def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
                     base.eval.num_episodes,
                     run_key(base.seed, "meta_test"),
                 )
-                saved = {t: by_test[t][la] for t in tests}
-                if is_main:
-                    save_cached_curves(cache, saved)
+                return {t: by_test[t][la] for t in tests}
+
+            saved = cached_curves(run_dir / "meta_test" / f"{run_cfg.name}.npz", compute)
             for t in tests:
                 summary = summarize(saved[t])
                 rows.append(
@@ -249,31 +193,6 @@ def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
     if is_main:
         write_outputs(rows, curves, run_dir)
     return rows
-
-
-def save_cached_curves(path: Path, curves: dict) -> None:
-    """Write a ``meta_test/*.npz`` atomically: a killed run leaves no torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp.npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **curves)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_cached_curves(path: Path) -> dict:
-    """The meta-test curves cached at ``path``; a corrupt file raises naming it."""
-    try:
-        with np.load(path) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(
-            f"cached meta-test curves {path} are corrupt ({type(e).__name__}: {e}); delete "
-            "that file and resume to recompute them"
-        ) from None
 
 
 COLUMNS = (

@@ -12,59 +12,21 @@ results.csv and results.md (fast association: p(correct) at the next occurrence 
 class after the first error on it, with 95% intervals over streams).
 """
 
-import argparse
-import logging
 import sys
 from pathlib import Path
 
-import yaml
-
-from vsml_jax.config import ConfigError, load_config, to_dict
-from vsml_jax.runtime.cli import report, user_errors
+from vsml_jax.runtime.cli import experiment_main
 
 PRESET = Path(__file__).parent / "configs" / "introspection.yaml"
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--config", default=str(PRESET), help="YAML preset (default: %(default)s)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set num_streams=128 (repeatable)",
-    )
-    p.add_argument("--data-dir", default=None, help="TFDS data dir")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("vsml_jax").setLevel(logging.INFO)
-
-    from experiments.introspection.protocol import IntrospectionConfig, run
-
-    overrides = list(args.overrides)
-    if args.data_dir:
-        overrides.append(f"data_dir={args.data_dir}")
-    try:
-        cfg = load_config(args.config, overrides, cls=IntrospectionConfig, defaults=PRESET)
-    except (ConfigError, FileNotFoundError) as e:
-        return report(e)
-    from vsml_jax.runtime.rundir import new_run_dir
-
-    run_dir = new_run_dir(Path(cfg.out_dir) / cfg.name, cfg.seed)  # exclusive
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    print(f"run dir: {run_dir}", flush=True)
-    try:
-        run(cfg, run_dir)
-    except user_errors() as e:
-        return report(e)
-    print((run_dir / "results.md").read_text())
-    print(f"done: {run_dir} (results.md, results.csv, heatmap.png, occurrence.png)")
-    return 0
-
+PROTOCOL = "experiments.introspection.protocol"
+main = experiment_main(
+    PROTOCOL,
+    "IntrospectionConfig",
+    __doc__,
+    PRESET,
+    "num_streams=128",
+    "results.md, results.csv, heatmap.png, occurrence.png",
+)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -31,8 +31,8 @@ from vsml_jax.config import ConfigError
 from vsml_jax.data.episodes import EpisodeSpec
 from vsml_jax.episode import run_episode
 from vsml_jax.evaluation import evaluate, hand_designed, sample_eval_episodes, write_table
-from vsml_jax.loading import restore_run
-from vsml_jax.runtime.devices import configure_cpu_devices, population_mesh
+from vsml_jax.loading import load_learner
+from vsml_jax.runtime.devices import population_mesh
 
 log = logging.getLogger(__name__)
 
@@ -135,18 +135,6 @@ def fast_association(p_correct: np.ndarray, acc: np.ndarray, labels: np.ndarray)
 # --------------------------------------------------------------------------- the experiment
 
 
-def load_learner(name: str):
-    """``(run config, learner, meta_params, where)`` of a shipped learner or a run dir."""
-    path = Path(name)
-    if (path / "config.yaml").is_file():
-        cfg, learner, meta_params, _ = restore_run(path)
-        return cfg, learner, meta_params, str(path)
-    from vsml_jax import pretrained
-
-    p = pretrained.load(name)
-    return p.config, p.learner, p.meta_params, f"pretrained {name}: {p.card['command']}"
-
-
 def stream_spec(cfg: IntrospectionConfig, run_cfg) -> EpisodeSpec:
     """Streams in the learner's input format: its image size, and a projection only when
     its input size is smaller than the pixels'."""
@@ -161,9 +149,11 @@ def stream_spec(cfg: IntrospectionConfig, run_cfg) -> EpisodeSpec:
 
 
 def run(cfg: IntrospectionConfig, run_dir: Path) -> list[dict]:
-    configure_cpu_devices(cfg.cpu_devices)
     mesh = population_mesh()
-    run_cfg, learner, meta_params, source = load_learner(cfg.learner)
+    trained = load_learner(cfg.learner)
+    run_cfg, learner, meta_params = trained.config, trained.learner, trained.meta_params
+    source = trained.card.get("source")  # a run dir; else a shipped learner:
+    source = source or f"pretrained {cfg.learner}: {trained.card['command']}"
     run_cfg = dataclasses.replace(
         run_cfg, data=dataclasses.replace(run_cfg.data, data_dir=cfg.data_dir)
     )

@@ -19,27 +19,18 @@ results.md; mixture/ and plain/ are run directories (ship_pretrained, load_meta_
 import sys
 from pathlib import Path
 
-from vsml_jax.runtime.cli import staged_main
+from vsml_jax.runtime.cli import experiment_main
 
 PRESET = Path(__file__).parent / "configs" / "invariances.yaml"
-
-
-def _load():
-    from experiments.invariances.protocol import InvariancesConfig, run
-
-    return InvariancesConfig, run
-
-
-def main(argv=None) -> int:
-    return staged_main(
-        argv,
-        __doc__,
-        PRESET,
-        _load,
-        "base.es.generations=100",
-        "results.md, results.csv, figure.png",
-    )
-
+PROTOCOL = "experiments.invariances.protocol"
+main = experiment_main(
+    PROTOCOL,
+    "InvariancesConfig",
+    __doc__,
+    PRESET,
+    "base.es.generations=100",
+    "results.md, results.csv, figure.png",
+)
 
 if __name__ == "__main__":
     sys.exit(main())

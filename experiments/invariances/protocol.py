@@ -24,15 +24,13 @@ on the same folder (``--resume``) continues where a killed run stopped.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import time
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from vsml_jax import plots
+from vsml_jax import train as training
 from vsml_jax.build import load_arrays, run_key
 from vsml_jax.config import ConfigError, RunConfig
 from vsml_jax.data import to_device
@@ -42,18 +40,11 @@ from vsml_jax.learners.base import TaskSpec
 from vsml_jax.learners.vsml import vsml
 from vsml_jax.loading import restore_run
 from vsml_jax.meta import es
-from vsml_jax.runtime import rundir
-from vsml_jax.runtime.checkpoint import Checkpointer
 from vsml_jax.runtime.devices import (
     check_population,
-    configure_cpu_devices,
     population_mesh,
     replicate,
-    replicated,
-    to_host,
 )
-from vsml_jax.runtime.metrics import MetricsWriter, read_metrics
-from vsml_jax.train import check_finite
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +156,14 @@ def stage_config(cfg: InvariancesConfig, name: str, network, size: int, proj: fl
     )
     ev = dataclasses.replace(cfg.base.eval, datasets=(), every=0)
     return dataclasses.replace(
-        cfg.base, name=name, network=network, data=data, eval=ev, init_from=None
+        cfg.base,
+        name=name,
+        seed=cfg.seed,
+        network=network,
+        data=data,
+        eval=ev,
+        init_from=None,
+        tensorboard=False,
     )
 
 
@@ -173,72 +171,23 @@ def meta_train(
     cfg: InvariancesConfig, run_dir: Path, train_data: dict, sizes, spec: EpisodeSpec, mesh
 ):
     """ES on the tasks ``spec`` over images of ``sizes`` (``train_data[size]``), into the
-    run directory ``run_dir``; returns the final mean meta-parameters. A finished stage is
-    read back; a killed one resumes from its last checkpoint."""
-    if (run_dir / "summary.json").exists():
-        return restore_run(run_dir)[2]
-    base = cfg.base
-    network, meta_params = start_point(cfg)
-    learner = vsml(network)
-    c = base.data.num_classes
-    evaluates = [es.make_evaluate(learner, train_data[s], spec, c, mesh) for s in sizes]
-    strategy = es.make_strategy(base.es, meta_params)
-    K = base.es.generations_per_call
-    block = jax.jit(
-        es.make_train_block(es.make_generation(strategy, mixture_evaluate(evaluates)), K),
-        out_shardings=(replicated(mesh), replicated(mesh)),
-    )
-    state = replicate(
-        to_host(es.init_strategy(strategy, run_key(cfg.seed, "es"), meta_params)), mesh
-    )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run_cfg = stage_config(cfg, run_dir.name, network, sizes[0], spec.projection_prob)
-    rundir.write_config(run_dir, run_cfg)
-    task = TaskSpec(sizes[0] ** 2, c)
-    (run_dir / "task.json").write_text(json.dumps(dataclasses.asdict(task)))
-    ckpt = Checkpointer(run_dir / "checkpoints", keep=base.keep_checkpoints)
-    start = ckpt.latest_step() or 0
-    if start:
-        state = ckpt.restore(start, state)
-        log.info("%s: resumed from generation %d", run_dir.name, start)
-    writer = MetricsWriter(run_dir, tensorboard=False, resume_from=start)
-    key = run_key(cfg.seed, "run")
-    t_start = time.time()
-    skipped = 0
-    try:
-        for g in range(start, base.es.generations, K):
-            t0 = time.time()
-            state, metrics = block(state, key, g)
-            metrics = to_host(metrics)
-            dt = time.time() - t0
-            # a skipped (non-finite) update keeps the state; too many in a row stop the run
-            skipped = check_finite(metrics, g, skipped, base.max_skipped)
-            for i in range(K):
-                rec = {k: v[i].item() for k, v in metrics.items()}
-                writer.write(
-                    {**rec, "generation": g + i + 1, "generations_per_s": K / dt}, g + i + 1
-                )
-            done = g + K
-            log.info(
-                "%s: generation %d, meta-loss %.4f (%.2f s/gen)",
-                run_dir.name,
-                done,
-                float(np.mean(metrics["meta_loss"])),
-                dt / K,
-            )
-            if done % base.checkpoint_every == 0 or done == base.es.generations:
-                ckpt.save(done, state)
-    finally:
-        writer.close()
-        ckpt.close()
-    summary = {
-        "generations": base.es.generations,
-        "sizes": list(sizes),
-        "wall_s": time.time() - t_start,
-        "init_pretrained": cfg.init_pretrained,
-    }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    plots.plot_meta_loss(read_metrics(run_dir), run_dir / "meta_loss.png")
+    run directory ``run_dir`` (:func:`vsml_jax.train.train` with the task mixture as the
+    ES evaluation); returns the final mean meta-parameters. A finished stage is read
+    back; a killed one resumes from its last checkpoint."""
+    if not (run_dir / "summary.json").exists():
+        network, meta_params = start_point(cfg)
+        learner = vsml(network)
+        c = cfg.base.data.num_classes
+        run_cfg = stage_config(cfg, run_dir.name, network, sizes[0], spec.projection_prob)
+
+        def job(run_cfg, mesh):
+            evaluates = [es.make_evaluate(learner, train_data[s], spec, c, mesh) for s in sizes]
+            mixture = mixture_evaluate(evaluates)
+            trainer = es.es_trainer(run_cfg.es, learner, meta_params, None, spec, c, mesh, mixture)
+            return training.Job(learner, TaskSpec(sizes[0] ** 2, c), meta_params, trainer)
+
+        resume = run_dir if (run_dir / "config.yaml").exists() else False
+        training.train(run_cfg, resume=resume, run_dir=run_dir, job=job)
     return restore_run(run_dir)[2]
 
 
@@ -287,7 +236,6 @@ def run(cfg: InvariancesConfig, run_dir: Path) -> list[dict]:
     """All stages; returns the result rows (also ``results.csv`` / ``results.md`` and
     ``figure.png`` under ``run_dir``)."""
     base = cfg.base
-    configure_cpu_devices(base.cpu_devices, divides=base.es.population_size)
     mesh = population_mesh()
     check_population(base.es.population_size, mesh)
     train = SizedData(cfg, base.data.train_sets, "train", mesh)

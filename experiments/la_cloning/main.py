@@ -19,27 +19,18 @@ improve.png, improve_logx.png, results.csv, results.md; the clone is a run direc
 import sys
 from pathlib import Path
 
-from vsml_jax.runtime.cli import staged_main
+from vsml_jax.runtime.cli import experiment_main
 
 PRESET = Path(__file__).parent / "configs" / "la_cloning.yaml"
-
-
-def _load():
-    from experiments.la_cloning.protocol import LACloningConfig, run
-
-    return LACloningConfig, run
-
-
-def main(argv=None) -> int:
-    return staged_main(
-        argv,
-        __doc__,
-        PRESET,
-        _load,
-        "clone.train_steps=500",
-        "results.md, fig5.png, improve.png, weights.png, cloning_loss.png",
-    )
-
+PROTOCOL = "experiments.la_cloning.protocol"
+main = experiment_main(
+    PROTOCOL,
+    "LACloningConfig",
+    __doc__,
+    PRESET,
+    "clone.train_steps=500",
+    "results.md, fig5.png, improve.png, weights.png, cloning_loss.png",
+)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -26,13 +26,12 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import yaml
 from jax.flatten_util import ravel_pytree
 
 from experiments.la_cloning import cloning
 from vsml_jax import plots
 from vsml_jax.build import episode_spec, load_data, run_key
-from vsml_jax.config import ConfigError, RunConfig, from_dict, to_dict
+from vsml_jax.config import ConfigError, RunConfig, from_dict
 from vsml_jax.episode import trace_episode
 from vsml_jax.evaluation import (
     cached_accuracy,
@@ -44,11 +43,12 @@ from vsml_jax.evaluation import (
 from vsml_jax.learners.base import TaskSpec
 from vsml_jax.learners.grid_sgd import grid_sgd, readout_weights
 from vsml_jax.learners.vsml import vsml
-from vsml_jax.loading import load_meta_params, restore_run
+from vsml_jax.loading import restore_run
+from vsml_jax.runtime import rundir
 from vsml_jax.runtime.checkpoint import Checkpointer
-from vsml_jax.runtime.devices import configure_cpu_devices, population_mesh
+from vsml_jax.runtime.devices import population_mesh
 from vsml_jax.runtime.metrics import MetricsWriter, read_metrics
-from vsml_jax.train import train
+from vsml_jax.stages import train_or_load
 from vsml_jax.vsml.cell import CellConfig
 from vsml_jax.vsml.network import NetworkConfig
 
@@ -147,7 +147,7 @@ def train_clone(cfg: LACloningConfig, run_dir: Path):
         finally:
             ckpt.close()
         run_cfg = clone_run_config(cfg)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(run_cfg), sort_keys=False))
+        rundir.write_config(run_dir, run_cfg)
         task = TaskSpec(cfg.base.data.input_dim or 784, cfg.base.data.num_classes)
         (run_dir / "task.json").write_text(json.dumps(dataclasses.asdict(task)))
         summary = {"clone_steps": steps, "wall_s": time.time() - t0, **rec}
@@ -251,7 +251,6 @@ def _tuned(name, cfg: LACloningConfig, train_data, spec, hidden, cache: Path):
 def run(cfg: LACloningConfig, run_dir: Path) -> list[dict]:
     """All stages; returns the result rows (also written to ``results.csv`` / ``.md``)."""
     base = cfg.base
-    configure_cpu_devices(base.cpu_devices, divides=base.es.population_size)
     mesh = population_mesh()
     ev = base.eval
     spec = episode_spec(base, ev.episode_length)
@@ -339,12 +338,7 @@ def improve(cfg: LACloningConfig, run_dir, test_data, train_data, spec, keys, co
     }
     learners = {}
     for label, run_cfg in runs.items():
-        sub = run_dir / "meta_train" / run_cfg.name
-        if not (sub / "summary.json").exists():
-            resume = sub if (sub / "checkpoints").exists() else False
-            train(run_cfg, resume=resume, run_dir=sub)
-        _, learner, params = load_meta_params(sub)
-        learners[label] = (learner, params)
+        learners[label] = train_or_load(run_cfg, run_dir / "meta_train" / run_cfg.name)
     for name in ev.baselines:
         learner, lr = _tuned(
             name,

@@ -16,56 +16,21 @@ Outputs go to runs/omniglot/<run-id>/: results.csv, results.md, figure.png, and 
 meta-training runs under meta_train/; --resume [RUN_DIR] skips finished work.
 """
 
-import argparse
-import logging
 import sys
 from pathlib import Path
 
-import yaml
-
-from vsml_jax.config import ConfigError, to_dict
-from vsml_jax.runtime.cli import add_run_args, report, run_config, user_errors
+from vsml_jax.runtime.cli import experiment_main
 
 PRESET = Path(__file__).parent / "configs" / "omniglot.yaml"
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_run_args(p, str(PRESET), "eval_episodes=200")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("vsml_jax").setLevel(logging.INFO)
-
-    from experiments.omniglot.protocol import OmniglotConfig, run
-    from vsml_jax.runtime.rundir import RunLock, new_run_dir
-
-    overrides = list(args.overrides)
-    if args.data_dir:
-        overrides.append(f"base.data.data_dir={args.data_dir}")
-    try:
-        cfg, run_dir = run_config(
-            args.resume, args.config, overrides, OmniglotConfig, PRESET, "an omniglot run folder"
-        )
-    except (ConfigError, OSError) as e:
-        return report(e)
-    try:
-        if run_dir is None:  # exclusive, and the same dir for every process
-            run_dir = new_run_dir(Path(cfg.out_dir) / cfg.name, cfg.base.seed)
-        with RunLock(run_dir):
-            (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-            print(f"run dir: {run_dir}", flush=True)
-            run(cfg, run_dir)
-    except user_errors() as e:
-        return report(e)
-    except KeyboardInterrupt:
-        print(f"interrupted; finished work is kept: --resume {run_dir}", file=sys.stderr)
-        return 130
-    print((run_dir / "results.md").read_text())
-    print(f"done: {run_dir} (results.csv, results.md, figure.png)")
-    return 0
-
+PROTOCOL = "experiments.omniglot.protocol"
+main = experiment_main(
+    PROTOCOL,
+    "OmniglotConfig",
+    __doc__,
+    PRESET,
+    "eval_episodes=200",
+    "results.csv, results.md, figure.png",
+)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -27,14 +27,6 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.cross_dataset.protocol import (
-    _hand_designed,
-    _meta_train,
-    la_config,
-    learner_name,
-    load_cached_curves,
-    save_cached_curves,
-)
 from vsml_jax import plots
 from vsml_jax.build import place_data, run_key
 from vsml_jax.config import HAND_DESIGNED, ConfigError, RunConfig
@@ -44,7 +36,14 @@ from vsml_jax.data.preprocess import filter_classes
 from vsml_jax.evaluation import evaluate, write_table
 from vsml_jax.learners import LEARNERS
 from vsml_jax.learners.base import TaskSpec
-from vsml_jax.runtime.devices import configure_cpu_devices, population_mesh
+from vsml_jax.runtime.devices import population_mesh
+from vsml_jax.stages import (
+    cached_curves,
+    learner_name,
+    stage_config,
+    train_or_load,
+    tuned_hand_designed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +127,6 @@ def run(cfg: OmniglotConfig, run_dir: Path) -> list[dict]:
     ``meta_test/*.npz``), so calling ``run`` again on the same folder recomputes nothing.
     """
     base = cfg.base
-    configure_cpu_devices(base.cpu_devices, divides=base.es.population_size)
     mesh = population_mesh()
     is_main = jax.process_index() == 0
     d = base.data
@@ -147,7 +145,7 @@ def run(cfg: OmniglotConfig, run_dir: Path) -> list[dict]:
     trained = setting_name(d.ways, d.shots)
     rows = []
     for la in cfg.las:
-        run_cfg = la_config(cfg, la, ("omniglot",))
+        run_cfg = stage_config(base, la, ("omniglot",), cfg.la_overrides.get(la, ()))
         sub = run_dir / "meta_train" / run_cfg.name
         hand = learner_name(la) in HAND_DESIGNED
         learners = {}
@@ -156,14 +154,16 @@ def run(cfg: OmniglotConfig, run_dir: Path) -> list[dict]:
             spec = FewShotSpec(ways, shots, cfg.eval_queries, rd.input_dim, rd.projection_prob)
             spec.check_counts(test_arrays.labels)
             cache = run_dir / "meta_test" / f"{run_cfg.name}__{ways}w{shots}s.npz"
-            note = trained
-            if cache.exists():
-                saved = load_cached_curves(cache)
-                acc, note = saved["accuracy"], str(saved.get("note", note))
-            else:
+
+            def compute(
+                i=i, ways=ways, spec=spec, run_cfg=run_cfg, sub=sub, hand=hand, learners=learners
+            ):
+                note = trained
                 if d.ways not in learners:
                     learners[d.ways] = (
-                        _hand_designed(run_cfg, sub, mesh) if hand else _meta_train(run_cfg, sub)
+                        (tuned_hand_designed(run_cfg, sub, mesh)[0], {})
+                        if hand
+                        else train_or_load(run_cfg, sub)
                     )
                 learner, params = learners[d.ways]
                 if hand:
@@ -175,13 +175,15 @@ def run(cfg: OmniglotConfig, run_dir: Path) -> list[dict]:
                 if not hand and _fixed_outputs(learner, a, ways, d.ways):
                     if ways not in learners:
                         wcfg = _ways_config(run_cfg, ways)
-                        learners[ways] = _meta_train(wcfg, run_dir / "meta_train" / wcfg.name)
+                        learners[ways] = train_or_load(wcfg, run_dir / "meta_train" / wcfg.name)
                     learner, params = learners[ways]
                     note = setting_name(ways, d.shots) + " (fixed output size)"
                 key = jax.random.fold_in(run_key(base.seed, "meta_test"), i)
                 acc = evaluate(learner, params, test_data, spec, cfg.eval_episodes, key).accuracy
-                if is_main:
-                    save_cached_curves(cache, {"accuracy": acc, "note": np.array(note)})
+                return {"accuracy": acc, "note": np.array(note)}
+
+            saved = cached_curves(cache, compute)
+            acc, note = saved["accuracy"], str(saved["note"])
             per_episode = query_accuracy(acc, spec)
             n = per_episode.size
             rows.append(

@@ -11,13 +11,13 @@ the preset), then prints a Markdown table. No meta-training happens.
 """
 
 import argparse
-import logging
 import sys
 import time
 from pathlib import Path
 
-from vsml_jax.config import HAND_DESIGNED, load_config
-from vsml_jax.runtime.cli import report, user_errors
+from vsml_jax.build import load_run_config
+from vsml_jax.config import HAND_DESIGNED
+from vsml_jax.runtime.cli import guarded, setup_logging
 
 PRESET = Path(__file__).parents[1] / "es_mnist" / "configs" / "quickstart.yaml"
 DEFAULTS = ["eval.episode_length=2000", "eval.num_episodes=32"]
@@ -25,7 +25,9 @@ DEFAULTS = ["eval.episode_length=2000", "eval.num_episodes=32"]
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m experiments.simple_baselines",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", default=str(PRESET), help="YAML preset (default: %(default)s)")
     p.add_argument(
@@ -42,25 +44,23 @@ def main(argv=None) -> int:
         help="comma-separated hand-designed learners (default: %(default)s)",
     )
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
+    learners = tuple(n for n in args.learners.split(",") if n)
+    overrides = [*DEFAULTS, *args.overrides, f"eval.baselines=[{','.join(learners)}]"]
+    return guarded(lambda: _run(load_run_config(args.config, overrides)))
 
+
+def _run(cfg) -> None:
     from vsml_jax.build import load_data
     from vsml_jax.evaluation import MetaTest, meta_test
     from vsml_jax.runtime.devices import population_mesh
 
-    learners = tuple(n for n in args.learners.split(",") if n)
-    try:
-        cfg = load_config(
-            args.config, [*DEFAULTS, *args.overrides, f"eval.baselines=[{','.join(learners)}]"]
-        )
-        mesh = population_mesh()
-        t0 = time.time()
-        train_data = load_data(cfg, cfg.data.train_sets, "train", mesh)
-        # the baselines of a real run's meta-test (lr tuning included); the meta-learned
-        # learner is not evaluated
-        tester = MetaTest.from_config(cfg, train_data, mesh)
-    except user_errors() as e:
-        return report(e)
+    mesh = population_mesh()
+    t0 = time.time()
+    train_data = load_data(cfg, cfg.data.train_sets, "train", mesh)
+    # the baselines of a real run's meta-test (lr tuning included); the meta-learned
+    # learner is not evaluated
+    tester = MetaTest.from_config(cfg, train_data, mesh)
     print(f"learning rates tuned on meta-training episodes: {tester.baseline_lrs}")
     rows, _ = meta_test(
         tester.baselines, tester.datasets, tester.spec, tester.num_episodes, tester.key
@@ -79,7 +79,6 @@ def main(argv=None) -> int:
             f"{m['steps_to_80']} | {m['episodes']} x {m['steps']} |"
         )
     print(f"\n{time.time() - t0:.0f} s (data, lr tuning and evaluation)")
-    return 0
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -45,7 +44,9 @@ COLUMNS = (
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m vsml_jax.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--learners", nargs="+", required=True, metavar="LEARNER")
     p.add_argument("--datasets", nargs="+", default=["mnist", "fashion_mnist"], metavar="NAME")
@@ -166,20 +167,11 @@ def run(args) -> Path:
 
 
 def main(argv=None) -> int:
-    from vsml_jax.runtime.cli import report, user_errors
+    from vsml_jax.runtime.cli import guarded, setup_logging
 
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        run(args)
-    except user_errors() as e:
-        if args.verbose:
-            raise
-        return report(e)
-    return 0
+    setup_logging(args.verbose)
+    return guarded(lambda: run(args), args.verbose)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from vsml_jax.episode import run_episode
 from vsml_jax.evaluation.tuning import tune_lr
 from vsml_jax.learners.base import Learner, PyTree
 from vsml_jax.learners.sgd import online_optimizer
+from vsml_jax.runtime.files import load_npz, save_npz, write_text
 
 
 class Curves(NamedTuple):
@@ -146,9 +147,8 @@ def cached_hand_designed(
         lr = json.loads(cache.read_text())["lr"]
         return online_optimizer(name, lr=lr, hidden=hidden), lr
     learner, lr = hand_designed(name, data, spec, num_episodes, hidden, lrs, key)
-    if lr is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"lr": lr}))
+    if lr is not None and jax.process_index() == 0:
+        write_text(cache, json.dumps({"lr": lr}))
     return learner, lr
 
 
@@ -157,12 +157,10 @@ def cached_accuracy(path, learner, meta_params, data, spec, num, key) -> np.ndar
     it exists, else computed and written there atomically."""
     path = Path(path)
     if path.exists():
-        return np.load(path)["accuracy"]
+        return load_npz(path)["accuracy"]
     acc = evaluate(learner, meta_params, data, spec, num, key).accuracy
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, accuracy=acc)
-    tmp.replace(path)
+    if jax.process_index() == 0:
+        save_npz(path, accuracy=acc)
     return acc
 
 

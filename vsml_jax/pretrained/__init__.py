@@ -54,10 +54,9 @@ def save(path: Path, cfg, task, meta_params, card: dict, **arrays) -> None:
 
 def load(name: str) -> Pretrained:
     """The shipped learner ``name`` (see :func:`available`)."""
-    from vsml_jax.build import build_learner
+    from vsml_jax.build import build_learner, unravel_meta_params
     from vsml_jax.config import RunConfig, from_dict
     from vsml_jax.learners.base import TaskSpec
-    from vsml_jax.loading import unravel_meta_params
 
     names = available()
     if name not in names:

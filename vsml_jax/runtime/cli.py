@@ -1,17 +1,33 @@
-"""Command line: ``python -m experiments.es_mnist --config PRESET [--set key=value ...]``.
+"""The one entry shape of every command: ``python -m experiments.<name> [--config PRESET]
+[--set key=value ...] [--resume [RUN_DIR]] [--data-dir DIR]``.
 
-Experiments in ``experiments/`` call :func:`main` with their default preset.
+An experiment describes itself as a :class:`Command` (its preset, config class and the
+function that does the work in a run directory); :func:`run_command` does the rest, the
+same way for all of them:
+
+* parse the shared flags (and the command's own), set up logging;
+* load the config, checking names (``--set`` overrides on top of the preset, or of the
+  run's own saved config with ``--resume``), and refuse on ``--resume`` a change to a key
+  outside :attr:`Command.resume_safe` before anything is written;
+* set up the devices (the CPU device split, ``jax.distributed``);
+* create the run dir exclusively (or reopen the resumed one) and lock it for the whole
+  run (:func:`vsml_jax.runtime.rundir.open_run`: a start that fails leaves no run dir);
+* write ``config.yaml`` atomically and ``provenance.json``;
+* turn bad input into one line (exit 2) and Ctrl-C into one line (exit 130).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from vsml_jax.config import ConfigError, RunConfig, load_config
+from vsml_jax.config import ConfigError, RunConfig
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -33,27 +49,55 @@ def user_errors() -> tuple[type[Exception], ...]:
     )
 
 
-def report_interrupt(error: KeyboardInterrupt) -> int:
-    """Ctrl-C: one line (where the last checkpoint is, when training had started)."""
-    print(str(error) or "interrupted", file=sys.stderr)
-    return 130
-
-
 def report(error: Exception) -> int:
     print(f"error: {error}", file=sys.stderr)
     return 2
 
 
-def add_run_args(p: argparse.ArgumentParser, default_preset, set_example: str) -> None:
-    """The flags every experiment shares: --config, --set, --resume, --data-dir."""
-    p.add_argument("--config", default=default_preset, help="YAML preset (default: %(default)s)")
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """What one command runs; :func:`run_command` handles everything around it.
+
+    ``run(cfg, run_dir, resumed)`` does the work in the (locked) run dir and returns a
+    line for the end (or None). ``config_cls`` is :class:`RunConfig` or an experiment's
+    config class with ``name``, ``out_dir`` and a ``base`` RunConfig (its seed is
+    ``seed``, else ``base.seed``). ``resume_safe`` are the keys ``--resume`` may change.
+    ``add_args(parser)`` adds the command's own flags and ``overrides(args)`` turns them
+    into ``key=value`` overrides. With ``resume_needs_checkpoint``, a bare ``--resume``
+    picks the newest run that wrote a checkpoint (else: one that has a config.yaml).
+    """
+
+    description: str
+    preset: str | Path | None
+    run: Callable[[Any, Path, bool], str | None]
+    config_cls: type = RunConfig
+    set_example: str = "es.population_pairs=128"
+    resume_safe: tuple[str, ...] = ()
+    add_args: Callable[[argparse.ArgumentParser], None] | None = None
+    overrides: Callable[[argparse.Namespace], list[str]] | None = None
+    resume_needs_checkpoint: bool = False
+    print_config: bool = False
+    prog: str | None = None  # the command as usage shows it, e.g. python -m experiments.x
+
+
+def _seed(cfg) -> int:
+    return cfg.seed if hasattr(cfg, "seed") else cfg.base.seed
+
+
+def parser(command: Command) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=command.prog,
+        description=command.description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", default=command.preset, help="YAML preset (default: %(default)s)")
     p.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help=f"override a config value, e.g. --set {set_example} (repeatable)",
+        help=f"override a config value, e.g. --set {command.set_example} (repeatable)",
     )
     p.add_argument(
         "--resume",
@@ -68,61 +112,60 @@ def add_run_args(p: argparse.ArgumentParser, default_preset, set_example: str) -
         default=None,
         help="TFDS data dir (else $VSML_DATA_DIR, ../shared/datasets/tfds, TFDS default)",
     )
+    if command.print_config:
+        p.add_argument("--print-config", action="store_true", help="print the config and exit")
+    p.add_argument("-v", "--verbose", action="store_true", help="tracebacks instead of one line")
+    if command.add_args is not None:
+        command.add_args(p)
+    return p
 
 
-def parse_args(argv=None, default_preset: str | None = None, description: str = ""):
-    p = argparse.ArgumentParser(description=description or __doc__)
-    add_run_args(p, default_preset, "es.population_pairs=128")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
+def resolve(command: Command, args) -> tuple[Any, Path | None]:
+    """``(cfg, run_dir)``: the config (names checked), and with ``--resume`` the run dir,
+    whose saved config the new one may differ from only in ``command.resume_safe``."""
+    from vsml_jax.build import load_run_config
+    from vsml_jax.runtime import rundir
 
-
-def resolve_config(args) -> RunConfig:
+    cls, preset = command.config_cls, command.preset
     overrides = list(args.overrides)
+    if command.overrides is not None:
+        overrides += command.overrides(args)
     if args.data_dir:
-        overrides.append(f"data.data_dir={args.data_dir}")
-    preset = args.config
-    if args.resume and args.resume is not True:
-        preset = Path(args.resume) / "config.yaml"
-        if not preset.is_file():
-            raise FileNotFoundError(
-                f"--resume {args.resume}: no config.yaml there, so it is not a run dir (or "
-                "its first start failed); start without --resume"
-            )
-    elif args.resume:
-        from vsml_jax.runtime.rundir import latest_run_dir
+        fields = {f.name for f in dataclasses.fields(cls)}
+        key = "base.data.data_dir" if "base" in fields else "data_dir"
+        overrides.append(f"{'data.data_dir' if cls is RunConfig else key}={args.data_dir}")
+    if not args.resume:
+        return load_run_config(args.config, overrides, cls=cls, defaults=preset), None
+    if args.resume is True:
+        cfg = load_run_config(args.config, overrides, cls=cls, defaults=preset)
+        run_dir = rundir.latest_run_dir(
+            Path(cfg.out_dir) / cfg.name, with_checkpoint=command.resume_needs_checkpoint
+        )
+    else:
+        run_dir = Path(args.resume)
+    saved = rundir.saved_config(run_dir, cls, preset)
+    cfg = load_run_config(run_dir / "config.yaml", overrides, cls=cls, defaults=preset)
+    rundir.check_resume_config(saved, cfg, run_dir, command.resume_safe)
+    return cfg, run_dir
 
-        run = latest_run_dir(load_config(preset, overrides))
-        args.resume, preset = run, run / "config.yaml"
-    return load_config(preset, overrides)
 
-
-def main(argv=None, default_preset: str | None = None, description: str = "") -> int:
-    args = parse_args(argv, default_preset, description)
+def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("vsml_jax").setLevel(logging.INFO)
     logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+def guarded(work: Callable[[], Any], verbose: bool = False, interrupted=lambda: "") -> int:
+    """Run ``work()``: bad input becomes one line and exit 2, Ctrl-C one line (the
+    interrupt's own message, else ``interrupted()``) and exit 130; with ``verbose`` both
+    raise as they are."""
     try:
-        cfg = resolve_config(args)
-    except (ConfigError, OSError) as e:
-        return report(e)
-    if args.print_config:
-        import yaml
-
-        from vsml_jax.config import to_dict
-
-        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        return 0
-    from vsml_jax.train import train
-
-    try:
-        train(cfg, resume=args.resume)
+        work()
     except user_errors() as e:
-        if args.verbose:
+        if verbose:
             raise
         rc = report(e)
         from vsml_jax.runtime.devices import DistributedError
@@ -132,87 +175,152 @@ def main(argv=None, default_preset: str | None = None, description: str = "") ->
             os._exit(rc)
         return rc
     except KeyboardInterrupt as e:
+        if verbose:
+            raise
+        print(str(e) or interrupted() or "interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def run_command(command: Command, argv=None) -> int:
+    """Run ``command`` with the command line ``argv``; returns the exit status."""
+    args = parser(command).parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        cfg, run_dir = resolve(command, args)
+    except (ConfigError, OSError) as e:
         if args.verbose:
             raise
-        return report_interrupt(e)
-    return 0
+        return report(e)
+    if getattr(args, "print_config", False):
+        import yaml
+
+        from vsml_jax.config import to_dict
+
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        return 0
+    opened: list[Path] = [run_dir] if run_dir else []
+
+    def work():
+        import jax
+
+        from vsml_jax.runtime import rundir
+        from vsml_jax.runtime.devices import setup_devices
+
+        setup_devices(cfg)
+        is_main = jax.process_index() == 0
+        root = Path(cfg.out_dir) / cfg.name
+        with rundir.open_run(root, _seed(cfg), run_dir, resume=run_dir is not None) as where:
+            opened[:] = [where]
+            if is_main:
+                rundir.write_config(where, cfg)
+                rundir.write_provenance(where)
+                print(f"run dir: {where}", flush=True)
+            done = command.run(cfg, where, run_dir is not None)
+        if done and is_main:
+            print(done, flush=True)
+
+    def kept() -> str:
+        return f"interrupted; finished work is kept: --resume {opened[0]}" if opened else ""
+
+    return guarded(work, args.verbose, kept)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+# --------------------------------------------------------------------------- meta-training
 
 
-def staged_main(
-    argv,
+def train_command(preset, description: str, prog: str | None = None) -> Command:
+    """The command of a plain meta-training run (:func:`vsml_jax.train.train_in`)."""
+    from vsml_jax.runtime.rundir import RESUME_SAFE
+
+    def run(cfg, run_dir, resumed):
+        from vsml_jax.train import train_in
+
+        train_in(cfg, run_dir, resumed)
+
+    return Command(
+        description=description,
+        preset=preset,
+        run=run,
+        resume_safe=RESUME_SAFE,
+        resume_needs_checkpoint=True,
+        print_config=True,
+        prog=prog,
+    )
+
+
+def main(argv=None, default_preset: str | None = None, description: str = "") -> int:
+    """A meta-training run of the preset (``python -m experiments.es_mnist``)."""
+    command = train_command(
+        default_preset, description or __doc__, "python -m experiments.es_mnist"
+    )
+    return run_command(command, argv)
+
+
+def staged_results(run_dir: Path, outputs: str) -> str:
+    """The end of an experiment that writes ``results.md``: the table, and where it is."""
+    return f"{(Path(run_dir) / 'results.md').read_text()}\ndone: {run_dir} ({outputs})"
+
+
+# the keys an experiment's --resume may change: where it runs and writes, not what
+STAGED_RESUME_SAFE = (
+    "name",
+    "out_dir",
+    "data_dir",
+    "cpu_devices",
+    "base.data.data_dir",
+    "base.cpu_devices",
+    "base.distributed",
+    "base.distributed_heartbeat_timeout_s",
+    "base.distributed_init_timeout_s",
+    "base.tensorboard",
+    "base.checkpoint_every",
+    "base.keep_checkpoints",
+)
+
+
+def experiment_command(
     description: str,
     preset,
-    load,
+    config_cls: type,
+    run: Callable[[Any, Path], Any],
     set_example: str,
     outputs: str,
-) -> int:
-    """``main`` of an experiment whose stages all write under one run folder
-    (``runs/<name>/<stamp>-seed<seed>``) and skip what is already there, so
-    ``--resume [RUN_DIR]`` continues a killed run. ``load()`` returns ``(config class,
-    run(cfg, run_dir))``; the config class has ``name``, ``out_dir``, ``seed`` and a
-    ``base`` RunConfig (``--data-dir`` sets ``base.data.data_dir``)."""
-    import yaml
+    **kw,
+) -> Command:
+    """The command of an experiment whose stages all write under one run dir and skip
+    what is finished (so ``--resume`` continues a killed run): ``run(cfg, run_dir)``
+    writes ``results.md`` there, which is printed at the end."""
 
-    from vsml_jax.config import to_dict
+    def run_stages(cfg, run_dir, resumed):
+        import jax
 
-    p = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_run_args(p, str(preset), set_example)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("vsml_jax").setLevel(logging.INFO)
-    cls, run = load()
-    overrides = list(args.overrides)
-    if args.data_dir:
-        overrides.append(f"base.data.data_dir={args.data_dir}")
-    try:
-        cfg, run_dir = run_config(
-            args.resume, args.config, overrides, cls, preset, "a run folder of this experiment"
-        )
-    except (ConfigError, FileNotFoundError) as e:
-        return report(e)
-    from vsml_jax.runtime.rundir import new_run_dir
-
-    if run_dir is None:  # exclusive, and the same dir for every process
-        run_dir = new_run_dir(Path(cfg.out_dir) / cfg.name, cfg.seed)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    print(f"run dir: {run_dir}", flush=True)
-    try:
         run(cfg, run_dir)
-    except user_errors() as e:
-        return report(e)
-    print((run_dir / "results.md").read_text())
-    print(f"done: {run_dir} ({outputs})")
-    return 0
+        return staged_results(run_dir, outputs) if jax.process_index() == 0 else None
+
+    return Command(
+        description=description,
+        preset=preset,
+        run=run_stages,
+        config_cls=config_cls,
+        set_example=set_example,
+        resume_safe=STAGED_RESUME_SAFE,
+        **kw,
+    )
 
 
-def run_config(resume, config, overrides, cls, preset, what: str):
-    """``(cfg, run_dir)``: with ``--resume``, the run folder :func:`resume_dir` names and
-    its own saved config with ``overrides`` on top; else ``config`` (``run_dir`` None)."""
-    run_dir = resume_dir(resume, config, overrides, cls, preset, what) if resume else None
-    config = run_dir / "config.yaml" if run_dir else config
-    return load_config(config, overrides, cls=cls, defaults=preset), run_dir
+def experiment_main(protocol: str, config_cls: str, description: str, preset, *args, **kw):
+    """``main(argv=None) -> int`` of an experiment: :func:`run_command` of
+    :func:`experiment_command` over ``<protocol>.run`` and ``<protocol>.<config_cls>``
+    (``protocol`` a module name, imported only once the command runs)."""
 
+    def main(argv=None) -> int:
+        import importlib
 
-def resume_dir(resume, config, overrides, cls, preset, what: str) -> Path:
-    """The run folder ``--resume [RUN_DIR]`` names: ``RUN_DIR`` (it must hold a
-    ``config.yaml``), or else the newest run of the config's ``name`` under ``out_dir``.
-    ``what`` names the folder in the error (e.g. ``'a cross-dataset run folder'``)."""
-    from vsml_jax.runtime.rundir import sorted_runs
+        module = importlib.import_module(protocol)
+        cls = getattr(module, config_cls)
+        prog = "python -m " + protocol.rsplit(".", 1)[0]
+        command = experiment_command(description, preset, cls, module.run, *args, prog=prog, **kw)
+        return run_command(command, argv)
 
-    if resume is not True:
-        run_dir = Path(resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise FileNotFoundError(f"--resume {run_dir}: not {what}")
-        return run_dir
-    cfg = load_config(config, overrides, cls=cls, defaults=preset)
-    root = Path(cfg.out_dir) / cfg.name
-    runs = sorted_runs(p for p in root.glob("*") if (p / "config.yaml").is_file())
-    if not runs:
-        raise FileNotFoundError(f"--resume: no run under {root}; start without --resume")
-    return runs[-1]
+    return main

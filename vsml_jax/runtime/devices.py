@@ -236,6 +236,21 @@ def maybe_initialize_distributed(
     return True
 
 
+def setup_devices(cfg) -> None:
+    """The CPU device split and ``jax.distributed`` start-up that a config asks for: a
+    RunConfig, or an experiment's config with a ``base`` RunConfig (or only a
+    ``cpu_devices``)."""
+    b = cfg if hasattr(cfg, "es") else getattr(cfg, "base", None)
+    if b is None:
+        configure_cpu_devices(getattr(cfg, "cpu_devices", 0))
+        return
+    per_device = b.es.population_size if b.trainer == "es" else b.grad.batch_size
+    configure_cpu_devices(b.cpu_devices, divides=per_device)
+    maybe_initialize_distributed(
+        b.distributed, b.distributed_heartbeat_timeout_s, b.distributed_init_timeout_s
+    )
+
+
 def configure_cpu_devices(count: int = 0, divides: int | None = None) -> None:
     """Split the host CPU into ``count`` XLA devices, and let XLA's CPU code use 512-bit
     vectors, before JAX starts.

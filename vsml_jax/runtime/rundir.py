@@ -8,16 +8,20 @@
 * :class:`RunLock` holds an exclusive ``fcntl`` lock on ``<run>/.lock`` for the whole run,
   so a second writer (a second ``--resume`` of the same dir) stops with one line naming
   the process that holds it.
+* :func:`open_run` is the one way a run opens its dir: fresh or resumed, locked, and
+  removed again when a fresh start fails before any work.
 * :func:`check_resume_config` compares a resumed run's config with the one it was started
   with: only the keys in :data:`RESUME_SAFE` may change.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import fcntl
 import os
 import re
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -25,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from vsml_jax.config import ConfigError, RunConfig, to_dict
+from vsml_jax.runtime.files import write_text
 
 LOCK_NAME = ".lock"
 
@@ -113,13 +118,15 @@ def new_run_dir(root: str | Path, seed: int) -> Path:
     return root / (base if n == 1 else f"{base}-{n}")
 
 
-def latest_run_dir(cfg: RunConfig) -> Path:
-    """The newest run of ``cfg.name`` that wrote at least one checkpoint."""
-    root = Path(cfg.out_dir) / cfg.name
+def latest_run_dir(root: str | Path, with_checkpoint: bool = True) -> Path:
+    """The newest run dir under ``root`` (``<out_dir>/<name>``) that has a config.yaml and,
+    ``with_checkpoint``, at least one checkpoint."""
+    root = Path(root)
     runs = sorted_runs(
         p
         for p in root.glob("*")
-        if (p / "config.yaml").exists() and any((p / "checkpoints").glob("[0-9]*"))
+        if (p / "config.yaml").is_file()
+        and (not with_checkpoint or any((p / "checkpoints").glob("[0-9]*")))
     )
     if not runs:
         raise FileNotFoundError(f"--resume: no run to resume under {root}; start without --resume")
@@ -206,11 +213,11 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def _safe(key: str) -> bool:
-    return any(key == s or key.startswith(f"{s}.") for s in RESUME_SAFE)
+def _safe(key: str, safe: tuple[str, ...]) -> bool:
+    return any(key == s or key.startswith(f"{s}.") for s in safe)
 
 
-def saved_config(run_dir: Path) -> RunConfig:
+def saved_config(run_dir: Path, cls=RunConfig, defaults=None):
     """The config a run was started with (``<run>/config.yaml``)."""
     from vsml_jax.config import load_config
 
@@ -220,24 +227,69 @@ def saved_config(run_dir: Path) -> RunConfig:
             f"--resume {run_dir}: no config.yaml there, so it is not a run dir (or its first "
             "start failed); start without --resume"
         )
-    return load_config(path)
+    return load_config(path, cls=cls, defaults=defaults)
 
 
-def check_resume_config(saved: RunConfig, cfg: RunConfig, run_dir: Path) -> None:
-    """Refuse a resume whose config differs from ``saved`` in a key outside RESUME_SAFE."""
+def check_resume_config(saved, cfg, run_dir: Path, safe: tuple[str, ...] = RESUME_SAFE) -> None:
+    """Refuse a resume whose config differs from ``saved`` in a key outside ``safe``
+    (a key, or a section whose every key is safe)."""
     old, new = _flatten(to_dict(saved)), _flatten(to_dict(cfg))
     for key in sorted(set(old) | set(new)):
-        if old.get(key) != new.get(key) and not _safe(key):
+        if old.get(key) != new.get(key) and not _safe(key, safe):
             raise ConfigError(
                 f"--resume {run_dir}: {key} was {old.get(key)!r} and is now {new.get(key)!r}; "
-                f"it cannot change on resume (only {', '.join(RESUME_SAFE)} can); "
+                f"it cannot change on resume (only {', '.join(safe)} can); "
                 "start a new run instead"
             )
 
 
-def write_config(run_dir: Path, cfg: RunConfig) -> None:
+# files a start writes before any work: a fresh run dir holding only these is removed
+# when its start fails
+_HOUSEKEEPING = {"config.yaml", "provenance.json", "task.json", LOCK_NAME}
+
+
+def _nothing_done(run_dir: Path) -> bool:
+    return all(p.is_dir() or p.name in _HOUSEKEEPING for p in Path(run_dir).rglob("*"))
+
+
+@contextlib.contextmanager
+def open_run(root: str | Path, seed: int, run_dir: str | Path | None = None, resume: bool = False):
+    """The run dir of a run, locked (by process 0) for as long as the ``with`` block runs.
+
+    Without ``run_dir``: a fresh ``<root>/<stamp>-seed<seed>`` (:func:`new_run_dir`);
+    with it: that folder, created if needed, which must exist when ``resume``. A fresh
+    run dir whose start fails before any work was written (only config, provenance and
+    task files) is removed, so that a later bare ``--resume`` cannot pick it up.
+    """
+    import jax
+
+    is_main = jax.process_index() == 0
+    created = run_dir is None
+    if created:
+        run_dir = new_run_dir(root, seed)
+    else:
+        run_dir = Path(run_dir)
+        if resume and not run_dir.is_dir():
+            raise FileNotFoundError(f"--resume {run_dir}: no such run dir")
+        if not resume and is_main:
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise RunDirError(f"cannot create run dir {run_dir}: {e}") from None
+    lock = RunLock(run_dir) if is_main else None
+    try:
+        if lock is not None:
+            lock.acquire()
+        yield run_dir
+    except BaseException:
+        if created and is_main and _nothing_done(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def write_config(run_dir: Path, cfg) -> None:
     """Write ``<run>/config.yaml`` atomically."""
-    path = Path(run_dir) / "config.yaml"
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    os.replace(tmp, path)
+    write_text(Path(run_dir) / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
