@@ -143,8 +143,10 @@ def resolve(command: Command, args) -> tuple[Any, Path | None]:
         )
     else:
         run_dir = Path(args.resume)
-    saved = rundir.saved_config(run_dir, cls, preset)
-    cfg = load_run_config(run_dir / "config.yaml", overrides, cls=cls, defaults=preset)
+    # the saved config is complete: the preset must not merge into it (a dict such as
+    # la_overrides would get the preset's entries back)
+    saved = rundir.saved_config(run_dir, cls)
+    cfg = load_run_config(run_dir / "config.yaml", overrides, cls=cls)
     rundir.check_resume_config(saved, cfg, run_dir, command.resume_safe)
     return cfg, run_dir
 
