@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 quickstart: $(STAMP)  ## CPU-sized VSML meta-training on MNIST (minutes on 2 cores)
-	$(PY) -m experiments.es_mnist --config experiments/configs/quickstart.yaml $(ARGS)
+	$(PY) -m experiments.es_mnist --config experiments/es_mnist/configs/quickstart.yaml $(ARGS)
 
 es-mnist: $(STAMP)    ## paper Section 4.2 scale; e.g. ARGS="--set es.population_pairs=128"
 	$(PY) -m experiments.es_mnist $(ARGS)

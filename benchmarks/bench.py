@@ -49,7 +49,7 @@ def setup(impl: str, population: int, T: int, A: int, B: int, eval_batch: int = 
     from vsml_jax.learners.base import TaskSpec
     from vsml_jax.learners.vsml import vsml
     from vsml_jax.meta import es
-    from vsml_jax.meta.sharding import check_population, population_mesh, replicate
+    from vsml_jax.runtime.devices import check_population, population_mesh, replicate
     from vsml_jax.vsml.network import NetworkConfig
 
     mesh = population_mesh()
@@ -77,7 +77,7 @@ def measure(
     devices: int = 0,
     eval_batch: int = 0,
 ) -> dict:
-    from vsml_jax.meta.sharding import configure_cpu_devices
+    from vsml_jax.runtime.devices import configure_cpu_devices
 
     if devices:
         pin_cores(devices)

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         from benchmarks.bench import pin_cores
 
         pin_cores(args.devices)
-    from vsml_jax.meta.sharding import prefer_wide_cpu_vectors
+    from vsml_jax.runtime.devices import prefer_wide_cpu_vectors
 
     prefer_wide_cpu_vectors()  # as training does
     import ctypes

@@ -68,7 +68,7 @@ def main(argv=None) -> int:
         p.error(f"--population must be even and >= 2 (antithetic pairs), got {args.population}")
 
     from benchmarks.bench import setup
-    from vsml_jax.meta.sharding import configure_cpu_devices
+    from vsml_jax.runtime.devices import configure_cpu_devices
 
     configure_cpu_devices(count=1)
     import jax

@@ -33,7 +33,7 @@ def main(argv=None) -> int:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.cells % args.grid_a:
         p.error(f"--cells {args.cells} is not a multiple of --grid-a {args.grid_a}")
-    from vsml_jax.meta.sharding import prefer_wide_cpu_vectors
+    from vsml_jax.runtime.devices import prefer_wide_cpu_vectors
 
     prefer_wide_cpu_vectors()  # as training does (XLA_FLAGS can still set a width)
     import jax

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from vsml_jax.metrics import read_metrics
+from vsml_jax.runtime.metrics import read_metrics
 
 
 def main(argv=None) -> int:

@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     from vsml_jax import pretrained
     from vsml_jax.learners.base import TaskSpec
     from vsml_jax.loading import restore_run
-    from vsml_jax.rundir import code_version
+    from vsml_jax.runtime.rundir import code_version
 
     cfg, learner, meta_params, raw = restore_run(args.run_dir)
     task = TaskSpec(**json.loads((args.run_dir / "task.json").read_text()))

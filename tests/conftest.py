@@ -63,6 +63,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", f"{MARKER}(*names): reads the real datasets; skipped when they are absent"
     )
+    config.addinivalue_line(
+        "markers", "needs_kernel: runs the fused CPU kernel; skipped where it cannot build"
+    )
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # the controller, or a run without xdist
         config.stash[_OWN_CACHE] = tempfile.mkdtemp(prefix="vsml-jax-tests-xla-cache-")
         os.environ["JAX_COMPILATION_CACHE_DIR"] = config.stash[_OWN_CACHE]
@@ -87,3 +90,11 @@ def pytest_collection_modifyitems(config, items):
             continue
         if reason := missing_data(tuple(sorted(set(names)))):
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("needs_kernel") is not None:
+        from vsml_jax.vsml import kernel
+
+        if not kernel.available():  # builds the kernel once, for the first test that needs it
+            pytest.skip("the fused kernel needs a C++ compiler and an AVX-512 CPU")

@@ -1,10 +1,10 @@
-"""Skip markers shared by several test files."""
+"""Skip markers shared by several test files.
+
+``needs_kernel``: the test runs the fused CPU kernel (network.impl 'fused'). Whether the
+kernel builds here is asked when the first such test runs (``tests/conftest.py``), not
+when the tests are collected: collecting compiles nothing.
+"""
 
 import pytest
 
-from vsml_jax.vsml import kernel
-
-# the fused CPU kernel (network.impl 'fused') builds and runs here
-needs_kernel = pytest.mark.skipif(
-    not kernel.available(), reason="the fused kernel needs a C++ compiler and an AVX-512 CPU"
-)
+needs_kernel = pytest.mark.needs_kernel

@@ -6,11 +6,10 @@ import jax
 import numpy as np
 import pytest
 
-from vsml_jax import evaluate as cli
 from vsml_jax.data import to_device
 from vsml_jax.data.episodes import EpisodeSpec
 from vsml_jax.data.synthetic import load_synthetic
-from vsml_jax.evaluation import Entry, evaluate, meta_test
+from vsml_jax.evaluation import Entry, cli, evaluate, meta_test
 from vsml_jax.learners import make_learner
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsml_jax.introspection import by_occurrence, fast_association, occurrence_index
+from experiments.introspection.protocol import by_occurrence, fast_association, occurrence_index
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,17 +1,13 @@
-"""`python -m experiments.invariances` end to end at a toy scale; the task mixture."""
+"""`python -m experiments.invariances` end to end (in-process) at a toy scale; the task mixture."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import pytest
 
-from vsml_jax.invariances import mixture_evaluate
-
-ROOT = Path(__file__).resolve().parents[1]
+from experiments.invariances.main import main
+from experiments.invariances.protocol import mixture_evaluate
 
 TINY = [
     "native_size=4",
@@ -44,20 +40,20 @@ def test_mixture_evaluate_switches_between_grids():
     assert mixture_evaluate(evals[:1]) is evals[0]
 
 
-def _run(out_dir, *args):
+def _run(capsys, out_dir, *args):
+    """``python -m experiments.invariances`` in-process: ``(rc, stdout, stderr)``."""
     sets = [a for s in TINY for a in ("--set", s)]
-    cmd = [sys.executable, "-m", "experiments.invariances", *sets, "--set", f"out_dir={out_dir}"]
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    return subprocess.run(
-        [*cmd, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
-    )
+    rc = main([*sets, "--set", f"out_dir={out_dir}", *args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
 
 
 @pytest.mark.slow
-def test_invariances_writes_its_outputs_and_resume_recomputes_nothing(tmp_path):
-    p = _run(tmp_path)
-    assert p.returncode == 0, p.stderr
-    run = Path(next(x for x in p.stdout.splitlines() if x.startswith("run dir: "))[9:])
+@pytest.mark.needs_data("mnist")
+def test_invariances_writes_its_outputs_and_resume_recomputes_nothing(tmp_path, capsys):
+    rc, out, err = _run(capsys, tmp_path)
+    assert rc == 0, err
+    run = Path(next(x for x in out.splitlines() if x.startswith("run dir: "))[9:])
     assert (run / "figure.png").stat().st_size > 0
     rows = (run / "results.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 4  # 2 cases x (2 VSMLs + sgd + ncm)
@@ -66,55 +62,24 @@ def test_invariances_writes_its_outputs_and_resume_recomputes_nothing(tmp_path):
         assert (run / stage / "summary.json").exists() and (run / stage / "task.json").exists()
     cached = {f: f.stat().st_mtime_ns for f in (run / "meta_test").glob("*.npz")}
     assert len(cached) == 8
-    p = _run(tmp_path, "--resume", str(run))
-    assert p.returncode == 0, p.stderr
+    logs = {s: (run / s / "metrics.jsonl").read_bytes() for s in ("mixture", "plain")}
+    rc, out, err = _run(capsys, tmp_path, "--resume", str(run))
+    assert rc == 0, err
     assert {f: f.stat().st_mtime_ns for f in (run / "meta_test").glob("*.npz")} == cached
-    assert "generation" not in p.stderr  # nothing is meta-trained again
+    # nothing is meta-trained again
+    assert {s: (run / s / "metrics.jsonl").read_bytes() for s in ("mixture", "plain")} == logs
 
 
-def test_bad_test_case_is_one_line_error():
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.invariances",
-            "--set",
-            "test_cases=[{label: x, classes: 11}]",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert p.returncode == 2
-    assert p.stderr.strip().splitlines()[-1].startswith("error: ")
+def test_bad_test_case_is_one_line_error(tmp_path, capsys):
+    rc, _, err = _run(capsys, tmp_path, "--set", "test_cases=[{label: x, classes: 11}]")
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: class counts must be in 1..")
 
 
 def test_test_case_without_label_is_a_config_error():
+    from experiments.invariances.protocol import InvariancesConfig
     from vsml_jax.config import ConfigError, load_config
-    from vsml_jax.invariances import InvariancesConfig
 
     with pytest.raises(ConfigError, match="needs a label"):
         load_config(None, ["test_cases=[{classes: 5}]"], cls=InvariancesConfig)
-
-
-@pytest.mark.needs_data("mnist")
-def test_nonfinite_fitness_stops_meta_training_before_any_checkpoint(tmp_path, monkeypatch):
-    """The mixture stage stops after ``max_skipped`` consecutive skipped updates, as
-    training does, and never checkpoints them (NaN meta-parameters: every fitness NaN)."""
-    from vsml_jax import invariances
-    from vsml_jax.config import load_config
-    from vsml_jax.train import NonFiniteFitnessError
-
-    start_point = invariances.start_point
-
-    def nan_start(cfg):
-        network, params = start_point(cfg)
-        return network, jax.tree.map(lambda x: x * jnp.nan, params)
-
-    monkeypatch.setattr(invariances, "start_point", nan_start)
-    preset = ROOT / "experiments" / "configs" / "invariances.yaml"
-    cfg = load_config(preset, [*TINY, "base.max_skipped=2"], cls=invariances.InvariancesConfig)
-    with pytest.raises(NonFiniteFitnessError, match="2 consecutive updates"):
-        invariances.run(cfg, tmp_path)
-    assert not list(tmp_path.glob("mixture/checkpoints/[0-9]*"))

@@ -1,14 +1,12 @@
-"""End to end: `python -m experiments.la_cloning` on real MNIST, tiny; resume recomputes nothing."""
+"""End to end, in-process: `python -m experiments.la_cloning` on real MNIST, tiny; resume
+recomputes nothing."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from experiments.la_cloning.main import main
 
 TINY = [
     "clone.train_steps=40",
@@ -31,21 +29,20 @@ TINY = [
 ]
 
 
-def _run(out_dir, *args):
+def _run(capsys, out_dir, *args):
+    """``python -m experiments.la_cloning`` in-process: ``(rc, stdout, stderr)``."""
     sets = [a for s in TINY for a in ("--set", s)]
-    cmd = [sys.executable, "-m", "experiments.la_cloning", *sets, "--set", f"out_dir={out_dir}"]
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    return subprocess.run(
-        [*cmd, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
+    rc = main([*sets, "--set", f"out_dir={out_dir}", *args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
 
 
 @pytest.mark.slow
 @pytest.mark.needs_data("mnist", "fashion_mnist")
-def test_la_cloning_writes_its_outputs_and_resume_recomputes_nothing(tmp_path):
-    p = _run(tmp_path)
-    assert p.returncode == 0, p.stderr
-    run = Path(next(x for x in p.stdout.splitlines() if x.startswith("run dir: "))[9:])
+def test_la_cloning_writes_its_outputs_and_resume_recomputes_nothing(tmp_path, capsys):
+    rc, out, err = _run(capsys, tmp_path)
+    assert rc == 0, err
+    run = Path(next(x for x in out.splitlines() if x.startswith("run dir: "))[9:])
     for f in ("cloning_loss.png", "weights.png", "fig5.png", "improve.png", "results.md"):
         assert (run / f).stat().st_size > 0, f
     rows = (run / "results.csv").read_text().splitlines()
@@ -57,20 +54,16 @@ def test_la_cloning_writes_its_outputs_and_resume_recomputes_nothing(tmp_path):
     cached = {f: f.stat().st_mtime_ns for f in (run / "meta_test").glob("*.npz")}
     acc = np.load(next(iter(cached)))["accuracy"]
     assert acc.shape == (3, 40)
+    clone_log = (clone / "metrics.jsonl").read_bytes()
 
-    p = _run(tmp_path, "--resume", str(run))
-    assert p.returncode == 0, p.stderr
+    rc, out, err = _run(capsys, tmp_path, "--resume", str(run))
+    assert rc == 0, err
     assert {f: f.stat().st_mtime_ns for f in (run / "meta_test").glob("*.npz")} == cached
-    assert "clone step" not in p.stderr  # the clone is not retrained
+    assert (clone / "metrics.jsonl").read_bytes() == clone_log  # the clone is not retrained
 
 
-def test_unknown_key_is_one_line_error(tmp_path):
-    p = subprocess.run(
-        [sys.executable, "-m", "experiments.la_cloning", "--set", "clone.stepz=3"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert p.returncode == 2
-    assert p.stderr.strip().splitlines()[-1].startswith("error: unknown config key clone.stepz")
+def test_unknown_key_is_one_line_error(tmp_path, capsys):
+    rc, _, err = _run(capsys, tmp_path, "--set", "clone.stepz=3")
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1
+    assert lines[0].startswith("error: unknown config key clone.stepz")

@@ -8,15 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from experiments.omniglot.protocol import (
+    OmniglotConfig,
+    _fixed_outputs,
+    parse_setting,
+    split_characters,
+)
 from vsml_jax.config import ConfigError, load_config
 from vsml_jax.data import DatasetArrays
 from vsml_jax.data.dirs import shared_tfds_dirs
 from vsml_jax.learners import make_learner
 from vsml_jax.learners.vsml import vsml
-from vsml_jax.omniglot import OmniglotConfig, _fixed_outputs, parse_setting, split_characters
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESET = ROOT / "experiments" / "configs" / "omniglot.yaml"
+PRESET = ROOT / "experiments/omniglot/configs/omniglot.yaml"
 
 
 def test_settings():

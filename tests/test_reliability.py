@@ -20,8 +20,9 @@ import pytest
 
 from tests.marks import needs_kernel
 from tests.tiny import PRESET, TINY_SUM
-from vsml_jax import cli, rundir
+from vsml_jax.build import load_run_config
 from vsml_jax.config import ConfigError, ESConfig, load_config
+from vsml_jax.runtime import cli, rundir
 from vsml_jax.train import NonFiniteFitnessError, train
 from vsml_jax.vsml import kernel
 
@@ -103,7 +104,7 @@ def test_resume_without_checkpoint_restarts_and_drops_old_metrics(run_copy, caps
 
 
 def test_metrics_torn_last_line_is_dropped_but_a_bad_middle_line_names_the_file(tmp_path):
-    from vsml_jax.metrics import read_metrics
+    from vsml_jax.runtime.metrics import read_metrics
 
     (tmp_path / "metrics.jsonl").write_text('{"generation": 1}\n{"generation": 2')
     assert read_metrics(tmp_path) == [{"generation": 1}]
@@ -159,7 +160,7 @@ def test_run_stops_after_consecutive_skips_and_never_checkpoints_nan(tmp_path):
 def test_bad_values_are_config_errors(override, message):
     extra = ["learner=meta_rnn"] if "learner_args" in override else []
     with pytest.raises(ConfigError, match=message):
-        load_config(None, [*extra, override])
+        load_run_config(None, [*extra, override])
 
 
 def test_duplicate_key_in_a_yaml_preset(tmp_path):
@@ -192,7 +193,7 @@ def test_lock_is_released_when_its_holder_dies(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from vsml_jax.rundir import RunLock; "
+            "import sys, time; from vsml_jax.runtime.rundir import RunLock; "
             f"RunLock({str(tmp_path)!r}).acquire(); print('held', flush=True); time.sleep(60)",
         ],
         cwd=ROOT,
@@ -223,7 +224,7 @@ def test_creating_the_run_dir_leaves_the_cpu_device_count_settable(tmp_path):
     start JAX's backends, or the configured device count is silently ignored."""
     code = (
         "import sys, jax\n"
-        "from vsml_jax.rundir import new_run_dir\n"
+        "from vsml_jax.runtime.rundir import new_run_dir\n"
         "new_run_dir(sys.argv[1], 0)\n"
         "jax.config.update('jax_num_cpu_devices', 3)\n"
         "assert len(jax.devices()) == 3, jax.devices()\n"
@@ -246,12 +247,12 @@ def test_latest_run_sorts_suffixes_numerically(tmp_path):
 def test_checkpoint_of_two_devices_loads_on_one(tmp_path):
     import jax
 
-    from vsml_jax.checkpoint import Checkpointer
+    from vsml_jax.runtime.checkpoint import Checkpointer
 
     devices = 2 * jax.device_count()  # more devices than this process has
     code = (
-        "import numpy as np; from vsml_jax.checkpoint import Checkpointer; "
-        "from vsml_jax.meta.sharding import population_mesh, replicate; "
+        "import numpy as np; from vsml_jax.runtime.checkpoint import Checkpointer; "
+        "from vsml_jax.runtime.devices import population_mesh, replicate; "
         f"c = Checkpointer({str(tmp_path)!r}); "
         "c.save(5, replicate({'mean': np.arange(4.0, dtype=np.float32)}, population_mesh())); "
         "c.close()"
@@ -335,23 +336,23 @@ def test_corrupt_array_record_names_the_file_and_the_prepare_command(tmp_path):
 
 
 def test_cross_dataset_unknown_variant_tag():
-    from vsml_jax.cross_dataset import CrossDatasetConfig
+    from experiments.cross_dataset.protocol import CrossDatasetConfig
 
-    preset = ROOT / "experiments/configs/cross_dataset.yaml"
+    preset = ROOT / "experiments/cross_dataset/configs/cross_dataset.yaml"
     with pytest.raises(ConfigError, match="unknown LA variant 'vsml@foo'"):
         load_config(preset, ["las=[vsml@foo]"], cls=CrossDatasetConfig)
 
 
-def test_cross_dataset_cache_is_atomic_and_a_corrupt_one_is_named(tmp_path):
-    from vsml_jax.cross_dataset import load_cached_curves, save_cached_curves
+def test_cached_arrays_are_atomic_and_a_corrupt_one_is_named(tmp_path):
+    from vsml_jax.runtime.files import load_npz, save_npz
 
     path = tmp_path / "meta_test" / "vsml__mnist.npz"
-    save_cached_curves(path, {"mnist": np.ones((2, 3))})
+    save_npz(path, mnist=np.ones((2, 3)))
     assert [p.name for p in path.parent.iterdir()] == [path.name]
-    np.testing.assert_array_equal(load_cached_curves(path)["mnist"], np.ones((2, 3)))
+    np.testing.assert_array_equal(load_npz(path)["mnist"], np.ones((2, 3)))
     path.write_bytes(path.read_bytes()[:40])
-    with pytest.raises(ValueError, match=f"cached meta-test curves {path} are corrupt"):
-        load_cached_curves(path)
+    with pytest.raises(ValueError, match=f"cached arrays {path} are corrupt"):
+        load_npz(path)
 
 
 @pytest.mark.parametrize(
@@ -487,24 +488,16 @@ def test_ctrl_c_is_one_line_naming_the_last_checkpoint(tmp_path):
     assert "the last checkpoint is " in last and "--resume " in last
 
 
-def test_resume_dir_of_staged_experiments_picks_the_newest_run(tmp_path):
-    from vsml_jax.cross_dataset import CrossDatasetConfig
+def test_resume_picks_the_newest_run_and_refuses_a_folder_that_is_not_one(tmp_path, capsys):
+    from experiments.cross_dataset.main import main
 
     root = tmp_path / "cross_dataset"
     for name in ("20260101-000000-seed0-2", "20260101-000000-seed0-10", "no-config"):
         (root / name).mkdir(parents=True)
         if name != "no-config":
             (root / name / "config.yaml").write_text("{}\n")
-    preset = ROOT / "experiments/configs/cross_dataset.yaml"
-    over = [f"out_dir={tmp_path}"]
-    got = cli.resume_dir(True, preset, over, CrossDatasetConfig, preset, "a run folder")
+    got = rundir.latest_run_dir(root, with_checkpoint=False)
     assert got.name == "20260101-000000-seed0-10"  # natural order, not text order
-    with pytest.raises(FileNotFoundError, match="not a cross-dataset run folder"):
-        cli.resume_dir(
-            root / "no-config",
-            preset,
-            over,
-            CrossDatasetConfig,
-            preset,
-            "a cross-dataset run folder",
-        )
+    assert main(["--resume", str(root / "no-config")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no config.yaml there, so it is not a run dir" in err[0]

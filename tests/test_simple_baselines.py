@@ -2,7 +2,7 @@
 
 import pytest
 
-from experiments import simple_baselines
+from experiments.simple_baselines import main as simple_baselines
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""End to end: the meta-training run on real MNIST, resume after a kill, bad input."""
+"""End to end: the meta-training run on real MNIST (in-process), resume after a kill (in
+subprocesses), bad input."""
 
 import json
 import os
@@ -11,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsml_jax.checkpoint import Checkpointer
+from vsml_jax.runtime.checkpoint import Checkpointer
 
 ROOT = Path(__file__).resolve().parents[1]
 
 TINY = [
     "--config",
-    "experiments/configs/quickstart.yaml",
+    "experiments/es_mnist/configs/quickstart.yaml",
     "--set",
     "cpu_devices=1",
     "--set",
@@ -65,6 +66,15 @@ def _run(tmp_path, *args, env=None, timeout=300):
     return p.returncode, out, err
 
 
+def _main(capsys, tmp_path, *args):
+    """``python -m experiments.es_mnist`` in this process: ``(rc, stdout, stderr)``."""
+    from experiments.es_mnist.main import main
+
+    rc = main([*TINY, "--set", f"out_dir={tmp_path}", *args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
 def _run_dir(out: str) -> Path:
     line = next(x for x in out.splitlines() if x.startswith("run dir: "))
     return Path(line.removeprefix("run dir: "))
@@ -80,8 +90,8 @@ def _final_mean(run_dir: Path, step: int):
 
 @pytest.mark.slow
 @pytest.mark.needs_data("mnist", "fashion_mnist")
-def test_run_writes_metrics_checkpoints_and_plots(tmp_path):
-    rc, out, err = _run(tmp_path, "--set", "es.generations=20", "--set", "eval.every=10")
+def test_run_writes_metrics_checkpoints_and_plots(tmp_path, capsys):
+    rc, out, err = _main(capsys, tmp_path, "--set", "es.generations=20", "--set", "eval.every=10")
     assert rc == 0, err
     run = _run_dir(out)
     assert f"done: {run}" in out
@@ -131,8 +141,8 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
     np.testing.assert_array_equal(_final_mean(run_b, 40), reference)
 
 
-def test_bad_config_key_is_one_line_error(tmp_path):
-    rc, out, err = _run(tmp_path, "--set", "es.populaton_pairs=4")
+def test_bad_config_key_is_one_line_error(tmp_path, capsys):
+    rc, out, err = _main(capsys, tmp_path, "--set", "es.populaton_pairs=4")
     assert rc == 2
     assert err.strip().splitlines() == [
         "error: unknown config key es.populaton_pairs; valid keys under es: eval_batch, "
@@ -169,14 +179,16 @@ def test_population_not_dividing_devices_is_one_line_error(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.needs_data("mnist", "fashion_mnist")
-def test_corrupt_checkpoint_is_one_line_error_and_deletes_nothing(tmp_path):
-    rc, out, err = _run(tmp_path, "--set", "es.generations=10", "--set", "eval.datasets=[]")
+def test_corrupt_checkpoint_is_one_line_error_and_deletes_nothing(tmp_path, capsys):
+    rc, out, err = _main(
+        capsys, tmp_path, "--set", "es.generations=10", "--set", "eval.datasets=[]"
+    )
     assert rc == 0, err
     run = _run_dir(out)
     for f in (run / "checkpoints" / "10").rglob("*"):
         if f.is_file() and f.stat().st_size > 0:
             f.write_bytes(b"garbage")
-    rc, out, err = _run(tmp_path, "--resume", str(run), "--set", "es.generations=20")
+    rc, out, err = _main(capsys, tmp_path, "--resume", str(run), "--set", "es.generations=20")
     assert rc == 2
     assert "checkpoint" in err and "cannot be restored" in err
     assert (run / "checkpoints" / "10").exists()
@@ -186,7 +198,7 @@ def test_corrupt_checkpoint_is_one_line_error_and_deletes_nothing(tmp_path):
 def test_load_data_filters_and_relabels_classes():
     from vsml_jax.build import load_data
     from vsml_jax.config import load_config
-    from vsml_jax.meta.sharding import population_mesh
+    from vsml_jax.runtime.devices import population_mesh
 
     cfg = load_config(None, ["data.classes=[7, 3]"])
     data = load_data(cfg, ["mnist"], "test", population_mesh())
@@ -197,7 +209,7 @@ def test_load_data_filters_and_relabels_classes():
 
 @pytest.mark.slow
 @pytest.mark.needs_data("mnist", "fashion_mnist")
-def test_init_from_loads_exactly_and_rejects_other_learners_or_shapes(tmp_path):
+def test_init_from_loads_exactly_and_rejects_other_learners_or_shapes(tmp_path, capsys):
     import jax
     from jax.flatten_util import ravel_pytree
 
@@ -206,7 +218,9 @@ def test_init_from_loads_exactly_and_rejects_other_learners_or_shapes(tmp_path):
     from vsml_jax.learners.base import TaskSpec
     from vsml_jax.loading import initial_meta_params
 
-    rc, out, err = _run(tmp_path, "--set", "es.generations=10", "--set", "eval.datasets=[]")
+    rc, out, err = _main(
+        capsys, tmp_path, "--set", "es.generations=10", "--set", "eval.datasets=[]"
+    )
     assert rc == 0, err
     source = _run_dir(out)
     saved = _final_mean(source, 10)
@@ -231,7 +245,9 @@ def test_init_from_loads_exactly_and_rejects_other_learners_or_shapes(tmp_path):
         initial_meta_params(cfg_with(f"init_from={tmp_path}"), like)
 
     # through the CLI: a mismatched init_from is one line, exit 2
-    rc, out, err = _run(tmp_path, "--set", f"init_from={source}", "--set", "network.cell.hidden=8")
+    rc, out, err = _main(
+        capsys, tmp_path, "--set", f"init_from={source}", "--set", "network.cell.hidden=8"
+    )
     assert rc == 2
     errors = [x for x in err.splitlines() if x.startswith("error:")]
     assert len(errors) == 1 and "init_from" in errors[0] and "Traceback" not in err

@@ -4,7 +4,7 @@ inputs, 10-step episodes, 4 antithetic pairs, checkpoints every 5 generations, n
 
 from pathlib import Path
 
-PRESET = Path(__file__).resolve().parents[1] / "experiments/configs/quickstart.yaml"
+PRESET = Path(__file__).resolve().parents[1] / "experiments/es_mnist/configs/quickstart.yaml"
 
 TINY_SUM = [
     "cpu_devices=1",

@@ -3,7 +3,8 @@
 The public entry points: :func:`load_learner` (a run directory, a checkpoint or a shipped
 learner, with its model card) and its online :class:`~vsml_jax.online.Session`
 (``learner.start(key, input_dim, num_classes)``). Meta-training is ``python -m
-vsml_jax.cli`` / :func:`vsml_jax.train.train`; meta-testing is ``python -m vsml_jax.evaluate``.
+experiments.es_mnist`` / :func:`vsml_jax.train.train`; meta-testing is ``python -m
+vsml_jax.evaluate``.
 """
 
 __all__ = ["TrainedLearner", "load_learner"]

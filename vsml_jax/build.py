@@ -12,13 +12,13 @@ import zlib
 import jax
 import numpy as np
 
-from vsml_jax.config import RunConfig
+from vsml_jax.config import ConfigError, RunConfig, load_config
 from vsml_jax.data import load_split, to_device
 from vsml_jax.data.episodes import DeviceDataset, EpisodeSpec
 from vsml_jax.data.fewshot import FewShotSpec
 from vsml_jax.data.preprocess import filter_classes
-from vsml_jax.learners.base import Learner, TaskSpec
-from vsml_jax.meta.sharding import replicate
+from vsml_jax.learners.base import Learner, PyTree, TaskSpec
+from vsml_jax.runtime.devices import replicate
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,35 @@ log = logging.getLogger(__name__)
 def run_key(seed: int, purpose: str) -> jax.Array:
     """An independent PRNG key per (seed, purpose): no two purposes or seeds collide."""
     return jax.random.fold_in(jax.random.PRNGKey(seed), zlib.crc32(purpose.encode()) & 0x7FFFFFFF)
+
+
+def check_names(cfg) -> None:
+    """The names a config takes from other modules' registries, checked by their owners:
+    the learner and its ``learner_args`` (:mod:`vsml_jax.learners`) and the ES fitness
+    shaping (:mod:`vsml_jax.meta.es`), for ``cfg`` and every RunConfig inside it (an
+    experiment's ``base``). Raises ConfigError."""
+    import dataclasses
+
+    from vsml_jax.learners import check_learner_config
+    from vsml_jax.meta.es import check_fitness_shaping
+
+    if isinstance(cfg, RunConfig):
+        check_learner_config(cfg.learner, cfg.learner_args)
+        try:
+            check_fitness_shaping(cfg.es.fitness_shaping)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    elif dataclasses.is_dataclass(cfg):
+        for field in dataclasses.fields(cfg):
+            check_names(getattr(cfg, field.name))
+
+
+def load_run_config(preset=None, overrides=(), cls=RunConfig, defaults=None):
+    """:func:`vsml_jax.config.load_config` with the names checked (:func:`check_names`):
+    what every command loads its config with."""
+    cfg = load_config(preset, overrides, cls=cls, defaults=defaults)
+    check_names(cfg)
+    return cfg
 
 
 def build_learner(cfg: RunConfig) -> Learner:
@@ -92,3 +121,21 @@ def place_data(cfg: RunConfig, arrays, mesh) -> DeviceDataset:
 def task_spec(cfg: RunConfig, data: DeviceDataset) -> TaskSpec:
     input_dim = cfg.data.input_dim or int(np.prod(data.input_shape))
     return TaskSpec(input_dim=input_dim, num_classes=cfg.data.num_classes)
+
+
+def unravel_meta_params(learner: Learner, task: TaskSpec, flat) -> PyTree:
+    """The meta-parameter pytree of ``learner`` on ``task`` from its flat vector ``flat``
+    (as checkpoints and shipped learners store it), as uncommitted arrays usable with
+    data on any devices."""
+    from jax.flatten_util import ravel_pytree
+
+    like = jax.eval_shape(lambda k: learner.meta_init(k, task), jax.random.PRNGKey(0))
+    _, unravel = ravel_pytree(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), like))
+    flat = np.asarray(flat)
+    size = sum(int(np.prod(s.shape)) for s in jax.tree.leaves(like))
+    if flat.shape != (size,):
+        raise ValueError(
+            f"{flat.size} stored meta-parameters do not fit learner {learner.name!r} on "
+            f"{task} ({size} expected); the config does not match the parameters"
+        )
+    return unravel(jax.numpy.asarray(flat))

@@ -7,7 +7,6 @@ values of the wrong type raise :class:`ConfigError` naming the key.
 
 from __future__ import annotations
 
-import collections.abc
 import dataclasses
 import math
 import types
@@ -130,7 +129,7 @@ class RunConfig:
     def __post_init__(self):
         if self.trainer not in ("es", "grad"):
             raise ConfigError(f"trainer must be 'es' or 'grad', got {self.trainer!r}")
-        _check_names(self)
+        _check_baselines(self)
         for key, value in (
             ("es.population_pairs", self.es.population_pairs),
             ("es.generations_per_call", self.es.generations_per_call),
@@ -208,72 +207,20 @@ class RunConfig:
         return self.grad.steps, self.grad.steps_per_call, "grad.step"
 
 
-def _check_names(cfg: RunConfig) -> None:
-    """The checks of names that other modules define (the learner registry, the ES
-    fitness shapings). This is the one place config validation imports other modules;
-    nothing is built here, and none of those modules imports this one back."""
-    from vsml_jax.learners import LEARNERS, check_kwargs
-    from vsml_jax.meta.es import FITNESS_SHAPING
-
-    if cfg.learner not in LEARNERS:
-        raise ConfigError(
-            f"unknown learner {cfg.learner!r}; choose one of {', '.join(sorted(LEARNERS))}"
-        )
-    if cfg.learner == "vsml" and cfg.learner_args:
-        raise ConfigError("learner_args do not apply to vsml; configure it under network")
-    if cfg.learner != "vsml":
-        try:
-            check_kwargs(cfg.learner, cfg.learner_args)
-        except ValueError as e:
-            raise ConfigError(f"learner_args: {e}") from None
-        check_learner_args(cfg.learner, cfg.learner_args)
+def _check_baselines(cfg: RunConfig) -> None:
     unknown = sorted(set(cfg.eval.baselines) - set(HAND_DESIGNED))
     if unknown:
         raise ConfigError(
             f"eval.baselines {unknown} are not hand-designed learners; "
             f"choose from {', '.join(HAND_DESIGNED)}"
         )
-    if cfg.es.fitness_shaping not in FITNESS_SHAPING:
-        raise ConfigError(
-            f"unknown es.fitness_shaping {cfg.es.fitness_shaping!r}; "
-            f"choose one of {', '.join(FITNESS_SHAPING)}"
-        )
 
 
 # --------------------------------------------------------------------------- parsing
 
 
-def check_learner_args(name: str, args: dict) -> None:
-    """Each of ``args`` must have the type its factory's annotation names; integer sizes
-    whose default is positive (``hidden``, ``memory_size``, ...) must be >= 1."""
-    import inspect
-
-    from vsml_jax.learners import LEARNERS
-
-    factory = LEARNERS[name]
-    hints = typing.get_type_hints(factory)
-    params = inspect.signature(factory).parameters
-    for key, value in args.items():
-        if key not in hints or key not in params:
-            continue
-        tp, default = hints[key], params[key].default
-        if typing.get_origin(tp) is collections.abc.Sequence:
-            tp = tuple[typing.get_args(tp)[0], ...]
-        try:
-            converted = _convert(value, tp, f"learner_args.{key}")
-        except ConfigError as e:
-            raise ConfigError(f"{e} (learner {name})") from None
-        ints = converted if isinstance(converted, tuple) else (converted,)
-        positive = default != () and all(
-            isinstance(d, int) and d >= 1
-            for d in (default if isinstance(default, tuple) else (default,))
-        )
-        if positive and any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in ints):
-            raise ConfigError(f"learner_args.{key} must be >= 1, got {value!r} (learner {name})")
-
-
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    """Check/convert a YAML value to the annotated type ``tp``."""
+def convert_value(value: Any, tp: Any, key: str) -> Any:
+    """Check/convert a YAML value to the annotated type ``tp`` (ConfigError naming ``key``)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -284,7 +231,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _convert(value, arg, key)
+                return convert_value(value, arg, key)
             except ConfigError as e:
                 errors.append(str(e))
         raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
@@ -293,10 +240,10 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             value = [value]
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(v, args[0], key) for v in value)
+            return tuple(convert_value(v, args[0], key) for v in value)
         if len(value) != len(args):
             raise ConfigError(f"{key}: expected {len(args)} values, got {value!r}")
-        return tuple(_convert(v, a, key) for v, a in zip(value, args))
+        return tuple(convert_value(v, a, key) for v, a in zip(value, args))
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
@@ -334,7 +281,7 @@ def from_dict(cls, data: dict, prefix: str = ""):
             f"unknown config key {prefix}{unknown[0]!s}; valid keys under "
             f"{prefix.rstrip('.') or 'the top level'}: {', '.join(sorted(names))}"
         )
-    kwargs = {k: _convert(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
+    kwargs = {k: convert_value(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)
     except ConfigError:

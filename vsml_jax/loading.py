@@ -14,15 +14,13 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
 
 import jax
-import numpy as np
 
-from vsml_jax.build import build_learner
-from vsml_jax.checkpoint import Checkpointer
+from vsml_jax.build import build_learner, unravel_meta_params
 from vsml_jax.config import RunConfig, load_config, to_dict
 from vsml_jax.learners.base import Learner, PyTree, TaskSpec
+from vsml_jax.runtime.checkpoint import Checkpointer
 
 log = logging.getLogger(__name__)
 
@@ -76,24 +74,6 @@ class TrainedLearner:
         from vsml_jax.online import Session
 
         return Session(self, key, input_dim, num_classes, mean=mean, std=std)
-
-
-def unravel_meta_params(learner: Learner, task: TaskSpec, flat) -> Any:
-    """The meta-parameter pytree of ``learner`` on ``task`` from its flat vector ``flat``
-    (as checkpoints and shipped learners store it), as uncommitted arrays usable with
-    data on any devices."""
-    from jax.flatten_util import ravel_pytree
-
-    like = jax.eval_shape(lambda k: learner.meta_init(k, task), jax.random.PRNGKey(0))
-    _, unravel = ravel_pytree(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), like))
-    flat = np.asarray(flat)
-    size = sum(int(np.prod(s.shape)) for s in jax.tree.leaves(like))
-    if flat.shape != (size,):
-        raise ValueError(
-            f"{flat.size} stored meta-parameters do not fit learner {learner.name!r} on "
-            f"{task} ({size} expected); the config does not match the parameters"
-        )
-    return unravel(jax.numpy.asarray(flat))
 
 
 def restore_run(run_dir: str | Path, step: int | None = None):

@@ -1,4 +1,4 @@
-"""The meta-training loop over a :class:`~vsml_jax.meta.trainer.Trainer`: jitted blocks
+"""The meta-training loop over a :class:`~vsml_jax.meta.base.Trainer`: jitted blocks
 of steps (ES generations or meta-gradient steps), logs, checkpoints, meta-tests.
 
 Nothing inside a block of steps returns to Python. Between blocks the
@@ -10,35 +10,39 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
-from vsml_jax import plots, rundir
-from vsml_jax.build import build_learner, episode_spec, load_data, run_key, task_spec
-from vsml_jax.checkpoint import Checkpointer
+from vsml_jax import plots
+from vsml_jax.build import build_learner, check_names, episode_spec, load_data, run_key, task_spec
 from vsml_jax.config import RunConfig
+from vsml_jax.data.episodes import DeviceDataset
 from vsml_jax.evaluation import MetaTest
+from vsml_jax.learners.base import Learner, PyTree, TaskSpec
 from vsml_jax.loading import initial_meta_params
-from vsml_jax.meta.sharding import (
+from vsml_jax.meta.base import Trainer
+from vsml_jax.meta.trainer import make_trainer
+from vsml_jax.runtime import rundir
+from vsml_jax.runtime.checkpoint import Checkpointer
+from vsml_jax.runtime.devices import (
     PeerWatchdog,
     check_population,
-    configure_cpu_devices,
-    maybe_initialize_distributed,
     peer_failed,
     population_mesh,
     replicate,
     replicated,
     set_failure_note,
+    setup_devices,
     to_host,
 )
-from vsml_jax.meta.trainer import make_trainer
-from vsml_jax.metrics import MetricsWriter, read_metrics
+from vsml_jax.runtime.metrics import MetricsWriter, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -54,69 +58,75 @@ class TrainingInterrupted(KeyboardInterrupt):
 # --------------------------------------------------------------------------- the loop
 
 
+class Job(NamedTuple):
+    """What :func:`train` trains: a learner on its task family from ``meta_params`` with
+    ``trainer`` (any :class:`~vsml_jax.meta.base.Trainer`); ``train_data`` are the
+    meta-training data (the meta-test's baselines tune their learning rate on them)."""
+
+    learner: Learner
+    task: TaskSpec
+    meta_params: PyTree
+    trainer: Trainer
+    train_data: DeviceDataset | None = None
+
+
+def default_job(cfg: RunConfig, mesh) -> Job:
+    """The job a run config names: ``cfg.learner`` meta-trained by ``cfg.trainer`` (ES
+    or meta-gradients) on episodes of ``cfg.data``, from a fresh meta-initialisation
+    (or ``cfg.init_from``)."""
+    train_data = load_data(cfg, cfg.data.train_sets, "train", mesh)
+    learner = build_learner(cfg)
+    task = task_spec(cfg, train_data)
+    spec = episode_spec(cfg, cfg.data.episode_length)
+    meta_params = learner.meta_init(run_key(cfg.seed, "meta_init"), task)
+    if cfg.init_from:
+        meta_params = initial_meta_params(cfg, meta_params)
+    trainer = make_trainer(cfg, learner, meta_params, train_data, spec, mesh)
+    return Job(learner, task, meta_params, trainer, train_data)
+
+
 def train(
-    cfg: RunConfig, resume: bool | str | Path = False, run_dir: str | Path | None = None
+    cfg: RunConfig,
+    resume: bool | str | Path = False,
+    run_dir: str | Path | None = None,
+    job: Callable[[RunConfig, Any], Job] = default_job,
 ) -> Path:
     """Meta-train ``cfg`` into ``run_dir`` (default: a new ``runs/<name>/<stamp>``).
 
     With ``resume`` (True: the latest run of ``cfg.name``, or a run dir) continue
     from that run's last checkpoint; ``cfg`` may differ from the run's saved config only
-    in the keys of :data:`vsml_jax.rundir.RESUME_SAFE`. Process 0 holds an exclusive lock
-    on the run dir for the whole run.
+    in the keys of :data:`vsml_jax.runtime.rundir.RESUME_SAFE`. Process 0 holds an
+    exclusive lock on the run dir for the whole run (:func:`rundir.open_run`).
+    ``job(cfg, mesh)`` builds what is trained (default: what ``cfg`` names).
     """
-    per_device = cfg.es.population_size if cfg.trainer == "es" else cfg.grad.batch_size
-    configure_cpu_devices(cfg.cpu_devices, divides=per_device)
-    maybe_initialize_distributed(
-        cfg.distributed, cfg.distributed_heartbeat_timeout_s, cfg.distributed_init_timeout_s
-    )
+    check_names(cfg)
+    setup_devices(cfg)
+    if resume:
+        root = Path(cfg.out_dir) / cfg.name
+        run_dir = rundir.latest_run_dir(root) if resume is True else Path(resume)
+    root = Path(cfg.out_dir) / cfg.name
+    with rundir.open_run(root, cfg.seed, run_dir, resume=bool(resume)) as run_dir:
+        if resume:  # before anything is written: the saved config is the reference
+            rundir.check_resume_config(rundir.saved_config(run_dir), cfg, run_dir)
+        if jax.process_index() == 0:
+            print(f"run dir: {run_dir}", flush=True)
+        return train_in(cfg, run_dir, bool(resume), job)
+
+
+def train_in(cfg: RunConfig, run_dir: Path, resumed: bool = False, job=default_job) -> Path:
+    """Meta-train ``cfg`` in the run dir that :func:`rundir.open_run` opened (and the
+    devices :func:`~vsml_jax.runtime.cli.setup_devices` set up): the training loop of
+    :func:`train` and of ``python -m experiments.es_mnist``."""
     is_main = jax.process_index() == 0
     mesh = population_mesh()
     if cfg.trainer == "es":
         check_population(cfg.es.population_size, mesh)
-
-    created = False
-    if resume:
-        run_dir = rundir.latest_run_dir(cfg) if resume is True else Path(resume)
-        if not run_dir.is_dir():
-            raise FileNotFoundError(f"--resume {run_dir}: no such run dir")
-    elif run_dir is not None:
-        run_dir = Path(run_dir)
-        if is_main:
-            try:
-                run_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise rundir.RunDirError(f"cannot create run dir {run_dir}: {e}") from None
-    else:
-        run_dir, created = rundir.new_run_dir(Path(cfg.out_dir) / cfg.name, cfg.seed), True
-    lock = rundir.RunLock(run_dir) if is_main else None
-    try:
-        if lock is not None:
-            lock.acquire()
-        if resume:  # before anything is written: the saved config is the reference
-            rundir.check_resume_config(rundir.saved_config(run_dir), cfg, run_dir)
-        if is_main:
-            print(f"run dir: {run_dir}", flush=True)
-        return _train(cfg, resume, run_dir, created, mesh, is_main)
-    except BaseException:
-        # a fresh run that failed before it started leaves nothing behind
-        if created and is_main and not (run_dir / "config.yaml").exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    finally:
-        if lock is not None:
-            lock.release()
+    return _train(cfg, resumed, run_dir, mesh, is_main, job(cfg, mesh))
 
 
-def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: bool) -> Path:
-    train_data = load_data(cfg, cfg.data.train_sets, "train", mesh)
-    learner = build_learner(cfg)
-    task = task_spec(cfg, train_data)
-    spec = episode_spec(cfg, cfg.data.episode_length)
-
-    k_meta, k_es, k_run = (run_key(cfg.seed, tag) for tag in ("meta_init", "es", "run"))
-    meta_params = learner.meta_init(k_meta, task)
-    if cfg.init_from:
-        meta_params = initial_meta_params(cfg, meta_params)
+def _train(cfg: RunConfig, resume: bool, run_dir: Path, mesh, is_main: bool, job: Job) -> Path:
+    learner, task, meta_params, trainer, train_data = job
+    k_es, k_run = (run_key(cfg.seed, tag) for tag in ("es", "run"))
     num_params = sum(x.size for x in jax.tree.leaves(meta_params))
     if num_params == 0:
         raise ValueError(
@@ -125,7 +135,6 @@ def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: 
         )
     log.info("learner %s: %d meta-parameters, task %s", learner.name, num_params, task)
 
-    trainer = make_trainer(cfg, learner, meta_params, train_data, spec, mesh)
     total, K, what = cfg.schedule
     unit = what.split(".")[1]  # "generation" or "step"
     rep = replicated(mesh)
@@ -172,7 +181,7 @@ def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: 
         run_dir,
         tensorboard=cfg.tensorboard,
         enabled=is_main,
-        resume_from=start if (resume or not created) else None,
+        resume_from=start if resume or (run_dir / "metrics.jsonl").exists() else None,
     )
     tester = MetaTest.from_config(cfg, train_data, mesh) if cfg.eval.datasets else None
     if is_main and tester is not None and tester.baseline_lrs:

@@ -98,7 +98,8 @@ def test_bad_specs(data):
     two = to_device([_chars(), _chars()])
     with pytest.raises(ValueError, match="one dataset"):
         FewShotSpec().dims(two)
-    assert isinstance(EpisodeSpec(length=3), EpisodeSpec)  # the plain spec is unchanged
+    plain = EpisodeSpec(length=3)  # the plain spec has none of the few-shot fields
+    assert plain.length == 3 and not hasattr(plain, "ways")
 
 
 def test_query_only_fitness_weights(data):

@@ -1,7 +1,7 @@
 import pytest
 
 from vsml_jax.learners import LEARNERS, make_learner
-from vsml_jax.learners.base import Learner
+from vsml_jax.learners.base import TaskSpec
 
 EXPECTED = {
     "sgd",
@@ -25,9 +25,20 @@ def test_registry_has_all_learners():
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_make_learner_defaults(name):
+    import jax
+
+    from vsml_jax.episode import run_episode
+
     learner = make_learner(name)
-    assert isinstance(learner, Learner)
     assert learner.name == name
+    # the three functions of the protocol run an episode: one logit row per step
+    task = TaskSpec(input_dim=4, num_classes=3)
+    key = jax.random.PRNGKey(0)
+    meta_params = learner.meta_init(key, task)
+    xs = jax.random.normal(key, (5, 4))
+    labels = jax.numpy.array([0, 1, 2, 0, 1])
+    out = run_episode(learner, meta_params, xs, labels, key, 3)
+    assert out.logits.shape == (5, 3) and bool(jax.numpy.isfinite(out.logits).all())
 
 
 def test_make_learner_kwargs():

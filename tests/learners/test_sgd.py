@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from tests.learners.utils import C, batch_results, check_protocol, fast_jit, prototype_episodes
+from vsml_jax.evaluation.tuning import tune_lr
 from vsml_jax.learners.sgd import adam, online_optimizer, sgd
-from vsml_jax.learners.tuning import tune_lr
 
 
 @pytest.mark.parametrize("factory,hidden", [(sgd, ()), (adam, (16, 16))])

@@ -23,7 +23,7 @@ from vsml_jax.data.sources import load_split
 from vsml_jax.learners.base import TaskSpec
 from vsml_jax.learners.vsml import vsml
 from vsml_jax.meta import es
-from vsml_jax.meta.sharding import (
+from vsml_jax.runtime.devices import (
     check_population,
     maybe_initialize_distributed,
     population_mesh,

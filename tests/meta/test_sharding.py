@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsml_jax.meta.sharding import check_population
+from vsml_jax.runtime.devices import check_population
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,7 +112,7 @@ def test_two_processes_equal_one_process(tmp_path):
 _SHARE_HOST = """
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
-from vsml_jax.meta.sharding import population_mesh, replicate
+from vsml_jax.runtime.devices import population_mesh, replicate
 mesh = population_mesh(jax.devices())
 x = np.arange(3 * 2**20, dtype=np.uint8).reshape(-1, 3)  # 3 MiB, odd row size
 shared, copied = replicate({"x": x}, mesh, readonly=True)["x"], replicate(x, mesh)
@@ -137,7 +137,7 @@ def test_readonly_replicas_share_one_host_buffer():
 _VECTOR_WIDTH = """
 import os, sys
 import numpy as np
-from vsml_jax.meta.sharding import configure_cpu_devices
+from vsml_jax.runtime.devices import configure_cpu_devices
 configure_cpu_devices(count=1)
 print(os.environ.get("XLA_FLAGS", ""))
 import jax

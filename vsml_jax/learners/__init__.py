@@ -60,6 +60,48 @@ def check_kwargs(name: str, kwargs: dict) -> None:
         )
 
 
+def check_learner_config(name: str, args: dict) -> None:
+    """A run config's ``learner`` and ``learner_args``: ``name`` must be in
+    :data:`LEARNERS`, and each of ``args`` a keyword its factory accepts, of the type its
+    annotation names; integer sizes whose default is positive (``hidden``,
+    ``memory_size``, ...) must be >= 1. Raises :class:`~vsml_jax.config.ConfigError`."""
+    import collections.abc
+    import typing
+
+    from vsml_jax.config import ConfigError, convert_value
+
+    if name not in LEARNERS:
+        raise ConfigError(f"unknown learner {name!r}; choose one of {', '.join(sorted(LEARNERS))}")
+    if name == "vsml":
+        if args:
+            raise ConfigError("learner_args do not apply to vsml; configure it under network")
+        return
+    try:
+        check_kwargs(name, args)
+    except ValueError as e:
+        raise ConfigError(f"learner_args: {e}") from None
+    factory = LEARNERS[name]
+    hints = typing.get_type_hints(factory)
+    params = inspect.signature(factory).parameters
+    for key, value in args.items():
+        if key not in hints or key not in params:
+            continue
+        tp, default = hints[key], params[key].default
+        if typing.get_origin(tp) is collections.abc.Sequence:
+            tp = tuple[typing.get_args(tp)[0], ...]
+        try:
+            converted = convert_value(value, tp, f"learner_args.{key}")
+        except ConfigError as e:
+            raise ConfigError(f"{e} (learner {name})") from None
+        ints = converted if isinstance(converted, tuple) else (converted,)
+        positive = default != () and all(
+            isinstance(d, int) and d >= 1
+            for d in (default if isinstance(default, tuple) else (default,))
+        )
+        if positive and any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in ints):
+            raise ConfigError(f"learner_args.{key} must be >= 1, got {value!r} (learner {name})")
+
+
 def make_learner(name: str, **kwargs) -> Learner:
     """Build the learner ``name`` from :data:`LEARNERS` with keyword hyperparameters.
 
@@ -70,4 +112,12 @@ def make_learner(name: str, **kwargs) -> Learner:
     return LEARNERS[name](**kwargs)
 
 
-__all__ = ["LEARNERS", "Feedback", "Learner", "TaskSpec", "check_kwargs", "make_learner"]
+__all__ = [
+    "LEARNERS",
+    "Feedback",
+    "Learner",
+    "TaskSpec",
+    "check_kwargs",
+    "check_learner_config",
+    "make_learner",
+]

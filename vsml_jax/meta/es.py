@@ -20,7 +20,7 @@ from jax.sharding import PartitionSpec
 from vsml_jax.data.episodes import DeviceDataset, EpisodeSpec, sample_episode
 from vsml_jax.episode import episode_loss
 from vsml_jax.learners.base import Learner, PyTree
-from vsml_jax.meta.sharding import POP, pop_sharding
+from vsml_jax.runtime.devices import POP, pop_sharding
 
 FITNESS_SHAPING = {
     "identity": fitness_shaping.identity_fitness_shaping_fn,
@@ -30,6 +30,14 @@ FITNESS_SHAPING = {
 }
 
 
+def check_fitness_shaping(name: str) -> None:
+    """ValueError unless ``name`` is a key of :data:`FITNESS_SHAPING`."""
+    if name not in FITNESS_SHAPING:
+        raise ValueError(
+            f"unknown es.fitness_shaping {name!r}; choose one of {', '.join(FITNESS_SHAPING)}"
+        )
+
+
 def make_strategy(cfg, solution: PyTree):
     """The evosax strategy named by ``cfg.strategy`` (minimising fitness); ``cfg`` is an
     :class:`~vsml_jax.config.ESConfig`."""
@@ -37,11 +45,7 @@ def make_strategy(cfg, solution: PyTree):
     # must wait until jax.distributed.initialize() has run in multi-process runs
     from evosax.algorithms import distribution_based_algorithms
 
-    if cfg.fitness_shaping not in FITNESS_SHAPING:
-        raise ValueError(
-            f"unknown es.fitness_shaping {cfg.fitness_shaping!r}; "
-            f"choose one of {', '.join(FITNESS_SHAPING)}"
-        )
+    check_fitness_shaping(cfg.fitness_shaping)
     if cfg.strategy not in distribution_based_algorithms:
         raise ValueError(
             f"unknown es.strategy {cfg.strategy!r}; choose one of "
@@ -205,20 +209,28 @@ def make_generation(strategy, evaluate):
     return generation
 
 
-def es_trainer(cfg, learner: Learner, like: PyTree, data, spec, num_classes: int, mesh=None):
-    """ES as a :class:`~vsml_jax.meta.trainer.Trainer` (``cfg`` an ``ESConfig``): blocks of
-    ``cfg.generations_per_call`` generations; the state is the evosax state."""
-    from vsml_jax.meta.trainer import Trainer
+def es_trainer(
+    cfg, learner: Learner, like: PyTree, data, spec, num_classes: int, mesh=None, evaluate=None
+):
+    """ES as a :class:`~vsml_jax.meta.base.Trainer` (``cfg`` an ``ESConfig``): blocks of
+    ``cfg.generations_per_call`` generations; the state is the evosax state.
+
+    ``evaluate(population, key) -> fitness`` replaces the default (``learner`` on
+    episodes ``spec`` of ``data``, :func:`make_evaluate`), e.g. by a task mixture."""
+    from vsml_jax.meta.base import Trainer
 
     strategy = make_strategy(cfg, like)
-    evaluate = make_evaluate(learner, data, spec, num_classes, mesh, cfg.eval_batch)
+    args = ()
+    if evaluate is None:
+        evaluate = make_evaluate(learner, data, spec, num_classes, mesh, cfg.eval_batch)
+        args = (data,)
     block = make_train_block(make_generation(strategy, evaluate), cfg.generations_per_call)
     return Trainer(
         init=lambda meta_params, key: init_strategy(strategy, key, meta_params),
         block=block,
         mean=strategy.get_mean,
         steps_per_block=cfg.generations_per_call,
-        args=(data,),
+        args=args,
     )
 
 

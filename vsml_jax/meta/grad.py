@@ -68,7 +68,7 @@ def make_grad_train_block(
     (step ``g`` uses ``fold_in(base_key, g)``), scanned in one program. With a mesh the
     episode batch is sharded over its devices. ``optimizer`` must skip non-finite updates
     (:func:`make_optimizer`); a non-finite loss counts as a non-finite gradient."""
-    from vsml_jax.meta.sharding import pop_sharding
+    from vsml_jax.runtime.devices import pop_sharding
 
     if remat:
         learner = with_remat(learner)
@@ -100,10 +100,10 @@ def make_grad_train_block(
 
 
 def grad_trainer(cfg, learner: Learner, data, spec, num_classes: int, mesh=None):
-    """Meta-gradients as a :class:`~vsml_jax.meta.trainer.Trainer` (``cfg`` a
+    """Meta-gradients as a :class:`~vsml_jax.meta.base.Trainer` (``cfg`` a
     ``GradConfig``): blocks of ``cfg.steps_per_call`` steps on batches of
     ``cfg.batch_size`` episodes."""
-    from vsml_jax.meta.trainer import Trainer
+    from vsml_jax.meta.base import Trainer
 
     if mesh is not None and cfg.batch_size % mesh.size:
         raise ValueError(

@@ -54,10 +54,9 @@ def save(path: Path, cfg, task, meta_params, card: dict, **arrays) -> None:
 
 def load(name: str) -> Pretrained:
     """The shipped learner ``name`` (see :func:`available`)."""
-    from vsml_jax.build import build_learner
+    from vsml_jax.build import build_learner, unravel_meta_params
     from vsml_jax.config import RunConfig, from_dict
     from vsml_jax.learners.base import TaskSpec
-    from vsml_jax.loading import unravel_meta_params
 
     names = available()
     if name not in names:
@@ -82,7 +81,7 @@ def check_accuracy(p: Pretrained) -> np.ndarray:
 
     from vsml_jax.build import episode_spec, load_data
     from vsml_jax.evaluation import evaluate
-    from vsml_jax.meta.sharding import population_mesh
+    from vsml_jax.runtime.devices import population_mesh
 
     check = p.card["check"]
     cfg = dataclasses.replace(p.config, data=dataclasses.replace(p.config.data, data_dir=None))

@@ -1,0 +1,5 @@
+import sys
+
+from experiments.cross_dataset.main import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from experiments.es_mnist.main import main
+
+sys.exit(main())

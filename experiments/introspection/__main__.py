@@ -1,0 +1,5 @@
+import sys
+
+from experiments.introspection.main import main
+
+sys.exit(main())

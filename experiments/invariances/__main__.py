@@ -1,0 +1,5 @@
+import sys
+
+from experiments.invariances.main import main
+
+sys.exit(main())

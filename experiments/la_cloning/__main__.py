@@ -1,0 +1,5 @@
+import sys
+
+from experiments.la_cloning.main import main
+
+sys.exit(main())

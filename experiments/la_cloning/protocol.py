@@ -1,0 +1,381 @@
+"""Learning-algorithm cloning and improving it (the paper's §4.1, Fig. 5, and its title).
+
+1. **Clone.** Train the shared VSML cell to implement online backprop
+   (:mod:`experiments.la_cloning.cloning`, on random sequences), then save it as a run directory
+   that :func:`vsml_jax.loading.load_meta_params` and ``init_from`` read.
+2. **Meta-test the clone** in a shallow (input -> classes) and a deep (input -> hidden ->
+   classes, every layer's cells sharing the one cloned V_M) VSML network on online
+   episodes of test splits, against the explicit SGD it clones
+   (:mod:`vsml_jax.learners.grid_sgd`: same shape, same learning rate, same initial
+   weights, same episodes) and a learning-rate-tuned online SGD on an ordinary MLP.
+3. **Improve it.** Meta-train with ES (the §4.2 setup) starting from the clone
+   (``init_from``), and from scratch on the same budget; meta-test both, the clone, and
+   the hand-designed baselines on the same episodes.
+
+Every stage writes under ``run_dir`` and is skipped when its output exists, so rerunning
+on the same folder (``--resume``) continues where a killed run stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from experiments.la_cloning import cloning
+from vsml_jax import plots
+from vsml_jax.build import episode_spec, load_data, run_key
+from vsml_jax.config import ConfigError, RunConfig, from_dict
+from vsml_jax.episode import trace_episode
+from vsml_jax.evaluation import (
+    cached_accuracy,
+    cached_hand_designed,
+    sample_eval_episodes,
+    summarize,
+    write_table,
+)
+from vsml_jax.learners.base import TaskSpec
+from vsml_jax.learners.grid_sgd import grid_sgd, readout_weights
+from vsml_jax.learners.vsml import vsml
+from vsml_jax.loading import restore_run
+from vsml_jax.runtime import rundir
+from vsml_jax.runtime.checkpoint import Checkpointer
+from vsml_jax.runtime.devices import population_mesh
+from vsml_jax.runtime.metrics import MetricsWriter, read_metrics
+from vsml_jax.stages import train_or_load
+from vsml_jax.vsml.cell import CellConfig
+from vsml_jax.vsml.network import NetworkConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class LACloningConfig:
+    """The cloning target and its training, the test networks, and the ES comparison.
+
+    ``base`` holds the §4.2 ES settings shared by fine-tuning and training from scratch
+    (``base.network`` is the from-scratch architecture; fine-tuning runs the clone's),
+    the episode format (``base.data``) and the meta-test (``base.eval``: episodes,
+    length, hand-designed baselines).
+    """
+
+    name: str = "la_cloning"
+    out_dir: str = "runs"
+    seed: int = 0
+    cell: CellConfig = CellConfig()
+    clone: cloning.CloneConfig = cloning.CloneConfig()
+    clone_block: int = 100  # cloning steps per jitted call (and per metrics row)
+    deep_hidden: tuple[int, ...] = (32,)
+    test_sets: tuple[str, ...] = ("mnist", "fashion_mnist")
+    improve: bool = True  # stage 3: ES from the clone and from scratch
+    base: RunConfig = RunConfig()
+
+    def __post_init__(self):
+        if self.clone.train_steps % self.clone_block:
+            raise ConfigError(
+                f"clone.train_steps ({self.clone.train_steps}) must be a multiple of "
+                f"clone_block ({self.clone_block})"
+            )
+        if self.base.learner != "vsml":
+            raise ConfigError("la_cloning meta-trains VSML; base.learner must be vsml")
+
+
+def clone_network(cfg: LACloningConfig, hidden: tuple[int, ...] = ()) -> NetworkConfig:
+    """The VSML network whose tick schedule the clone was trained for."""
+    return NetworkConfig(
+        cell=cfg.cell,
+        hidden_layers=hidden,
+        num_micro_ticks=cfg.clone.num_ticks,
+        output_channel=0,
+        backward_pass=True,
+        forward_sweep_feedback=False,
+    )
+
+
+# --------------------------------------------------------------------------- stage 1: clone
+
+
+def clone_run_config(cfg: LACloningConfig) -> RunConfig:
+    """How the clone's run directory describes itself (a VSML run, as ``init_from`` reads):
+    gradient-trained, ``clone.train_steps`` steps, one checkpoint at the end."""
+    steps = cfg.clone.train_steps
+    return dataclasses.replace(
+        cfg.base,
+        name="clone",
+        trainer="grad",
+        network=clone_network(cfg),
+        init_from=None,
+        grad=dataclasses.replace(cfg.base.grad, steps=steps, steps_per_call=cfg.clone_block),
+        checkpoint_every=steps,
+        eval=dataclasses.replace(cfg.base.eval, every=0),
+    )
+
+
+def train_clone(cfg: LACloningConfig, run_dir: Path):
+    """Train (or load) the clone; returns ``(cell_params, readout)``."""
+    ckpt_dir = run_dir / "checkpoints"
+    steps = cfg.clone.train_steps
+    if not (run_dir / "summary.json").exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        state = cloning.init_clone_state(run_key(cfg.seed, "clone_init"), cfg.cell, cfg.clone)
+        block = jax.jit(cloning.make_clone_block(cfg.cell, cfg.clone, cfg.clone_block))
+        key = run_key(cfg.seed, "clone_data")
+        writer = MetricsWriter(run_dir, tensorboard=False, resume_from=0)
+        t0 = time.time()
+        try:
+            for start in range(0, steps, cfg.clone_block):
+                state, metrics = block(state, key, start)
+                metrics = jax.device_get(metrics)
+                done = start + cfg.clone_block
+                rec = {k: float(np.mean(v)) for k, v in metrics.items()}
+                writer.write({"generation": done, **rec}, done)
+                log.info("clone step %d: loss %.4f", done, rec["clone_loss"])
+        finally:
+            writer.close()
+        if not np.isfinite(rec["clone_loss"]):
+            raise FloatingPointError("the cloning loss is not finite; lower clone.meta_lr")
+        flat, _ = ravel_pytree((state.params.cell,))
+        ckpt = Checkpointer(ckpt_dir, keep=1)
+        try:
+            ckpt.save(steps, {"mean": flat, "readout": state.params.readout})
+        finally:
+            ckpt.close()
+        run_cfg = clone_run_config(cfg)
+        rundir.write_config(run_dir, run_cfg)
+        task = TaskSpec(cfg.base.data.input_dim or 784, cfg.base.data.num_classes)
+        (run_dir / "task.json").write_text(json.dumps(dataclasses.asdict(task)))
+        summary = {"clone_steps": steps, "wall_s": time.time() - t0, **rec}
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    _, _, meta_params, raw = restore_run(run_dir)
+    return meta_params[0], np.asarray(raw["readout"])
+
+
+def plot_clone_loss(records: list[dict], path: Path):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    steps = [r["generation"] for r in records]
+    for k in ("clone_loss", "clone_fwd", "clone_bwd", "clone_w", "clone_beta"):
+        ax.plot(steps, [r[k] for r in records], label=k.removeprefix("clone_"))
+    ax.set_yscale("log")
+    ax.set_xlabel("cloning step")
+    ax.set_ylabel("relative squared error")
+    ax.set_title("cloning loss (random sequences)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def weight_traces(cfg, cell_params, readout, data, spec, key, num_cells: int = 6):
+    """Read-out ``w`` of the clone and the reference's ``w`` for a few cells of the shallow
+    network over one test episode: ``(clone [T, n], reference [T, n], accuracies)``."""
+    net = clone_network(cfg)
+    xs, labels, init_keys = sample_eval_episodes(data, spec, 1, key)
+    idx = jax.random.choice(key, spec.input_dim * spec.num_classes, (num_cells,), replace=False)
+    a, b = idx // spec.num_classes, idx % spec.num_classes
+
+    def clone_w(state):
+        return readout_weights(state.cells[:1], readout)[0].w[a, b]
+
+    def ref_w(state):
+        return state.layers[0].w[a, b]
+
+    run = lambda learner, mp, obs: trace_episode(  # noqa: E731
+        learner, mp, xs[0], labels[0], init_keys[0], spec.num_classes, obs
+    )
+    clone, w_clone = jax.jit(lambda: run(vsml(net), (cell_params,), clone_w))()
+    ref, w_ref = jax.jit(
+        lambda: run(grid_sgd(cfg.clone.lr, cfg.clone.bias_lr, net, readout), {}, ref_w)
+    )()
+    return np.asarray(w_clone), np.asarray(w_ref), (clone.accuracy, ref.accuracy)
+
+
+def plot_weights(w_clone, w_ref, path: Path, title: str):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    steps = np.arange(1, len(w_ref) + 1)
+    for i in range(w_ref.shape[1]):
+        (line,) = ax.plot(steps, w_ref[:, i], lw=1.0)
+        ax.plot(steps, w_clone[:, i], "--", color=line.get_color(), lw=1.0)
+    ax.plot([], [], "k-", label="reference SGD w")
+    ax.plot([], [], "k--", label="read-out of the VSML cell")
+    ax.set_xlabel("step")
+    ax.set_ylabel("w_ab")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- meta-tests
+
+
+def _test_learners(prefix: Path, learners: dict, data, spec, num, key) -> dict:
+    """``{label: accuracy [num, T]}`` on the same episodes, each cached at ``prefix<tag>.npz``."""
+    out = {}
+    for label, (learner, mp) in learners.items():
+        tag = label.split(" (")[0].replace(" ", "_").replace(",", "").replace("+", "plus")
+        path = prefix.with_name(f"{prefix.name}{tag}.npz")
+        out[label] = cached_accuracy(path, learner, mp, data, spec, num, key)
+    return out
+
+
+def _rows(stage: str, test_set: str, network: str, accs: dict) -> list[dict]:
+    return [
+        {"stage": stage, "test_set": test_set, "network": network, "learner": k, **summarize(a)}
+        for k, a in accs.items()
+    ]
+
+
+def _tuned(name, cfg: LACloningConfig, train_data, spec, hidden, cache: Path):
+    """A hand-designed baseline; sgd/adam get the lr of ``base.eval.baseline_lrs`` that is
+    best on meta-*training* episodes (cached in ``cache``)."""
+    ev = cfg.base.eval
+    key = run_key(cfg.seed, f"baseline_lr/{hidden}")
+    return cached_hand_designed(
+        name, cache, train_data, spec, ev.num_episodes, hidden, ev.baseline_lrs, key
+    )
+
+
+def run(cfg: LACloningConfig, run_dir: Path) -> list[dict]:
+    """All stages; returns the result rows (also written to ``results.csv`` / ``.md``)."""
+    base = cfg.base
+    mesh = population_mesh()
+    ev = base.eval
+    spec = episode_spec(base, ev.episode_length)
+
+    cell_params, readout = train_clone(cfg, run_dir / "clone")
+    plot_clone_loss(read_metrics(run_dir / "clone"), run_dir / "cloning_loss.png")
+
+    test_data = {t: load_data(base, [t], "test", mesh) for t in cfg.test_sets}
+    train_data = load_data(base, base.data.train_sets, "train", mesh)
+    keys = {
+        t: jax.random.fold_in(run_key(base.seed, "meta_test"), i) for i, t in enumerate(test_data)
+    }
+
+    first = cfg.test_sets[0]
+    w_clone, w_ref, _ = weight_traces(
+        cfg, cell_params, readout, test_data[first], spec, keys[first]
+    )
+    plot_weights(
+        w_clone, w_ref, run_dir / "weights.png", f"shallow clone vs SGD on one {first} episode"
+    )
+    w_err = float(np.abs(w_clone - w_ref).mean() / np.abs(w_ref).mean())
+    log.info("weights: mean |w_clone - w_ref| / mean |w_ref| = %.3f over the episode", w_err)
+
+    fwd_err = float(
+        cloning.forward_message_error(
+            cell_params,
+            readout,
+            run_key(cfg.seed, "fwd_check"),
+            cfg.cell,
+            (spec.input_dim, spec.num_classes),
+        )
+    )
+    log.info(
+        "forward message: relative squared error %.4f on fresh %dx%d layers",
+        fwd_err,
+        spec.input_dim,
+        spec.num_classes,
+    )
+    rows, fig5, compare = [], {}, {}
+    cache = run_dir / "meta_test"
+    for shape, hidden in (("shallow", ()), ("deep", tuple(cfg.deep_hidden))):
+        net = clone_network(cfg, hidden)
+        sgd_tuned, lr = _tuned("sgd", cfg, train_data, spec, hidden, cache / f"sgd_lr_{shape}.json")
+        learners = {
+            "VSML clone": (vsml(net), (cell_params,)),
+            f"SGD it clones (lr={cfg.clone.lr:g})": (
+                grid_sgd(cfg.clone.lr, cfg.clone.bias_lr, net, readout),
+                {},
+            ),
+            f"online SGD, MLP (tuned lr={lr:g})": (sgd_tuned, {}),
+        }
+        for t, data in test_data.items():
+            prefix = cache / f"{t}__{shape}__"
+            panel = _test_learners(prefix, learners, data, spec, ev.num_episodes, keys[t])
+            fig5[f"{t}, {shape}"] = panel
+            rows += _rows("clone", t, shape, panel)
+            if shape == "shallow":
+                compare[t] = {"VSML clone (before ES)": panel["VSML clone"]}
+    plots.plot_accuracy_curves(fig5, run_dir / "fig5.png", title="VSML clone of backprop vs SGD")
+
+    if cfg.improve:
+        rows += improve(cfg, run_dir, test_data, train_data, spec, keys, compare)
+        plots.plot_accuracy_curves(compare, run_dir / "improve.png", title="improving the clone")
+        plots.plot_accuracy_curves(
+            compare, run_dir / "improve_logx.png", title="improving the clone", log_x=True
+        )
+    write_results(rows, run_dir, {"weight_rel_error": w_err, "forward_message_error": fwd_err})
+    return rows
+
+
+def improve(cfg: LACloningConfig, run_dir, test_data, train_data, spec, keys, compare):
+    """Stage 3: ES from the clone and from scratch (same budget), then meta-test."""
+    base = cfg.base
+    ev = base.eval
+    off = dataclasses.replace(ev, datasets=(), every=0)  # meta-tested here, on our episodes
+    runs = {
+        "VSML, ES from scratch": dataclasses.replace(base, name="scratch", eval=off),
+        "VSML clone + ES": dataclasses.replace(
+            base,
+            name="finetune",
+            eval=off,
+            network=clone_network(cfg),
+            init_from=str(run_dir / "clone"),
+        ),
+    }
+    learners = {}
+    for label, run_cfg in runs.items():
+        learners[label] = train_or_load(run_cfg, run_dir / "meta_train" / run_cfg.name)
+    for name in ev.baselines:
+        learner, lr = _tuned(
+            name,
+            cfg,
+            train_data,
+            spec,
+            ev.baseline_hidden,
+            run_dir / "meta_test" / f"{name}_lr.json",
+        )
+        learners[name if lr is None else f"{name} (lr={lr:g})"] = (learner, {})
+    rows = []
+    for t, data in test_data.items():
+        prefix = run_dir / "meta_test" / f"{t}__improve__"
+        accs = _test_learners(prefix, learners, data, spec, ev.num_episodes, keys[t])
+        compare[t].update(accs)
+        rows += _rows("improve", t, "shallow", compare[t])
+    return rows
+
+
+COLUMNS = (
+    "stage",
+    "test_set",
+    "network",
+    "learner",
+    "first100_acc",
+    "first100_ci95",
+    "mean_acc",
+    "ci95",
+    "last100_acc",
+    "episodes",
+    "steps",
+)
+
+
+def write_results(rows: list[dict], run_dir: Path, extra: dict):
+    write_table(rows, COLUMNS, run_dir, tuple(f"{k}: {v:.4f}" for k, v in extra.items()))
+
+
+def load(tree: dict) -> LACloningConfig:
+    return from_dict(LACloningConfig, tree)

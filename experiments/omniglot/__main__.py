@@ -1,0 +1,5 @@
+import sys
+
+from experiments.omniglot.main import main
+
+sys.exit(main())

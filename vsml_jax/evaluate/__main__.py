@@ -1,0 +1,5 @@
+import sys
+
+from vsml_jax.evaluation.cli import main
+
+sys.exit(main())

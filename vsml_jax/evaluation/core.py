@@ -1,0 +1,273 @@
+"""Meta-test evaluation: online episodes of any learner on held-out data.
+
+Every learner evaluated with the same ``key`` sees exactly the same episodes
+(inputs, labels, projections), so curves of different learners are paired.
+:func:`meta_test` is the one meta-test routine: training's periodic meta-tests
+(:class:`MetaTest`), the cross-dataset benchmark and ``python -m vsml_jax.evaluate`` all
+call it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from vsml_jax.data.episodes import DeviceDataset, EpisodeSpec, sample_episode
+from vsml_jax.episode import run_episode
+from vsml_jax.evaluation.tuning import tune_lr
+from vsml_jax.learners.base import Learner, PyTree
+from vsml_jax.learners.sgd import online_optimizer
+from vsml_jax.runtime.files import load_npz, save_npz, write_text
+
+
+class Curves(NamedTuple):
+    """Per-episode, per-step online accuracy and loss: ``[N, T]`` each."""
+
+    accuracy: np.ndarray
+    loss: np.ndarray
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "num"))
+def sample_eval_episodes(data: DeviceDataset, spec: EpisodeSpec, num: int, key: jax.Array):
+    """``num`` episodes ``([N, T, D], [N, T])`` and per-episode learner-init keys ``[N, 2]``."""
+
+    def one(k):
+        k_episode, k_init = jax.random.split(k)
+        xs, labels = sample_episode(k_episode, data, spec)
+        return xs, labels, k_init
+
+    return jax.vmap(one)(jax.random.split(key, num))
+
+
+@functools.lru_cache(maxsize=64)
+def _episode_runner(learner: Learner, num_classes: int):
+    """One jitted function per (learner, class count): repeated meta-tests reuse the compile."""
+
+    @jax.jit
+    def run(meta_params, xs, labels, init_keys):
+        def one(x, y, k):
+            r = run_episode(learner, meta_params, x, y, k, num_classes)
+            return r.accuracy, r.loss
+
+        return jax.vmap(one)(xs, labels, init_keys)
+
+    return run
+
+
+def evaluate(
+    learner: Learner,
+    meta_params: PyTree,
+    data: DeviceDataset,
+    spec: EpisodeSpec,
+    num_episodes: int,
+    key: jax.Array,
+) -> Curves:
+    """Online accuracy/loss curves of ``learner`` on ``num_episodes`` episodes."""
+    xs, labels, init_keys = sample_eval_episodes(data, spec, num_episodes, key)
+    acc, loss = _episode_runner(learner, spec.num_classes)(meta_params, xs, labels, init_keys)
+    return Curves(np.asarray(acc), np.asarray(loss))
+
+
+def summarize(acc: np.ndarray) -> dict:
+    """Scalar summaries of ``[N, T]`` accuracy: mean, last 100 steps, CI and speed.
+
+    ``steps_to_50``/``steps_to_80`` are the first steps at which the across-episode
+    mean accuracy (smoothed over ``T // 20`` steps) reaches 50% / 80% of its final
+    (last-100-step) level.
+    """
+    acc = np.asarray(acc, np.float64)
+    n, T = acc.shape
+    per_episode = acc.mean(1)
+    first = acc[:, : min(100, T)].mean(1)
+    last = acc[:, -min(100, T) :].mean()
+    window = max(1, T // 20)
+    kernel = np.ones(window) / window
+    curve = np.convolve(acc.mean(0), kernel, mode="full")[:T] / np.minimum(
+        np.arange(1, T + 1) / window, 1.0
+    )
+    out = {
+        "mean_acc": float(per_episode.mean()),
+        "first100_acc": float(first.mean()),
+        "first100_ci95": float(1.96 * first.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+        "last100_acc": float(last),
+        "ci95": float(1.96 * per_episode.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+        "episodes": n,
+        "steps": T,
+    }
+    for frac in (0.5, 0.8):
+        hit = np.nonzero(curve >= frac * last)[0]
+        out[f"steps_to_{int(frac * 100)}"] = int(hit[0]) + 1 if hit.size else None
+    return out
+
+
+def hand_designed(
+    name: str,
+    data: DeviceDataset,
+    spec: EpisodeSpec,
+    num_episodes: int,
+    hidden: tuple[int, ...],
+    lrs: tuple[float, ...],
+    key: jax.Array,
+) -> tuple[Learner, float | None]:
+    """A hand-designed learner ready to evaluate: online 'sgd'/'adam' with the lr of ``lrs``
+    that has the lowest mean online loss on ``num_episodes`` episodes of ``data``
+    (meta-training data, never the meta-test split), or a parameter-free learner such
+    as 'ncm'. Returns ``(learner, lr or None)``."""
+    from vsml_jax.learners import make_learner
+
+    if name not in ("sgd", "adam"):
+        return make_learner(name), None
+    k_episodes, k_init = jax.random.split(key)
+    xs, labels, _ = sample_eval_episodes(data, spec, num_episodes, k_episodes)
+    make = lambda lr: online_optimizer(name, lr=lr, hidden=hidden)  # noqa: E731
+    lr, _ = tune_lr(make, lrs, xs, labels, k_init, spec.num_classes)
+    return make(float(lr)), float(lr)
+
+
+def cached_hand_designed(
+    name: str,
+    cache,
+    data: DeviceDataset,
+    spec: EpisodeSpec,
+    num_episodes: int,
+    hidden: tuple[int, ...],
+    lrs: tuple[float, ...],
+    key: jax.Array,
+) -> tuple[Learner, float | None]:
+    """:func:`hand_designed`, with sgd/adam's tuned lr kept in the JSON file ``cache``
+    (read when it exists, so a resumed experiment does not tune again)."""
+    cache = Path(cache)
+    if name in ("sgd", "adam") and cache.exists():
+        lr = json.loads(cache.read_text())["lr"]
+        return online_optimizer(name, lr=lr, hidden=hidden), lr
+    learner, lr = hand_designed(name, data, spec, num_episodes, hidden, lrs, key)
+    if lr is not None and jax.process_index() == 0:
+        write_text(cache, json.dumps({"lr": lr}))
+    return learner, lr
+
+
+def cached_accuracy(path, learner, meta_params, data, spec, num, key) -> np.ndarray:
+    """Accuracy ``[num, T]`` of :func:`evaluate`, read from the ``.npz`` file ``path`` when
+    it exists, else computed and written there atomically."""
+    path = Path(path)
+    if path.exists():
+        return load_npz(path)["accuracy"]
+    acc = evaluate(learner, meta_params, data, spec, num, key).accuracy
+    if jax.process_index() == 0:
+        save_npz(path, accuracy=acc)
+    return acc
+
+
+class Entry(NamedTuple):
+    """A learner to meta-test: its meta-parameters and, if it is not the shared one, the
+    episode spec it reads (the preprocessing it was trained with; same key, same examples),
+    or a function of the dataset returning that spec."""
+
+    learner: Learner
+    meta_params: PyTree = {}
+    spec: EpisodeSpec | Callable[[DeviceDataset], EpisodeSpec] | None = None
+
+
+def meta_test(
+    learners: Mapping[str, Entry],
+    datasets: Mapping[str, DeviceDataset],
+    spec: EpisodeSpec,
+    num_episodes: int,
+    key: jax.Array,
+    known: Mapping[tuple[str, str], np.ndarray] | None = None,
+) -> tuple[list[dict], dict]:
+    """Every learner on every dataset, all on the same ``num_episodes`` episodes per
+    dataset (dataset ``i`` uses ``fold_in(key, i)``).
+
+    Returns ``(rows, curves)``: one :func:`summarize` row per (dataset, learner) with
+    ``dataset`` and ``learner`` keys, and ``curves[dataset][learner] = accuracy [N, T]``.
+    Curves in ``known`` (keyed ``(dataset, learner)``) are reused, not recomputed.
+    """
+    rows, curves = [], {}
+    for i, (name, data) in enumerate(datasets.items()):
+        k = jax.random.fold_in(key, i)
+        for label, entry in learners.items():
+            acc = (known or {}).get((name, label))
+            if acc is None:
+                entry = Entry(*entry)
+                own = entry.spec(data) if callable(entry.spec) else entry.spec
+                acc = evaluate(
+                    entry.learner, entry.meta_params, data, own or spec, num_episodes, k
+                ).accuracy
+            curves.setdefault(name, {})[label] = acc
+            rows.append({"dataset": name, "learner": label, **summarize(acc)})
+    return rows, curves
+
+
+def tuned_baselines(names, data: DeviceDataset, spec: EpisodeSpec, ev, key) -> tuple[dict, dict]:
+    """Hand-designed learners ``names`` (see :func:`hand_designed`; ``ev`` an
+    ``EvalConfig``): ``({label: Entry}, {name: tuned lr})``, the lr in the label."""
+    entries, lrs = {}, {}
+    for name in names:
+        learner, lr = hand_designed(
+            name, data, spec, ev.num_episodes, ev.baseline_hidden, ev.baseline_lrs, key
+        )
+        if lr is not None:
+            lrs[name] = lr
+        entries[name if lr is None else f"{name} (lr={lr:g})"] = Entry(learner)
+    return entries, lrs
+
+
+class MetaTest:
+    """A training run's periodic meta-test: its learner on the ``eval`` test splits, with
+    the hand-designed ``eval.baselines`` on the same episodes.
+
+    Baseline learning rates are tuned once on meta-*training* episodes; baseline curves
+    do not depend on the meta-parameters, so they are computed once.
+    """
+
+    def __init__(self, datasets, spec, num_episodes, key, baselines, baseline_lrs):
+        self.datasets, self.spec, self.num_episodes, self.key = datasets, spec, num_episodes, key
+        self.baselines, self.baseline_lrs = baselines, baseline_lrs
+        self._known: dict = {}
+
+    @classmethod
+    def from_config(cls, cfg, train_data: DeviceDataset, mesh) -> MetaTest:
+        from vsml_jax.build import episode_spec, load_data, run_key
+
+        ev = cfg.eval
+        spec = episode_spec(cfg, ev.episode_length)
+        datasets = {n: load_data(cfg, [n], ev.split, mesh) for n in ev.datasets}
+        baselines, lrs = tuned_baselines(
+            ev.baselines, train_data, spec, ev, run_key(cfg.seed, "baseline_lr")
+        )
+        return cls(datasets, spec, ev.num_episodes, run_key(cfg.seed, "meta_test"), baselines, lrs)
+
+    def __call__(self, learner: Learner, meta_params) -> tuple[list[dict], dict]:
+        entries = {f"{learner.name} (meta-learned)": Entry(learner, meta_params), **self.baselines}
+        rows, curves = meta_test(
+            entries, self.datasets, self.spec, self.num_episodes, self.key, self._known
+        )
+        for name, by in curves.items():
+            self._known.update({(name, label): by[label] for label in self.baselines})
+        return rows, curves
+
+
+def write_table(rows: list[dict], columns: tuple[str, ...], out_dir, notes: tuple[str, ...] = ()):
+    """``results.csv`` and ``results.md`` (a Markdown table, then ``notes`` lines) of
+    summary ``rows`` under ``out_dir``."""
+    import csv
+    from pathlib import Path
+
+    out_dir = Path(out_dir)
+    with (out_dir / "results.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    if notes:
+        lines += ["", *notes]
+    (out_dir / "results.md").write_text("\n".join(lines) + "\n")
