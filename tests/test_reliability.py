@@ -146,9 +146,9 @@ def test_run_stops_after_consecutive_skips_and_never_checkpoints_nan(tmp_path):
     [
         ("es.sigma=0", "es.sigma must be a finite number > 0"),
         ("es.sigma=-0.1", "es.sigma must be a finite number > 0"),
-        ("es.lr=.nan", "es.lr must be a finite number > 0"),
+        ("es.lr=.nan", "es.lr: expected a finite number, got nan"),
         ("es.lr=0", "es.lr must be a finite number > 0"),
-        ("grad.lr=.inf", "grad.lr must be a finite number > 0"),
+        ("grad.lr=.inf", "grad.lr: expected a finite number, got inf"),
         ("cpu_devices=-2", "cpu_devices must be >= 0"),
         ("max_skipped=0", "max_skipped must be >= 1"),
         ("learner_args={hidden: abc}", "learner_args.hidden: expected an integer"),
@@ -160,6 +160,18 @@ def test_bad_values_are_config_errors(override, message):
     extra = ["learner=meta_rnn"] if "learner_args" in override else []
     with pytest.raises(ConfigError, match=message):
         load_config(None, [*extra, override])
+
+
+def test_numbers_parse_as_python_float_does_and_must_be_finite():
+    for text, value in (("1e30", 1e30), ("1.0e30", 1e30), ("1e-3", 1e-3), ("2E-2", 0.02)):
+        assert load_config(None, [f"es.sigma={text}"]).es.sigma == value
+    cfg = load_config(None, ["learner=sgd", "learner_args={lr: 1e-3}"])
+    assert cfg.learner_args == {"lr": 1e-3}  # converted: the factory gets a float
+    for text in ("inf", "-inf", "nan", "1e999"):
+        with pytest.raises(ConfigError, match="es.sigma: expected a finite number, got "):
+            load_config(None, [f"es.sigma={text}"])
+    with pytest.raises(ConfigError, match="es.sigma: expected a number, got '1e3x'"):
+        load_config(None, ["es.sigma=1e3x"])
 
 
 def test_duplicate_key_in_a_yaml_preset(tmp_path):

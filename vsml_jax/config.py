@@ -263,6 +263,7 @@ def check_learner_args(name: str, args: dict) -> None:
             converted = _convert(value, tp, f"learner_args.{key}")
         except ConfigError as e:
             raise ConfigError(f"{e} (learner {name})") from None
+        args[key] = converted  # e.g. lr '1e-3' (a string to YAML) -> 0.001
         ints = converted if isinstance(converted, tuple) else (converted,)
         positive = default != () and all(
             isinstance(d, int) and d >= 1
@@ -314,8 +315,17 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        # YAML 1.1 reads 1e-3 and 1e30 (no dot, or no exponent sign) as strings: a number
+        # is whatever Python's float() parses; infinities and NaN are refused here
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
