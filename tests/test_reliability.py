@@ -520,3 +520,57 @@ def test_resume_dir_of_staged_experiments_picks_the_newest_run(tmp_path):
             preset,
             "a cross-dataset run folder",
         )
+
+
+# --------------------------------------------------------------------------- bad data
+
+
+def _session(run_dir):
+    import jax
+
+    from vsml_jax import load_learner
+
+    return load_learner(run_dir).start(jax.random.PRNGKey(0), 12, 2, mean=0.0, std=1.0)
+
+
+def test_a_non_finite_input_is_refused_at_its_step_and_the_state_is_kept(finished):
+    xs = np.random.default_rng(0).normal(size=(40, 12)).astype(np.float32)
+    ys = np.arange(40) % 2
+    clean = _session(finished)
+    ref = [clean.run(xs[:20], ys[:20]), clean.run(xs[20:], ys[20:])]
+    s = _session(finished)
+    s.run(xs[:20], ys[:20])
+    bad = xs[20:].copy()
+    bad[10, 5] = np.nan
+    with pytest.raises(ValueError, match=r"^step 10 of this stream has a non-finite value \(nan"):
+        s.run(bad, ys[20:])
+    with pytest.raises(ValueError, match="^this input has a non-finite value"):
+        s.predict(np.full(12, np.inf))
+    with pytest.raises(ValueError, match="^this input has a non-finite value"):
+        s.observe(np.full(12, np.nan), 1)
+    after = s.run(xs[20:], ys[20:])  # the same as never having seen the bad rows
+    np.testing.assert_array_equal(after.probs, ref[1].probs)
+    assert np.isfinite(after.probs).all()
+
+
+def test_float_images_with_nan_are_one_line_for_evaluate():
+    from vsml_jax.data.arrays import DatasetArrays
+
+    images = np.zeros((6, 2, 2, 1), np.float32)
+    images[4, 1, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"images of mine/test hold non-finite .* in 1 examples, "):
+        DatasetArrays("mine", "mine", "test", images, np.zeros(6, np.int32), 2, 0.0, 1.0)
+
+
+def test_an_empty_stream_and_fractional_labels_are_clear_errors(finished):
+    s = _session(finished)
+    with pytest.raises(ValueError, match=r"needs a stream of at least one input.*\(0, 12\)"):
+        s.run(np.zeros((0, 12)), [])
+    x = np.ones((3, 12), np.float32)
+    with pytest.raises(ValueError, match=r"label 1.7 \(step 1\) is not a whole number"):
+        s.run(x, [0, 1.7, 1])
+    with pytest.raises(ValueError, match=r"label 1.7 is not a whole number"):
+        s.observe(x[0], 1.7)
+    with pytest.raises(ValueError, match="labels must be integers"):
+        s.run(x, ["a", "b", "c"])
+    assert s.run(x, np.array([0.0, 1.0, 1.0])).accuracy.shape == (3,)  # whole floats are fine
