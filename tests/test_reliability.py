@@ -327,6 +327,20 @@ def test_empty_or_missing_data_dir_is_an_error(tmp_path, monkeypatch):
         resolve_data_dirs()
 
 
+def test_an_explicit_data_dir_without_the_dataset_is_an_error_naming_both(tmp_path, capsys):
+    from vsml_jax.data import load_split
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError) as e:
+        load_split("mnist", "test", data_dir=empty)
+    assert str(e.value).startswith("Dataset 'mnist' not found: tried TFDS mnist:3.0.1 ")
+    assert f"format) in {empty} (the --data-dir given: no other dir is searched)" in str(e.value)
+    over = ("data.train_sets=[mnist]", "data.input_dim=null", f"out_dir={tmp_path}")
+    rc, err = _main(capsys, "--data-dir", str(empty), *(x for o in over for x in ("--set", o)))
+    assert rc == 2 and len(err) == 1 and f"in {empty} (the --data-dir given" in err[0], err
+
+
 @pytest.mark.needs_data("mnist")
 def test_corrupt_array_record_names_the_file_and_the_prepare_command(tmp_path):
     from vsml_jax.data import load_split
