@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -588,3 +589,68 @@ def test_an_empty_stream_and_fractional_labels_are_clear_errors(finished):
     with pytest.raises(ValueError, match="labels must be integers"):
         s.run(x, ["a", "b", "c"])
     assert s.run(x, np.array([0.0, 1.0, 1.0])).accuracy.shape == (3,)  # whole floats are fine
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """A copy of the shipped learners that the package reads instead of its own."""
+    from vsml_jax import pretrained
+
+    root = tmp_path / "pretrained"
+    shutil.copytree(Path(pretrained.__file__).parent, root)
+    monkeypatch.setattr(pretrained, "_root", lambda: root, raising=False)
+    return root
+
+
+@pytest.mark.parametrize(
+    "damage,suffix,why",
+    [
+        (lambda b: b[:200], "json", r"is not a valid model card \(JSONDecodeError: "),
+        (lambda b: b"{}", "json", r"is not a valid model card \(ValueError: no 'config' mapping"),
+        (lambda b: b[:3000], "npz", r"cannot be read \(BadZipFile: "),
+        (lambda b: b"", "npz", r"cannot be read \(EOFError: "),
+        ("nan", "npz", r"holds 1 non-finite values in 'mean'"),
+    ],
+)
+def test_a_corrupt_shipped_learner_is_one_line_naming_the_file(shipped, damage, suffix, why):
+    from vsml_jax import load_learner
+
+    path = shipped / f"clone_backprop_es.{suffix}"
+    if damage == "nan":
+        arrays = dict(np.load(path))
+        arrays["mean"][7] = np.nan
+        np.savez(path, **arrays)
+    else:
+        path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(ValueError, match=f"^shipped learner file {path} {why}"):
+        load_learner("clone_backprop_es")
+    fix = "reinstall vsml-jax (pip install --force-reinstall), or in a git checkout: git checkout"
+    with pytest.raises(ValueError, match=re.escape(fix)):
+        load_learner("pretrained:clone_backprop_es")
+
+
+def test_evaluate_of_a_corrupt_shipped_learner_is_one_line(shipped, tmp_path, capsys):
+    from vsml_jax.evaluate import main
+
+    (shipped / "clone_backprop_es.npz").write_bytes(b"PK\x03\x04 truncated")
+    args = ["--learners", "pretrained:clone_backprop_es", "--datasets", "sum"]
+    assert main([*args, "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: shipped learner file "), err
+
+
+def test_a_run_with_a_nan_checkpoint_or_a_corrupt_task_json_is_one_line(run_copy):
+    from vsml_jax import load_learner
+    from vsml_jax.checkpoint import Checkpointer, CheckpointError
+
+    ckpt = Checkpointer(run_copy / "checkpoints", keep=5)
+    try:
+        ckpt.save(15, {"mean": np.full(4, np.nan, np.float32)})
+    finally:
+        ckpt.close()
+    folder = run_copy / "checkpoints" / "15"
+    with pytest.raises(CheckpointError, match=f"^checkpoint {folder} holds 4 non-finite meta-p"):
+        load_learner(run_copy)
+    (run_copy / "task.json").write_text("{")
+    with pytest.raises(ValueError, match=f"^{run_copy / 'task.json'} is corrupt \\(JSONDecodeE"):
+        load_learner(run_copy / "checkpoints" / "10")
