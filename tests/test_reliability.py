@@ -649,8 +649,37 @@ def test_a_run_with_a_nan_checkpoint_or_a_corrupt_task_json_is_one_line(run_copy
     finally:
         ckpt.close()
     folder = run_copy / "checkpoints" / "15"
-    with pytest.raises(CheckpointError, match=f"^checkpoint {folder} holds 4 non-finite meta-p"):
+    with pytest.raises(CheckpointError, match=f"^checkpoint {folder} is corrupt: its mean meta-p"):
         load_learner(run_copy)
     (run_copy / "task.json").write_text("{")
     with pytest.raises(ValueError, match=f"^{run_copy / 'task.json'} is corrupt \\(JSONDecodeE"):
         load_learner(run_copy / "checkpoints" / "10")
+
+
+def _flip(path: Path, frac: float = 0.3) -> None:
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * frac)] ^= 0x55
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("what", ["data", "manifest", "metadata"])
+def test_a_bit_flipped_checkpoint_is_one_line_for_resume_and_evaluate(run_copy, what, capsys):
+    from vsml_jax.evaluate import main as evaluate
+
+    folder = run_copy / "checkpoints" / "10"
+    assert (folder / "vsml_checksum.json").is_file()
+    if what == "data":  # orbax reads these bytes back without noticing: the digest does
+        _flip(max((folder / "default").glob("ocdbt.process_0/d/*"), key=lambda p: p.stat().st_size))
+    elif what == "manifest":
+        _flip(folder / "default" / "manifest.ocdbt")
+    else:
+        (folder / "_CHECKPOINT_METADATA").write_text('{"init_timestamp_nsecs": 1.5}')
+    named = (f"checkpoint {folder} ", f"the checkpoints under {folder.parent} cannot be listed")
+    rc, err = _main(capsys, "--resume", str(run_copy), "--set", "es.generations=15")
+    err = [x for x in err if not x.startswith("INFO ")]
+    assert rc == 2 and len(err) == 1 and err[0].startswith(tuple(f"error: {x}" for x in named))
+    assert "move that folder away" in err[0]
+    args = ["--learners", str(folder), "--datasets", "sum", "--out-dir", str(run_copy / "ev")]
+    assert evaluate(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(tuple(f"error: {x}" for x in named)), err

@@ -112,27 +112,18 @@ def restore_run(run_dir: str | Path, step: int | None = None):
     checkpoint by default): ``(config, learner, meta_params, raw)``.
 
     Raises:
-        CheckpointError: the checkpoint cannot be read, or its meta-parameters are not
-            all finite.
+        CheckpointError: the checkpoint cannot be read, does not match its checksum, or
+            its meta-parameters are not all finite.
     """
-    from vsml_jax.checkpoint import CheckpointError
-
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.yaml")
     learner = build_learner(cfg)
     task = _task(run_dir)
     ckpt = Checkpointer(run_dir / "checkpoints")
     try:
-        step = ckpt.latest_step() if step is None else step
         raw = ckpt.restore_raw(step)
     finally:
         ckpt.close()
-    bad = int((~np.isfinite(np.asarray(raw["mean"]))).sum())
-    if bad:
-        raise CheckpointError(
-            f"checkpoint {ckpt.directory / str(step)} holds {bad} non-finite meta-parameters "
-            "(NaN or infinity); load an earlier checkpoint <run>/checkpoints/<step>"
-        )
     return cfg, learner, unravel_meta_params(learner, task, raw["mean"]), raw
 
 
