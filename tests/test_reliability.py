@@ -683,3 +683,50 @@ def test_a_bit_flipped_checkpoint_is_one_line_for_resume_and_evaluate(run_copy, 
     assert evaluate(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(tuple(f"error: {x}" for x in named)), err
+
+
+def test_a_full_disk_is_one_line_naming_the_path_and_loses_nothing(tmp_path, monkeypatch):
+    import errno
+
+    from vsml_jax.checkpoint import Checkpointer, CheckpointError
+    from vsml_jax.metrics import MetricsWriter, read_metrics
+
+    ckpt = Checkpointer(tmp_path / "checkpoints")
+    try:
+        ckpt.save(5, {"mean": np.arange(3.0, dtype=np.float32)})
+
+        def full(*args, **kwargs):  # what orbax raises when the disk fills mid-save
+            (tmp_path / "checkpoints" / "10.orbax-checkpoint-tmp").mkdir()
+            raise ValueError('RESOURCE_EXHAUSTED: Error writing local file "x": No space')
+
+        monkeypatch.setattr(ckpt._manager, "save", full)
+        with pytest.raises(CheckpointError) as e:
+            ckpt.save(10, {"mean": np.zeros(3, np.float32)})
+        assert str(e.value).startswith(
+            f"saving checkpoint {tmp_path / 'checkpoints' / '10'} failed (ValueError: "
+            "RESOURCE_EXHAUSTED"
+        )
+        assert f"the last complete checkpoint, {tmp_path / 'checkpoints' / '5'}, is intact" in (
+            str(e.value)
+        )
+        assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["5"]
+    finally:
+        ckpt.close()
+    again = Checkpointer(tmp_path / "checkpoints")  # what --resume does
+    try:
+        assert again.latest_step() == 5
+        np.testing.assert_array_equal(again.restore_raw()["mean"], np.arange(3.0))
+    finally:
+        again.close()
+
+    writer = MetricsWriter(tmp_path, tensorboard=False)
+    writer.write({"generation": 1}, 1)
+
+    def no_space(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "open", no_space)
+    with pytest.raises(OSError, match=rf"cannot write {tmp_path / 'metrics.jsonl'} \(No space"):
+        writer.write({"generation": 2}, 2)
+    monkeypatch.undo()
+    assert read_metrics(tmp_path) == [{"generation": 1}]

@@ -99,6 +99,17 @@ def _ctrl_c_after():
         raise KeyboardInterrupt
 
 
+@contextlib.contextmanager
+def _absl_quiet():
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 class Checkpointer:
     """Save/restore one pytree per generation under ``directory``."""
 
@@ -129,13 +140,41 @@ class Checkpointer:
 
         with _ctrl_c_after():
             digest = tree_digest(tree)
-            self._manager.save(step, args=ocp.args.StandardSave(tree))
-            self._manager.wait_until_finished()
-            if digest is not None and jax.process_index() == 0:
-                path = self.directory / str(step) / CHECKSUM
-                tmp = path.with_name(path.name + ".tmp")
-                tmp.write_text(json.dumps({"sha256": digest}) + "\n")
-                os.replace(tmp, path)
+            try:
+                with _absl_quiet():  # a failed save logs hundreds of lines; one is enough
+                    self._manager.save(step, args=ocp.args.StandardSave(tree))
+                    self._manager.wait_until_finished()
+                if digest is not None and jax.process_index() == 0:
+                    path = self.directory / str(step) / CHECKSUM
+                    tmp = path.with_name(path.name + ".tmp")
+                    tmp.write_text(json.dumps({"sha256": digest}) + "\n")
+                    os.replace(tmp, path)
+            except Exception as e:  # noqa: BLE001 - e.g. a full disk (RESOURCE_EXHAUSTED)
+                raise self._save_failed(step, e) from None
+
+    def _save_failed(self, step: int, e: Exception) -> CheckpointError:
+        """Remove orbax's temporary folder of the failed save (a step it completed stays,
+        with or without its checksum) and say where the last complete checkpoint is."""
+        import shutil
+
+        for left in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):
+            shutil.rmtree(left, ignore_errors=True)
+        folder = self.directory / str(step)
+        try:
+            self._manager.reload()
+            latest = self._manager.latest_step()
+        except Exception:  # noqa: BLE001
+            latest = None
+        kept = (
+            f"the last complete checkpoint, {self.directory / str(latest)}, is intact"
+            if latest is not None
+            else "there is no earlier checkpoint"
+        )
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+        return CheckpointError(
+            f"saving checkpoint {folder} failed ({reason}); {kept}: free space under "
+            f"{self.directory} (a full disk?) and continue with --resume"
+        )
 
     def _verify(self, step: int, tree) -> None:
         path = self.directory / str(step) / CHECKSUM
