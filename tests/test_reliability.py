@@ -74,7 +74,7 @@ def test_resume_config_check_allows_only_safe_keys():
     base = load_config(PRESET, TINY)
     for ok in ("es.generations=20", "eval.every=5", "eval.num_episodes=2", "keep_checkpoints=9"):
         rundir.check_resume_config(base, load_config(PRESET, [*TINY, ok]), Path("r"))
-    for bad in ("es.sigma=0.1", "data.episode_length=12", "max_skipped=3"):
+    for bad in ("es.sigma=0.1", "data.episode_length=12", "max_skipped=3", "cpu_devices=2"):
         with pytest.raises(ConfigError, match=bad.split("=")[0]):
             rundir.check_resume_config(base, load_config(PRESET, [*TINY, bad]), Path("r"))
 
