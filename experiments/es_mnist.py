@@ -8,7 +8,12 @@ python -m experiments.es_mnist --set es.population_pairs=128 --resume
 import sys
 from pathlib import Path
 
-from vsml_jax.cli import main
+if __name__ == "__main__":  # Ctrl-C during the imports below: one line, exit 130
+    from vsml_jax import interrupts
+
+    interrupts.install()
+
+from vsml_jax.cli import main  # noqa: E402
 
 PRESET = str(Path(__file__).parent / "configs" / "es_mnist.yaml")
 

@@ -730,3 +730,38 @@ def test_a_full_disk_is_one_line_naming_the_path_and_loses_nothing(tmp_path, mon
         writer.write({"generation": 2}, 2)
     monkeypatch.undo()
     assert read_metrics(tmp_path) == [{"generation": 1}]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["imports", "run dir", "compile"])
+def test_ctrl_c_at_any_moment_of_the_start_is_exit_130_with_one_line(tmp_path, moment):
+    cmd = [sys.executable, "-m", "experiments.es_mnist", "--config", str(PRESET)]
+    cmd += [x for o in TINY for x in ("--set", o)]
+    cmd += ["--set", "es.generations=300", "--set", f"out_dir={tmp_path}"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+    p = subprocess.Popen(
+        ["timeout", "-s", "KILL", "240", *cmd],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 30
+        child = ""
+        while not child and time.time() < deadline:  # timeout(1) does not forward SIGINT
+            child = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True).stdout
+        if moment == "imports":
+            time.sleep(1.0)  # importing jax takes seconds
+        else:
+            assert p.stdout.readline().startswith("run dir: ")  # training has started
+            time.sleep(0.0 if moment == "run dir" else 2.0)
+        os.kill(int(child.split()[0]), signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    lines = [x for x in err.strip().splitlines() if not x.startswith("INFO ")]
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert lines[0] == "interrupted" or lines[0].startswith("interrupted in generation 1;")

@@ -11,7 +11,12 @@ import os
 import sys
 from pathlib import Path
 
-from vsml_jax.config import ConfigError, RunConfig, load_config
+from vsml_jax import interrupts
+
+if __name__ == "__main__":  # Ctrl-C during the imports below: one line, exit 130
+    interrupts.install()
+
+from vsml_jax.config import ConfigError, RunConfig, load_config  # noqa: E402
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -120,6 +125,7 @@ def main(argv=None, default_preset: str | None = None, description: str = "") ->
     from vsml_jax.train import train
 
     try:
+        interrupts.raise_from_now_on()  # training names its last checkpoint on Ctrl-C
         train(cfg, resume=args.resume)
     except user_errors() as e:
         if args.verbose:
@@ -134,7 +140,7 @@ def main(argv=None, default_preset: str | None = None, description: str = "") ->
     except KeyboardInterrupt as e:
         if args.verbose:
             raise
-        return report_interrupt(e)
+        return interrupts.leave(report_interrupt(e))
     return 0
 
 

@@ -27,7 +27,12 @@ import logging
 import sys
 from pathlib import Path
 
-from vsml_jax.config import HAND_DESIGNED, DataConfig, EvalConfig, RunConfig
+from vsml_jax import interrupts
+
+if __name__ == "__main__":  # Ctrl-C during the imports below: one line, exit 130
+    interrupts.install()
+
+from vsml_jax.config import HAND_DESIGNED, DataConfig, EvalConfig, RunConfig  # noqa: E402
 
 COLUMNS = (
     "dataset",
@@ -165,7 +170,7 @@ def run(args) -> Path:
 
 
 def main(argv=None) -> int:
-    from vsml_jax.cli import report, user_errors
+    from vsml_jax.cli import report, report_interrupt, user_errors
 
     args = parse_args(argv)
     logging.basicConfig(
@@ -178,6 +183,10 @@ def main(argv=None) -> int:
         if args.verbose:
             raise
         return report(e)
+    except KeyboardInterrupt as e:
+        if args.verbose:
+            raise
+        return interrupts.leave(report_interrupt(e))
     return 0
 
 
