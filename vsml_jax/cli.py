@@ -71,7 +71,8 @@ def add_run_args(p: argparse.ArgumentParser, default_preset, set_example: str) -
     p.add_argument(
         "--data-dir",
         default=None,
-        help="TFDS data dir (else $VSML_DATA_DIR, ../shared/datasets/tfds, TFDS default)",
+        help="TFDS data dir, the only one searched (else $VSML_DATA_DIR, "
+        "../shared/datasets/tfds, TFDS default)",
     )
 
 
