@@ -141,12 +141,17 @@ def _read_located(loc: SourceLocation, split: str, cache_root: Path):
 
 def _read_via_tfds(name: str, split: str, dirs: list[Path], explicit: bool = False):
     """Last resort: let TFDS resolve each candidate itself (e.g. under mock_data)."""
+    absl = logging.getLogger("absl")
+    level = absl.level
     for candidate in registry.candidates(name):
+        absl.setLevel(logging.ERROR)  # "Variant folder ... has no dataset_info.json": ours says it
         try:
             src = tfds_reader.open_source(candidate.tfds_name, candidate.tfds_split(split), dirs[0])
         except Exception as e:  # noqa: BLE001 - TFDS raises many types for "not there"
             log.debug("TFDS could not open %s: %s", candidate.tfds_name, e)
             continue
+        finally:
+            absl.setLevel(level)
         return candidate, tfds_reader.decode_all(src)
     raise _not_found(name, dirs, explicit)
 
