@@ -65,12 +65,24 @@ def tree_digest(tree) -> str | None:
 
 def _drop_closed_loop_noise(unraisable) -> None:
     """After a failed orbax restore, tensorstore's pending reads call back into the
-    closed asyncio loop and print tracebacks of ``RuntimeError: Event loop is closed``;
+    closed asyncio loop (``RuntimeError: Event loop is closed``) and its other reads'
+    coroutines are dropped with their errors, each printing a traceback of ~60 lines;
     the restore's own error already says what is wrong."""
     e = unraisable.exc_value
     if isinstance(e, RuntimeError) and str(e) == "Event loop is closed":
         return
+    if str(e).startswith(_READ_ERROR):
+        return
     _previous_unraisablehook(unraisable)
+
+
+_READ_ERROR = "Encountered error while reading array index"
+
+
+def _reason(e: Exception) -> str:
+    """``e`` in a few words: its type and first line, without tensorstore's spec dump."""
+    text = (str(e).splitlines() or [""])[0].split(". See full TensorStore details")[0]
+    return f"{type(e).__name__}: {text[:200]}"
 
 
 _previous_unraisablehook = sys.unraisablehook
@@ -126,7 +138,7 @@ class Checkpointer:
         except Exception as e:  # noqa: BLE001 - e.g. a damaged _CHECKPOINT_METADATA
             raise CheckpointError(
                 f"the checkpoints under {self.directory} cannot be listed "
-                f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); a step folder's "
+                f"({_reason(e)}); a step folder's "
                 "_CHECKPOINT_METADATA is damaged: move that folder away"
             ) from None
 
@@ -170,7 +182,7 @@ class Checkpointer:
             if latest is not None
             else "there is no earlier checkpoint"
         )
-        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+        reason = _reason(e)
         return CheckpointError(
             f"saving checkpoint {folder} failed ({reason}); {kept}: free space under "
             f"{self.directory} (a full disk?) and continue with --resume"
@@ -213,7 +225,7 @@ class Checkpointer:
         except Exception as e:  # noqa: BLE001 - orbax raises many types
             raise CheckpointError(
                 f"checkpoint {self.directory / str(step)} cannot be restored "
-                f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); move that folder away "
+                f"({_reason(e)}); move that folder away "
                 f"to resume from an earlier checkpoint, or start without --resume"
             ) from None
         self._verify(step, tree)
@@ -240,8 +252,7 @@ class Checkpointer:
             tree = self._manager.restore(step, args=ocp.args.StandardRestore(target))
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(
-                f"checkpoint {self.directory / str(step)} cannot be restored "
-                f"({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+                f"checkpoint {self.directory / str(step)} cannot be restored ({_reason(e)})"
             ) from None
         self._verify(step, tree)
         return tree
