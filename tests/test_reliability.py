@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -74,7 +75,7 @@ def test_resume_config_check_allows_only_safe_keys():
     base = load_config(PRESET, TINY)
     for ok in ("es.generations=20", "eval.every=5", "eval.num_episodes=2", "keep_checkpoints=9"):
         rundir.check_resume_config(base, load_config(PRESET, [*TINY, ok]), Path("r"))
-    for bad in ("es.sigma=0.1", "data.episode_length=12", "max_skipped=3"):
+    for bad in ("es.sigma=0.1", "data.episode_length=12", "max_skipped=3", "cpu_devices=2"):
         with pytest.raises(ConfigError, match=bad.split("=")[0]):
             rundir.check_resume_config(base, load_config(PRESET, [*TINY, bad]), Path("r"))
 
@@ -147,9 +148,9 @@ def test_run_stops_after_consecutive_skips_and_never_checkpoints_nan(tmp_path):
     [
         ("es.sigma=0", "es.sigma must be a finite number > 0"),
         ("es.sigma=-0.1", "es.sigma must be a finite number > 0"),
-        ("es.lr=.nan", "es.lr must be a finite number > 0"),
+        ("es.lr=.nan", "es.lr: expected a finite number, got nan"),
         ("es.lr=0", "es.lr must be a finite number > 0"),
-        ("grad.lr=.inf", "grad.lr must be a finite number > 0"),
+        ("grad.lr=.inf", "grad.lr: expected a finite number, got inf"),
         ("cpu_devices=-2", "cpu_devices must be >= 0"),
         ("max_skipped=0", "max_skipped must be >= 1"),
         ("learner_args={hidden: abc}", "learner_args.hidden: expected an integer"),
@@ -161,6 +162,18 @@ def test_bad_values_are_config_errors(override, message):
     extra = ["learner=meta_rnn"] if "learner_args" in override else []
     with pytest.raises(ConfigError, match=message):
         load_run_config(None, [*extra, override])
+
+
+def test_numbers_parse_as_python_float_does_and_must_be_finite():
+    for text, value in (("1e30", 1e30), ("1.0e30", 1e30), ("1e-3", 1e-3), ("2E-2", 0.02)):
+        assert load_config(None, [f"es.sigma={text}"]).es.sigma == value
+    cfg = load_run_config(None, ["learner=sgd", "learner_args={lr: 1e-3}"])
+    assert cfg.learner_args == {"lr": 1e-3}  # converted: the factory gets a float
+    for text in ("inf", "-inf", "nan", "1e999"):
+        with pytest.raises(ConfigError, match="es.sigma: expected a finite number, got "):
+            load_config(None, [f"es.sigma={text}"])
+    with pytest.raises(ConfigError, match="es.sigma: expected a number, got '1e3x'"):
+        load_config(None, ["es.sigma=1e3x"])
 
 
 def test_duplicate_key_in_a_yaml_preset(tmp_path):
@@ -314,6 +327,20 @@ def test_empty_or_missing_data_dir_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setenv("VSML_DATA_DIR", str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError, match=r"nope \(from \$VSML_DATA_DIR\) does not exist"):
         resolve_data_dirs()
+
+
+def test_an_explicit_data_dir_without_the_dataset_is_an_error_naming_both(tmp_path, capsys):
+    from vsml_jax.data import load_split
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError) as e:
+        load_split("mnist", "test", data_dir=empty)
+    assert str(e.value).startswith("Dataset 'mnist' not found: tried TFDS mnist:3.0.1 ")
+    assert f"format) in {empty} (the --data-dir given: no other dir is searched)" in str(e.value)
+    over = ("data.train_sets=[mnist]", "data.input_dim=null", f"out_dir={tmp_path}")
+    rc, err = _main(capsys, "--data-dir", str(empty), *(x for o in over for x in ("--set", o)))
+    assert rc == 2 and len(err) == 1 and f"in {empty} (the --data-dir given" in err[0], err
 
 
 @pytest.mark.needs_data("mnist")
@@ -501,3 +528,252 @@ def test_resume_picks_the_newest_run_and_refuses_a_folder_that_is_not_one(tmp_pa
     assert main(["--resume", str(root / "no-config")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no config.yaml there, so it is not a run dir" in err[0]
+
+
+# --------------------------------------------------------------------------- bad data
+
+
+def _session(run_dir):
+    import jax
+
+    from vsml_jax import load_learner
+
+    return load_learner(run_dir).start(jax.random.PRNGKey(0), 12, 2, mean=0.0, std=1.0)
+
+
+def test_a_non_finite_input_is_refused_at_its_step_and_the_state_is_kept(finished):
+    xs = np.random.default_rng(0).normal(size=(40, 12)).astype(np.float32)
+    ys = np.arange(40) % 2
+    clean = _session(finished)
+    ref = [clean.run(xs[:20], ys[:20]), clean.run(xs[20:], ys[20:])]
+    s = _session(finished)
+    s.run(xs[:20], ys[:20])
+    bad = xs[20:].copy()
+    bad[10, 5] = np.nan
+    with pytest.raises(ValueError, match=r"^step 10 of this stream has a non-finite value \(nan"):
+        s.run(bad, ys[20:])
+    with pytest.raises(ValueError, match="^this input has a non-finite value"):
+        s.predict(np.full(12, np.inf))
+    with pytest.raises(ValueError, match="^this input has a non-finite value"):
+        s.observe(np.full(12, np.nan), 1)
+    after = s.run(xs[20:], ys[20:])  # the same as never having seen the bad rows
+    np.testing.assert_array_equal(after.probs, ref[1].probs)
+    assert np.isfinite(after.probs).all()
+
+
+def test_float_images_with_nan_are_one_line_for_evaluate():
+    from vsml_jax.data.arrays import DatasetArrays
+
+    images = np.zeros((6, 2, 2, 1), np.float32)
+    images[4, 1, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"images of mine/test hold non-finite .* in 1 examples, "):
+        DatasetArrays("mine", "mine", "test", images, np.zeros(6, np.int32), 2, 0.0, 1.0)
+
+
+def test_an_empty_stream_and_fractional_labels_are_clear_errors(finished):
+    s = _session(finished)
+    with pytest.raises(ValueError, match=r"needs a stream of at least one input.*\(0, 12\)"):
+        s.run(np.zeros((0, 12)), [])
+    x = np.ones((3, 12), np.float32)
+    with pytest.raises(ValueError, match=r"label 1.7 \(step 1\) is not a whole number"):
+        s.run(x, [0, 1.7, 1])
+    with pytest.raises(ValueError, match=r"label 1.7 is not a whole number"):
+        s.observe(x[0], 1.7)
+    with pytest.raises(ValueError, match="labels must be integers"):
+        s.run(x, ["a", "b", "c"])
+    assert s.run(x, np.array([0.0, 1.0, 1.0])).accuracy.shape == (3,)  # whole floats are fine
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """A copy of the shipped learners that the package reads instead of its own."""
+    from vsml_jax import pretrained
+
+    root = tmp_path / "pretrained"
+    shutil.copytree(Path(pretrained.__file__).parent, root)
+    monkeypatch.setattr(pretrained, "_root", lambda: root, raising=False)
+    return root
+
+
+@pytest.mark.parametrize(
+    "damage,suffix,why",
+    [
+        (lambda b: b[:200], "json", r"is not a valid model card \(JSONDecodeError: "),
+        (lambda b: b"{}", "json", r"is not a valid model card \(ValueError: no 'config' mapping"),
+        (lambda b: b[:3000], "npz", r"cannot be read \(BadZipFile: "),
+        (lambda b: b"", "npz", r"cannot be read \(EOFError: "),
+        ("nan", "npz", r"holds 1 non-finite values in 'mean'"),
+    ],
+)
+def test_a_corrupt_shipped_learner_is_one_line_naming_the_file(shipped, damage, suffix, why):
+    from vsml_jax import load_learner
+
+    path = shipped / f"clone_backprop_es.{suffix}"
+    if damage == "nan":
+        arrays = dict(np.load(path))
+        arrays["mean"][7] = np.nan
+        np.savez(path, **arrays)
+    else:
+        path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(ValueError, match=f"^shipped learner file {path} {why}"):
+        load_learner("clone_backprop_es")
+    fix = "reinstall vsml-jax (pip install --force-reinstall), or in a git checkout: git checkout"
+    with pytest.raises(ValueError, match=re.escape(fix)):
+        load_learner("pretrained:clone_backprop_es")
+
+
+def test_evaluate_of_a_corrupt_shipped_learner_is_one_line(shipped, tmp_path, capsys):
+    from vsml_jax.evaluation.cli import main
+
+    (shipped / "clone_backprop_es.npz").write_bytes(b"PK\x03\x04 truncated")
+    args = ["--learners", "pretrained:clone_backprop_es", "--datasets", "sum"]
+    assert main([*args, "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: shipped learner file "), err
+
+
+def test_a_run_with_a_nan_checkpoint_or_a_corrupt_task_json_is_one_line(run_copy):
+    from vsml_jax import load_learner
+    from vsml_jax.runtime.checkpoint import Checkpointer, CheckpointError
+
+    ckpt = Checkpointer(run_copy / "checkpoints", keep=5)
+    try:
+        ckpt.save(15, {"mean": np.full(4, np.nan, np.float32)})
+    finally:
+        ckpt.close()
+    folder = run_copy / "checkpoints" / "15"
+    with pytest.raises(CheckpointError, match=f"^checkpoint {folder} is corrupt: its mean meta-p"):
+        load_learner(run_copy)
+    (run_copy / "task.json").write_text("{")
+    with pytest.raises(ValueError, match=f"^{run_copy / 'task.json'} is corrupt \\(JSONDecodeE"):
+        load_learner(run_copy / "checkpoints" / "10")
+
+
+def _flip(path: Path, frac: float = 0.3) -> None:
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * frac)] ^= 0x55
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("what", ["data", "manifest", "metadata"])
+def test_a_bit_flipped_checkpoint_is_one_line_for_resume_and_evaluate(run_copy, what, capsys):
+    from vsml_jax.evaluation.cli import main as evaluate
+
+    folder = run_copy / "checkpoints" / "10"
+    assert (folder / "vsml_checksum.json").is_file()
+    if what == "data":  # orbax reads these bytes back without noticing: the digest does
+        _flip(max((folder / "default").glob("ocdbt.process_0/d/*"), key=lambda p: p.stat().st_size))
+    elif what == "manifest":
+        _flip(folder / "default" / "manifest.ocdbt")
+    else:
+        (folder / "_CHECKPOINT_METADATA").write_text('{"init_timestamp_nsecs": 1.5}')
+    named = (f"checkpoint {folder} ", f"the checkpoints under {folder.parent} cannot be listed")
+    rc, err = _main(capsys, "--resume", str(run_copy), "--set", "es.generations=15")
+    err = [x for x in err if not x.startswith("INFO ")]
+    assert rc == 2 and len(err) == 1 and err[0].startswith(tuple(f"error: {x}" for x in named))
+    assert "move that folder away" in err[0]
+    args = ["--learners", str(folder), "--datasets", "sum", "--out-dir", str(run_copy / "ev")]
+    assert evaluate(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(tuple(f"error: {x}" for x in named)), err
+
+
+def test_a_full_disk_is_one_line_naming_the_path_and_loses_nothing(tmp_path, monkeypatch):
+    import errno
+
+    from vsml_jax.runtime.checkpoint import Checkpointer, CheckpointError
+    from vsml_jax.runtime.metrics import MetricsWriter, read_metrics
+
+    ckpt = Checkpointer(tmp_path / "checkpoints")
+    try:
+        ckpt.save(5, {"mean": np.arange(3.0, dtype=np.float32)})
+
+        def full(*args, **kwargs):  # what orbax raises when the disk fills mid-save
+            (tmp_path / "checkpoints" / "10.orbax-checkpoint-tmp").mkdir()
+            raise ValueError('RESOURCE_EXHAUSTED: Error writing local file "x": No space')
+
+        monkeypatch.setattr(ckpt._manager, "save", full)
+        with pytest.raises(CheckpointError) as e:
+            ckpt.save(10, {"mean": np.zeros(3, np.float32)})
+        assert str(e.value).startswith(
+            f"saving checkpoint {tmp_path / 'checkpoints' / '10'} failed (ValueError: "
+            "RESOURCE_EXHAUSTED"
+        )
+        assert f"the last complete checkpoint, {tmp_path / 'checkpoints' / '5'}, is intact" in (
+            str(e.value)
+        )
+        assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["5"]
+    finally:
+        ckpt.close()
+    again = Checkpointer(tmp_path / "checkpoints")  # what --resume does
+    try:
+        assert again.latest_step() == 5
+        np.testing.assert_array_equal(again.restore_raw()["mean"], np.arange(3.0))
+    finally:
+        again.close()
+
+    writer = MetricsWriter(tmp_path, tensorboard=False)
+    writer.write({"generation": 1}, 1)
+
+    def no_space(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "open", no_space)
+    with pytest.raises(OSError, match=rf"cannot write {tmp_path / 'metrics.jsonl'} \(No space"):
+        writer.write({"generation": 2}, 2)
+    monkeypatch.undo()
+    assert read_metrics(tmp_path) == [{"generation": 1}]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["imports", "compile"])
+def test_ctrl_c_at_any_moment_of_the_start_is_exit_130_with_one_line(tmp_path, moment):
+    cmd = [sys.executable, "-m", "experiments.es_mnist", "--config", str(PRESET)]
+    cmd += [x for o in TINY for x in ("--set", o)]
+    cmd += ["--set", "es.generations=300", "--set", f"out_dir={tmp_path}"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+    p = subprocess.Popen(
+        ["timeout", "-s", "KILL", "240", *cmd],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 30
+        child = ""
+        while not child and time.time() < deadline:  # timeout(1) does not forward SIGINT
+            child = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True).stdout
+        if moment == "imports":
+            time.sleep(1.0)  # importing jax takes seconds
+        else:
+            assert p.stdout.readline().startswith("run dir: ")  # training has started
+            time.sleep(2.0)
+        os.kill(int(child.split()[0]), signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    lines = [x for x in err.strip().splitlines() if not x.startswith("INFO ")]
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and len(lines) == 1, err
+    # before the run dir exists: "interrupted"; after: the line names what is kept
+    assert lines[0] == "interrupted" or lines[0].startswith("interrupted")
+    if moment != "imports":
+        assert "--resume" in lines[0], lines[0]
+
+
+def test_orbax_noise_after_a_failed_restore_is_dropped_and_nothing_else(monkeypatch):
+    import types
+
+    from vsml_jax.runtime import checkpoint
+
+    seen = []
+    monkeypatch.setattr(checkpoint, "_previous_unraisablehook", seen.append)
+    for error in (
+        RuntimeError("Event loop is closed"),
+        Exception("Encountered error while reading array index: (). See full TensorStore"),
+        RuntimeError("something else"),
+    ):
+        checkpoint._drop_closed_loop_noise(types.SimpleNamespace(exc_value=error))
+    assert [str(u.exc_value) for u in seen] == ["something else"]

@@ -76,13 +76,29 @@ class TrainedLearner:
         return Session(self, key, input_dim, num_classes, mean=mean, std=std)
 
 
+def _task(run_dir: Path) -> TaskSpec:
+    path = run_dir / "task.json"
+    try:
+        return TaskSpec(**json.loads(path.read_text()))
+    except (TypeError, ValueError) as e:  # JSONDecodeError is a ValueError
+        raise ValueError(
+            f"{path} is corrupt ({type(e).__name__}: {e}); it holds the run's input size and "
+            'class count as {"input_dim": D, "num_classes": C}: restore or rewrite it'
+        ) from None
+
+
 def restore_run(run_dir: str | Path, step: int | None = None):
     """A run's config, learner, mean meta-parameters and the raw checkpoint dict (latest
-    checkpoint by default): ``(config, learner, meta_params, raw)``."""
+    checkpoint by default): ``(config, learner, meta_params, raw)``.
+
+    Raises:
+        CheckpointError: the checkpoint cannot be read, does not match its checksum, or
+            its meta-parameters are not all finite.
+    """
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.yaml")
     learner = build_learner(cfg)
-    task = TaskSpec(**json.loads((run_dir / "task.json").read_text()))
+    task = _task(run_dir)
     ckpt = Checkpointer(run_dir / "checkpoints")
     try:
         raw = ckpt.restore_raw(step)
@@ -135,12 +151,19 @@ def initial_meta_params(cfg: RunConfig, like):
 
 
 def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """A run's optional record (summary, provenance): ``{}`` if absent or unreadable."""
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:  # a record of the run, not needed to use its learner
+        log.warning("%s is corrupt (%s); its fields are left out of the model card", path, e)
+        return {}
 
 
 def _from_run(run_dir: Path, step: int | None, source) -> TrainedLearner:
     cfg, learner, meta_params, _ = restore_run(run_dir, step)
-    task = TaskSpec(**json.loads((run_dir / "task.json").read_text()))
+    task = _task(run_dir)
     summary = _read_json(run_dir / "summary.json")
     card = {
         "name": f"{cfg.name}/{run_dir.name}",

@@ -15,6 +15,12 @@ Inputs go through the preprocessing the learner was meta-trained with: standardi
 random ``N(0, 1/D)`` matrix to its input size if it was trained on projected tasks,
 resized if it was trained on square images of another size, else zero-padded.
 VSML reads any input size as it is.
+
+Bad input is refused before the learner reads any of it, so the session's state is
+unchanged and the session can go on with clean data: a non-finite input value (NaN or
+infinity; one such value would make every later prediction NaN) raises ``ValueError``
+naming the step, as do a label that is not a whole number in ``0..C-1`` (e.g. ``1.7``,
+never truncated) and an empty stream.
 """
 
 from __future__ import annotations
@@ -98,10 +104,42 @@ class Session:
 
     def _check(self, x: np.ndarray, batched: bool) -> np.ndarray:
         x = np.asarray(x)
+        if batched and (x.ndim == 0 or x.shape[0] == 0):
+            raise ValueError(
+                f"run() needs a stream of at least one input, got an array of shape {x.shape}"
+            )
         x = x.reshape(x.shape[0], -1) if batched else x.reshape(-1)
         if x.shape[-1] != self._d:
             raise ValueError(f"inputs have {x.shape[-1]} values; this session reads {self._d}")
+        if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+            raise ValueError(f"inputs must be real numbers, got dtype {x.dtype}")
+        bad = ~np.isfinite(x)
+        if bad.any():
+            where = np.argwhere(bad)[0]
+            step = f"step {where[0]} of this stream" if batched else "this input"
+            raise ValueError(
+                f"{step} has a non-finite value ({x[tuple(where)]} at feature {where[-1]}; "
+                f"{int(bad.sum())} in all); nothing was read, the session's state is unchanged: "
+                "drop or impute such inputs"
+            )
         return x
+
+    def _labels(self, ys, batched: bool = True) -> np.ndarray:
+        ys = np.asarray(ys).reshape(-1)
+        if ys.dtype == bool or not np.issubdtype(ys.dtype, np.number):
+            raise ValueError(f"labels must be integers, got dtype {ys.dtype}")
+        if not np.issubdtype(ys.dtype, np.integer):
+            whole = np.isfinite(ys) & (ys == np.round(ys))
+            if not whole.all():
+                i = int(np.argmin(whole))
+                at = f" (step {i})" if batched else ""
+                raise ValueError(
+                    f"label {ys[i]}{at} is not a whole number; labels are class indices "
+                    f"0..{self.num_classes - 1}"
+                )
+        if ys.size and not (0 <= ys.min() and ys.max() < self.num_classes):
+            raise ValueError(f"labels must lie in 0..{self.num_classes - 1}")
+        return ys.astype(np.int32)
 
     def _stats(self, x: np.ndarray):
         if self.mean is not None and self.std is not None:
@@ -123,10 +161,9 @@ class Session:
     def observe(self, x, y: int) -> None:
         """The label of ``x``; the learner reads the error on it at its next step."""
         x = self._check(x, batched=False)
+        (y,) = self._labels([y], batched=False)
         if self._pending is None or not np.array_equal(self._pending[0], x):
             self.predict(x)
-        if not 0 <= int(y) < self.num_classes:
-            raise ValueError(f"label {y} is outside 0..{self.num_classes - 1}")
         logits = self._pending[1]
         onehot = jax.nn.one_hot(int(y), self.num_classes, dtype=logits.dtype)
         self._carry = (self._carry[0], Feedback(jax.nn.softmax(logits) - onehot, onehot))
@@ -135,11 +172,9 @@ class Session:
     def run(self, xs, ys) -> StreamResult:
         """Predict-then-observe over a whole stream ``xs [T, ...]``, ``ys [T]``."""
         xs = self._check(xs, batched=True)
-        ys = np.asarray(ys, np.int32).reshape(-1)
+        ys = self._labels(ys)
         if ys.shape[0] != xs.shape[0]:
             raise ValueError(f"{xs.shape[0]} inputs but {ys.shape[0]} labels")
-        if ys.size and not (0 <= ys.min() and ys.max() < self.num_classes):
-            raise ValueError(f"labels must lie in 0..{self.num_classes - 1}")
         self._carry, (logits, _, acc) = self._scan(self._carry, xs, ys, *self._stats(xs))
         self._pending = None
         logits = np.asarray(logits)

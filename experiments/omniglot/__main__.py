@@ -1,5 +1,9 @@
-import sys
+from vsml_jax.runtime import interrupts
 
-from experiments.omniglot.main import main
+interrupts.install()  # Ctrl-C during the imports below: one line, exit 130
+
+import sys  # noqa: E402
+
+from experiments.omniglot.main import main  # noqa: E402
 
 sys.exit(main())

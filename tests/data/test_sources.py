@@ -141,7 +141,7 @@ def test_resolve_data_dirs_order(tmp_path, monkeypatch):
     env.mkdir()
     monkeypatch.setenv("VSML_DATA_DIR", str(env))
     monkeypatch.setenv("TFDS_DATA_DIR", str(default))
-    assert resolve_data_dirs(explicit) == [explicit, env, *shared_tfds_dirs(), default]
+    assert resolve_data_dirs(explicit) == [explicit]  # given, it is the only dir searched
     assert resolve_data_dirs() == [env, *shared_tfds_dirs(), default]
 
 

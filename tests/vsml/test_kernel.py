@@ -1,6 +1,7 @@
 """The fused CPU kernel: its builds, its cache, its failure modes, vmap and gradients."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -163,4 +164,48 @@ def test_the_cache_is_reused_and_a_damaged_entry_is_rebuilt(tmp_path):
     lib.write_bytes(lib.read_bytes()[:100])  # a truncated library
     repaired = _run(TICK.format(patch=""), env)
     assert repaired.returncode == 0, repaired.stderr
-    assert repaired.stdout == first.stdout and [p.name for p in tmp_path.iterdir()] == [lib.name]
+    assert repaired.stdout == first.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == [lib.name, f"{lib.name}.sha256"]
+
+
+@pytest.fixture
+def tiny_kernel(tmp_path, monkeypatch):
+    """A cache whose 'kernel' is a one-line C++ library exporting the kernel's symbol."""
+    if shutil.which(os.environ.get("CXX", "g++")) is None:
+        pytest.skip("needs a C++ compiler")
+    src = tmp_path / "tiny.cc"
+    src.write_text(f'extern "C" int {kernel.SYMBOL}(void) {{ return 7; }}\n')
+    monkeypatch.setattr(kernel, "SOURCE", src)
+    monkeypatch.setenv("VSML_KERNEL_CACHE", str(tmp_path / "cache"))
+    return ("-shared", "-fPIC", "-w")
+
+
+def test_a_truncated_cached_library_is_never_loaded_but_rebuilt(tiny_kernel, monkeypatch):
+    assert kernel.open_library(tiny_kernel)[kernel.SYMBOL]() == 7
+    (lib,) = kernel.cache_dir().glob("lstm_grid-*.so")
+    whole = lib.read_bytes()
+    assert kernel._stamp(lib).read_text().strip() == kernel._sha256(lib)
+    # what a full disk or a killed copy leaves (a new file: this process has the old
+    # one mapped, and truncating a mapped library in place bus-errors its holder)
+    (kernel.cache_dir() / "cut").write_bytes(whole[:4000])
+    os.replace(kernel.cache_dir() / "cut", lib)
+    loaded = []
+    real = kernel.ctypes.CDLL
+    monkeypatch.setattr(kernel.ctypes, "CDLL", lambda p: loaded.append(p) or real(p))
+    assert kernel.open_library(tiny_kernel)[kernel.SYMBOL]() == 7
+    assert lib.read_bytes() == whole and len(loaded) == 1  # rebuilt before the one load
+    lib.unlink()  # a stamp without its library
+    assert kernel.open_library(tiny_kernel)[kernel.SYMBOL]() == 7
+
+
+def test_a_cached_library_without_the_symbol_is_rebuilt_or_one_line(tiny_kernel, tmp_path):
+    path = kernel.cached_library(tiny_kernel)
+    other = tmp_path / "other.cc"
+    other.write_text('extern "C" int something_else(void) { return 1; }\n')
+    kernel.SOURCE, good = other, kernel.SOURCE
+    kernel.build(path, tiny_kernel)  # a whole, stamped library, but not the kernel
+    kernel.SOURCE = good
+    assert kernel.open_library(tiny_kernel)[kernel.SYMBOL]() == 7
+    kernel.SOURCE = other  # a build that cannot help: one line
+    with pytest.raises(kernel.KernelUnavailable, match=r"\.so does not export VsmlLstmGrid \("):
+        kernel.open_library(tiny_kernel)

@@ -43,6 +43,13 @@ class DatasetArrays:
                 f"labels must be int32 [{self.images.shape[0]}], "
                 f"got {self.labels.dtype} {self.labels.shape}"
             )
+        if self.images.dtype == np.float32 and not np.isfinite(self.images).all():
+            bad = ~np.isfinite(self.images.reshape(len(self.images), -1)).all(1)
+            raise ValueError(
+                f"images of {self.name}/{self.split} hold non-finite values (NaN or infinity) "
+                f"in {int(bad.sum())} examples, the first at index {int(np.argmax(bad))}; "
+                "drop or impute them"
+            )
         if self.num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
         if self.labels.size and not 0 <= self.labels.min() <= self.labels.max() < self.num_classes:

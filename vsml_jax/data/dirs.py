@@ -2,7 +2,9 @@
 
 Data dirs are searched in this order (see ``resolve_data_dirs``):
 
-1. the explicit ``data_dir`` argument (the CLI's ``--data-dir``);
+1. the explicit ``data_dir`` argument (the CLI's ``--data-dir``, recorded in a run's
+   config): when given, it is the only dir searched, so a dataset missing there is an
+   error naming that dir, never data read from somewhere else;
 2. ``$VSML_DATA_DIR``;
 3. ``../shared/datasets/tfds`` next to the repository root, then next to the current
    working directory, each only if it exists (read-only: nothing is written there);
@@ -43,7 +45,8 @@ def tfds_default_data_dir() -> Path:
 
 
 def resolve_data_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The data dirs to search, in order, without duplicates.
+    """The data dirs to search, in order, without duplicates: just ``data_dir`` when it
+    is given, else ``$VSML_DATA_DIR``, the shared dirs and TFDS's default.
 
     Raises:
         FileNotFoundError: ``data_dir`` or ``$VSML_DATA_DIR`` is given (set) but empty or
@@ -66,6 +69,8 @@ def resolve_data_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
                 f"Data dir {path} (from {origin}) does not exist or is not a directory"
             )
         dirs.append(path.resolve())
+        if origin == "--data-dir":
+            return dirs
     dirs.extend(shared_tfds_dirs())
     dirs.append(tfds_default_data_dir().resolve())
     return list(dict.fromkeys(dirs))

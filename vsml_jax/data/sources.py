@@ -59,7 +59,7 @@ def _is_prepared(folder: Path) -> bool:
     return (folder / "dataset_info.json").is_file() and any(folder.glob("*.array_record*"))
 
 
-def _not_found(name: str, dirs: list[Path]) -> DatasetNotFoundError:
+def _not_found(name: str, dirs: list[Path], explicit: bool = False) -> DatasetNotFoundError:
     tried = " or ".join(c.tfds_name for c in registry.candidates(name))
     other_format = [
         str(d / c.relative_dir)
@@ -69,6 +69,8 @@ def _not_found(name: str, dirs: list[Path]) -> DatasetNotFoundError:
         and not _is_prepared(d / c.relative_dir)
     ]
     note = f" ({', '.join(other_format)} lack array_record files)" if other_format else ""
+    if explicit:
+        note += " (the --data-dir given: no other dir is searched)"
     return DatasetNotFoundError(
         f"Dataset '{name}' not found: tried TFDS {tried} (array_record format) in "
         f"{', '.join(map(str, dirs))}{note}. Prepare it with: "
@@ -94,7 +96,7 @@ def available_splits(name: str, data_dir: PathLike | None = None) -> tuple[str, 
     dirs = resolve_data_dirs(data_dir)
     loc = _locate_in(name, dirs)
     if loc is None:
-        raise _not_found(name, dirs)
+        raise _not_found(name, dirs, explicit=data_dir is not None)
     return loc.candidate.user_splits(loc.tfds_splits())
 
 
@@ -137,16 +139,21 @@ def _read_located(loc: SourceLocation, split: str, cache_root: Path):
     return images, labels, num_classes
 
 
-def _read_via_tfds(name: str, split: str, dirs: list[Path]):
+def _read_via_tfds(name: str, split: str, dirs: list[Path], explicit: bool = False):
     """Last resort: let TFDS resolve each candidate itself (e.g. under mock_data)."""
+    absl = logging.getLogger("absl")
+    level = absl.level
     for candidate in registry.candidates(name):
+        absl.setLevel(logging.ERROR)  # "Variant folder ... has no dataset_info.json": ours says it
         try:
             src = tfds_reader.open_source(candidate.tfds_name, candidate.tfds_split(split), dirs[0])
         except Exception as e:  # noqa: BLE001 - TFDS raises many types for "not there"
             log.debug("TFDS could not open %s: %s", candidate.tfds_name, e)
             continue
+        finally:
+            absl.setLevel(level)
         return candidate, tfds_reader.decode_all(src)
-    raise _not_found(name, dirs)
+    raise _not_found(name, dirs, explicit)
 
 
 def load_split(
@@ -183,7 +190,9 @@ def load_split(
         images, labels, num_classes = _read_located(loc, split, resolve_cache_dir(cache_dir))
         where = str(loc.data_dir)
     else:
-        candidate, (images, labels, num_classes) = _read_via_tfds(name, split, dirs)
+        candidate, (images, labels, num_classes) = _read_via_tfds(
+            name, split, dirs, explicit=data_dir is not None
+        )
         where = "TFDS itself (not cached)"
     log.info(
         "Dataset %s/%s: %s split %s from %s",

@@ -93,6 +93,7 @@ def check_learner_config(name: str, args: dict) -> None:
             converted = convert_value(value, tp, f"learner_args.{key}")
         except ConfigError as e:
             raise ConfigError(f"{e} (learner {name})") from None
+        args[key] = converted  # e.g. lr '1e-3' (a string to YAML) -> 0.001
         ints = converted if isinstance(converted, tuple) else (converted,)
         positive = default != () and all(
             isinstance(d, int) and d >= 1

@@ -26,12 +26,49 @@ class Pretrained(NamedTuple):
     arrays: dict  # everything stored beside ``mean`` (e.g. a clone's ``readout``)
 
 
+def _root():
+    """The folder of the shipped files (the installed package's own)."""
+    return resources.files(__name__)
+
+
 def available() -> list[str]:
-    return sorted(
-        p.name[: -len(".json")]
-        for p in resources.files(__name__).iterdir()
-        if p.name.endswith(".json")
+    return sorted(p.name[: -len(".json")] for p in _root().iterdir() if p.name.endswith(".json"))
+
+
+class CorruptPretrained(ValueError):
+    """A shipped learner's files exist but cannot be read, or hold non-finite numbers."""
+
+
+def _corrupt(path, why: str) -> CorruptPretrained:
+    return CorruptPretrained(
+        f"shipped learner file {path} {why}; the installed copy is damaged: reinstall "
+        f"vsml-jax (pip install --force-reinstall), or in a git checkout: git checkout -- {path}"
     )
+
+
+def _read(name: str) -> tuple[dict, dict]:
+    """The model card and the arrays of ``name``, checked: readable and finite."""
+    root = _root()
+    card_path, npz_path = root / f"{name}.json", root / f"{name}.npz"
+    try:
+        card = json.loads(card_path.read_text())
+        for key in ("config", "task"):
+            if not isinstance(card.get(key), dict):
+                raise ValueError(f"no {key!r} mapping")
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # JSONDecodeError is a ValueError
+        raise _corrupt(card_path, f"is not a valid model card ({type(e).__name__}: {e})") from None
+    try:
+        with npz_path.open("rb") as f:
+            arrays = dict(np.load(f))
+    except Exception as e:  # noqa: BLE001 - BadZipFile, EOFError, OSError, ValueError, ...
+        raise _corrupt(npz_path, f"cannot be read ({type(e).__name__}: {e})") from None
+    if "mean" not in arrays:
+        raise _corrupt(npz_path, "has no 'mean' array")
+    for key, value in arrays.items():
+        if np.issubdtype(value.dtype, np.inexact) and not np.isfinite(value).all():
+            bad = int((~np.isfinite(value)).sum())
+            raise _corrupt(npz_path, f"holds {bad} non-finite values in {key!r}")
+    return card, arrays
 
 
 def save(path: Path, cfg, task, meta_params, card: dict, **arrays) -> None:
@@ -61,16 +98,13 @@ def load(name: str) -> Pretrained:
     names = available()
     if name not in names:
         raise FileNotFoundError(f"no shipped learner {name!r}; available: {', '.join(names)}")
-    root = resources.files(__name__)
-    card = json.loads((root / f"{name}.json").read_text())
-    with (root / f"{name}.npz").open("rb") as f:
-        arrays = dict(np.load(f))
-    cfg = from_dict(RunConfig, card["config"])
-    learner = build_learner(cfg)
+    card, arrays = _read(name)
     try:
+        cfg = from_dict(RunConfig, card["config"])
+        learner = build_learner(cfg)
         meta_params = unravel_meta_params(learner, TaskSpec(**card["task"]), arrays.pop("mean"))
-    except ValueError as e:
-        raise ValueError(f"shipped learner {name!r}: {e}") from None
+    except (TypeError, ValueError) as e:  # ConfigError is a ValueError
+        raise _corrupt(_root() / f"{name}.json", f"does not fit its arrays ({e})") from None
     return Pretrained(name, cfg, learner, meta_params, card, arrays)
 
 

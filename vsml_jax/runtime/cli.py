@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from vsml_jax.config import ConfigError, RunConfig
+from vsml_jax.runtime import interrupts
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -110,7 +111,8 @@ def parser(command: Command) -> argparse.ArgumentParser:
     p.add_argument(
         "--data-dir",
         default=None,
-        help="TFDS data dir (else $VSML_DATA_DIR, ../shared/datasets/tfds, TFDS default)",
+        help="TFDS data dir, the only one searched (else $VSML_DATA_DIR, "
+        "../shared/datasets/tfds, TFDS default)",
     )
     if command.print_config:
         p.add_argument("--print-config", action="store_true", help="print the config and exit")
@@ -163,7 +165,9 @@ def setup_logging(verbose: bool = False) -> None:
 def guarded(work: Callable[[], Any], verbose: bool = False, interrupted=lambda: "") -> int:
     """Run ``work()``: bad input becomes one line and exit 2, Ctrl-C one line (the
     interrupt's own message, else ``interrupted()``) and exit 130; with ``verbose`` both
-    raise as they are."""
+    raise as they are. Ctrl-C raises ``KeyboardInterrupt`` from here on, so that a run can
+    name its last checkpoint (before, :func:`interrupts.install` ends the process)."""
+    interrupts.raise_from_now_on()
     try:
         work()
     except user_errors() as e:
@@ -180,7 +184,7 @@ def guarded(work: Callable[[], Any], verbose: bool = False, interrupted=lambda: 
         if verbose:
             raise
         print(str(e) or interrupted() or "interrupted", file=sys.stderr)
-        return 130
+        return interrupts.leave(130)  # skips a teardown that can crash mid-compile
     return 0
 
 

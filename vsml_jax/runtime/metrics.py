@@ -20,6 +20,15 @@ def _plain(v):
     return v
 
 
+def _write_error(e: OSError, path: Path) -> OSError:
+    """``e`` as one line naming ``path`` (a full disk's OSError names no file)."""
+    return OSError(
+        e.errno,
+        f"cannot write {path} ({e.strerror or e}); free space there (a full disk?) and "
+        "continue with --resume: the last checkpoint is kept",
+    )
+
+
 class MetricsWriter:
     """Append one JSON object per record to ``metrics.jsonl``; mirror scalars to TensorBoard."""
 
@@ -43,7 +52,11 @@ class MetricsWriter:
             # a restart from generation 0 keeps nothing, not even the old baseline rows
             kept = [r for r in old if 0 < resume_from and r.get("generation", 0) <= resume_from]
             tmp = self.path.with_suffix(".tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            try:
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            except OSError as e:
+                tmp.unlink(missing_ok=True)
+                raise _write_error(e, tmp) from None
             tmp.replace(self.path)
         if tensorboard:
             from tensorboardX import SummaryWriter
@@ -54,8 +67,11 @@ class MetricsWriter:
         if not self.enabled:
             return
         record = {k: _plain(v) for k, v in record.items()}
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:  # a torn last line is dropped when the run resumes
+            raise _write_error(e, self.path) from None
         if self._tb is not None:
             for k, v in record.items():
                 if isinstance(v, int | float) and not isinstance(v, bool) and k != "generation":

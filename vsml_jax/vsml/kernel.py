@@ -14,7 +14,11 @@ The kernel is compiled on first use with the system's C++ compiler (``$CXX``, de
 ``g++``; ``-O3 -march=native``) against the FFI headers of the installed jaxlib, and
 cached in ``$VSML_KERNEL_CACHE`` (default ``~/.cache/vsml_jax``) under a name that
 hashes the source, the flags, the compiler, jax's version and the CPU; the library is
-written to a temporary file and renamed, so concurrent processes never load half a file.
+written to a temporary file and renamed, so concurrent processes never load half a file,
+and then its SHA-256 is written beside it (``<name>.so.sha256``). A cached library is
+loaded only if it matches that stamp (a truncated file would crash the process with a
+bus error when loaded) and exports the kernel's symbol; otherwise it is rebuilt, and
+where that fails too, one line says why.
 It needs a CPU with AVX-512 (elsewhere XLA's fast path is faster), hidden size 16 and
 float32 matmuls; on accelerators ``impl: fused`` runs the fast path. A differentiated tick runs
 the fast path instead (``custom_vjp``: reverse mode only); the ES and meta-test
@@ -40,6 +44,7 @@ from vsml_jax.vsml.cell import CellParams, CellState, lstm_update_grid
 
 SOURCE = Path(__file__).with_name("lstm_grid.cc")
 TARGET = "vsml_lstm_grid"
+SYMBOL = "VsmlLstmGrid"  # the handler lstm_grid.cc exports
 HIDDEN = 16  # the kernel's hidden size (the paper's)
 FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-std=gnu++17", "-shared", "-fPIC", "-w")
 
@@ -99,21 +104,73 @@ def build(out: Path, flags: tuple[str, ...] = FLAGS, cxx: str | None = None) -> 
                 "use network.impl 'fast'"
             )
         os.replace(tmp, out)
+        stamp = _stamp(out)  # written after the library: a stamp vouches for a whole file
+        tmp_stamp = stamp.with_name(stamp.name + ".tmp")
+        tmp_stamp.write_text(_sha256(out) + "\n")
+        os.replace(tmp_stamp, stamp)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return out
 
 
+def _stamp(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def verified(path: Path) -> bool:
+    """Whether ``path`` is a whole library this cache built, with the kernel's symbol:
+    its SHA-256 matches the stamp written after it (never dlopen a truncated file: it
+    bus-errors) and its dynamic string table names the symbol (checked before loading,
+    because a process cannot load a rebuilt file under a path it has loaded before)."""
+    try:
+        data = path.read_bytes()
+        stamp = _stamp(path).read_text().strip()
+    except OSError:
+        return False
+    return stamp == hashlib.sha256(data).hexdigest() and SYMBOL.encode() + b"\0" in data
+
+
 def cached_library(flags: tuple[str, ...] = FLAGS) -> Path:
-    """The kernel built with ``flags`` for this machine: from the cache, or built into it."""
+    """The kernel built with ``flags`` for this machine: from the cache if it is verified
+    (see :func:`verified`), else built into it."""
     cxx = os.environ.get("CXX", "g++")
     version = ""
     if shutil.which(cxx):
         version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     key = "\0".join([SOURCE.read_text(), *flags, cxx, version, jax.__version__, _cpu_identity()])
     path = cache_dir() / f"lstm_grid-{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
-    return path if path.exists() else build(path, flags, cxx)
+    if verified(path):
+        return path
+    build(path, flags, cxx)
+    if not verified(path):
+        raise KernelUnavailable(
+            f"the fused kernel built in {path} does not export {SYMBOL} ({SOURCE} and the "
+            "compiler disagree); use network.impl 'fast'"
+        )
+    return path
+
+
+def open_library(flags: tuple[str, ...] = FLAGS):
+    """The cached kernel library (see :func:`cached_library`), loaded, its symbol checked;
+    raises KernelUnavailable in one line where it cannot be loaded (and drops its stamp,
+    so that the next process rebuilds it)."""
+    path = cached_library(flags)
+    try:
+        lib = ctypes.CDLL(str(path))
+        lib[SYMBOL]  # noqa: B018 - raises AttributeError if it is not exported
+    except (OSError, AttributeError) as e:
+        _stamp(path).unlink(missing_ok=True)
+        raise KernelUnavailable(
+            f"the fused kernel built in {path} cannot be loaded ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200]}); the next run rebuilds it; use network.impl "
+            "'fast' meanwhile"
+        ) from None
+    return lib
 
 
 @functools.cache
@@ -122,13 +179,8 @@ def _load() -> str:
     if not _has_avx512():
         return NO_AVX512
     try:
-        path = cached_library()
-        try:
-            lib = ctypes.CDLL(str(path))
-        except OSError:  # a damaged cache entry (a rename is atomic, a disk is not)
-            path.unlink(missing_ok=True)
-            lib = ctypes.CDLL(str(cached_library()))
-        jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.VsmlLstmGrid), platform="cpu")
+        lib = open_library()
+        jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib[SYMBOL]), platform="cpu")
     except KernelUnavailable as e:
         return str(e)
     except OSError as e:  # e.g. a read-only cache folder
