@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -24,6 +25,8 @@ from vsml_jax.episode import run_episode
 from vsml_jax.learners.base import Learner, PyTree
 from vsml_jax.learners.sgd import online_optimizer
 from vsml_jax.learners.tuning import MAX_EXTENSIONS, LrSearch, tune_lr
+
+log = logging.getLogger(__name__)
 
 
 class Curves(NamedTuple):
@@ -208,7 +211,8 @@ def tuned_learner(
     max_extensions: int = MAX_EXTENSIONS,
 ) -> tuple[Learner, LrSearch | None]:
     """:func:`hand_designed` with the whole learning-rate search (rates tried, losses,
-    whether the best is interior), or None for a parameter-free learner."""
+    whether the best is interior; a warning is logged if it is not), or None for a
+    parameter-free learner."""
     from vsml_jax.learners import make_learner
 
     if name not in ("sgd", "adam"):
@@ -217,6 +221,8 @@ def tuned_learner(
     xs, labels, _ = sample_eval_episodes(data, spec, num_episodes, k_episodes)
     make = lambda lr: online_optimizer(name, lr=lr, hidden=hidden)  # noqa: E731
     search = tune_lr(make, lrs, xs, labels, k_init, spec.num_classes, max_extensions)
+    if not search.interior:
+        log.warning(search.edge_note(name))
     return make(search.lr), search
 
 

@@ -10,7 +10,6 @@ imports the learners package.)
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -21,8 +20,6 @@ import numpy as np
 
 from vsml_jax.episode import batch_episode_loss
 from vsml_jax.learners.base import Learner, TaskSpec
-
-log = logging.getLogger(__name__)
 
 MAX_EXTENSIONS = 6  # rates added beyond the grid's edges, at most, by default
 
@@ -71,7 +68,7 @@ def tune_lr(
     The grid ``lrs`` is searched first; while the best rate is its smallest (largest)
     one, one more rate a geometric grid step below (above) it is tried, at most
     ``max_extensions`` times in all. ``interior`` tells whether the search ended with
-    tried rates on both sides of the best (a warning is logged if not).
+    tried rates on both sides of the best.
 
     Args:
       make_learner: ``lr -> Learner``, e.g. ``lambda lr: sgd(lr=lr, hidden=(160,))``.
@@ -122,7 +119,4 @@ def tune_lr(
     order = sorted(tried)
     losses = np.array([tried[x] for x in order])
     i = int(np.argmin(losses))
-    search = LrSearch(float(order[i]), 0 < i < len(order) - 1, tuple(order), losses)
-    if not search.interior:
-        log.warning(search.edge_note("lr tuning"))
-    return search
+    return LrSearch(float(order[i]), 0 < i < len(order) - 1, tuple(order), losses)
