@@ -3,10 +3,17 @@
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from experiments.cross_dataset.protocol import CrossDatasetConfig, la_config, resolve_groups
+from experiments.cross_dataset.protocol import (
+    CrossDatasetConfig,
+    la_config,
+    resolve_groups,
+    write_outputs,
+)
 from vsml_jax.config import ConfigError, load_config
+from vsml_jax.evaluation import paired_difference, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = ROOT / "experiments/cross_dataset/configs/cross_dataset.yaml"
@@ -85,6 +92,34 @@ def test_bad_names_are_errors():
         la_config(cfg, "vsml", ("mnist",))
 
 
+def test_paired_table_against_every_hand_designed_la(tmp_path):
+    rng = np.random.default_rng(0)
+    curves = {
+        "mnist": {
+            t: {la: (rng.random((4, 30)) < p).astype(np.float32) for la, p in LAS.items()}
+            for t in ("mnist", "sum")
+        }
+    }
+    rows = [
+        {"la": la, "train_sets": "mnist", "test_set": t, "seen": t == "mnist", **summarize(a)}
+        for t, by in curves["mnist"].items()
+        for la, a in by.items()
+    ]
+    write_outputs(rows, curves, tmp_path)
+    paired = list(csv.DictReader((tmp_path / "paired.csv").open()))
+    assert [(r["test_set"], r["reference"], r["la"]) for r in paired] == [
+        (t, ref, la) for t in ("mnist", "sum") for ref in ("sgd", "ncm") for la in LAS if la != ref
+    ]
+    for r in paired:
+        by = curves["mnist"][r["test_set"]]
+        want = paired_difference(by[r["la"]], by[r["reference"]])
+        assert float(r["d_mean"]) == pytest.approx(want["d_mean"])
+        assert int(r["wins_last100"]) == want["wins_last100"]
+
+
+LAS = {"vsml": 0.6, "sgd": 0.5, "ncm": 0.7}
+
+
 @pytest.mark.slow
 def test_cross_dataset_writes_table_and_figure_and_resumes(tmp_path, capsys):
     """In-process, on the synthetic tasks (meta-train on sum, test on sum and random)."""
@@ -112,6 +147,10 @@ def test_cross_dataset_writes_table_and_figure_and_resumes(tmp_path, capsys):
     assert all(0.0 <= float(r["mean_acc"]) <= 1.0 for r in rows)
     assert (run / "results.md").read_text().count("\n") == 2 + 8
     assert (run / "figure.png").stat().st_size > 0
+    paired = list(csv.DictReader((run / "paired.csv").open()))
+    assert {(r["la"], r["reference"]) for r in paired} == {
+        (la, "sgd") for la in ("vsml", "meta_rnn", "maml@grad")
+    }
     assert (run / "meta_train" / "vsml__sum" / "summary.json").exists()
     grad_log = (run / "meta_train" / "maml-grad__sum" / "metrics.jsonl").read_text()
     assert '"grad_norm"' in grad_log  # meta-trained by backprop, not ES

@@ -105,6 +105,9 @@ def test_run_writes_metrics_checkpoints_and_plots(tmp_path, capsys):
     evals = [r for r in records if "eval/mnist/vsml/mean_acc" in r]
     assert [r["generation"] for r in evals] == [10, 20]
     assert "eval/fashion_mnist/sgd/last100_acc" in evals[-1]
+    # the meta-learned learner's paired differences to each baseline, on the same episodes
+    paired = {"eval/mnist/vsml/d_mean_vs_sgd", "eval/mnist/vsml/wins_last100_vs_ncm"}
+    assert paired <= set(evals[-1])
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["10", "20"]
     for f in ("meta_test.png", "meta_loss.png", "summary.json"):
         assert (run / f).stat().st_size > 0

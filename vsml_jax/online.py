@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vsml_jax.episode import online_step
-from vsml_jax.learners.base import Feedback, TaskSpec
+from vsml_jax.learners.base import Feedback, TaskSpec, first_classes
 
 
 class StreamResult(NamedTuple):
@@ -82,6 +82,8 @@ class Session:
         self.input_size, self._map = _input_map(trained, k_proj, input_dim)
         self._d = math.prod(input_dim) if isinstance(input_dim, tuple | list) else int(input_dim)
         learner, mp, c = trained.learner, trained.meta_params, self.num_classes
+        if trained.config.learner != "vsml":  # a fixed output count: predict among c of them
+            learner = first_classes(learner, trained.task.num_classes, c)
         task = TaskSpec(input_dim=self.input_size, num_classes=c)
         self._carry = (learner.init(mp, task, k_init), Feedback.zeros(c))
         self._pending = None  # (x, logits, state) of the last prediction, until observed

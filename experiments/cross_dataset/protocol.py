@@ -31,7 +31,14 @@ from vsml_jax.config import (
     RunConfig,
 )
 from vsml_jax.data import DatasetNotFoundError, available_splits
-from vsml_jax.evaluation import Entry, meta_test, summarize, write_table
+from vsml_jax.evaluation import (
+    PAIRED_KEYS,
+    Entry,
+    meta_test,
+    paired_rows,
+    summarize,
+    write_table,
+)
 from vsml_jax.learners import LEARNERS
 from vsml_jax.runtime.devices import (
     population_mesh,
@@ -211,8 +218,20 @@ COLUMNS = (
 )
 
 
+PAIRED_COLUMNS = ("train_sets", "test_set", "la", "reference", *PAIRED_KEYS)
+
+
 def write_outputs(rows: list[dict], curves: dict, run_dir: Path):
+    """results.csv/.md, paired.csv/.md (every LA minus each hand-designed LA of its
+    meta-training group, on the same episodes), the curves and the figure."""
     write_table(rows, COLUMNS, run_dir)
+    refs = [la for la in dict.fromkeys(r["la"] for r in rows) if learner_name(la) in HAND_DESIGNED]
+    paired = [
+        {"train_sets": group, "test_set": p.pop("dataset"), "la": p.pop("learner"), **p}
+        for group, by_test in curves.items()
+        for p in paired_rows(by_test, refs)
+    ]
+    write_table(paired, PAIRED_COLUMNS, run_dir, stem="paired")
     for group, by_test in curves.items():
         title = f"meta-trained on {group}; seen: " + ", ".join(
             t for t in by_test if t in group.split("+")

@@ -9,6 +9,8 @@
 """
 
 from vsml_jax.evaluation.core import (
+    PAIRED_KEYS,
+    PAIRED_WINDOWS,
     Curves,
     Entry,
     MetaTest,
@@ -17,13 +19,25 @@ from vsml_jax.evaluation.core import (
     evaluate,
     hand_designed,
     meta_test,
+    paired_columns,
+    paired_difference,
+    paired_markdown,
+    paired_rows,
     sample_eval_episodes,
     summarize,
     tuned_baselines,
+    tuned_learner,
     write_table,
 )
 
 __all__ = [
+    "tuned_learner",
+    "paired_markdown",
+    "paired_rows",
+    "paired_columns",
+    "paired_difference",
+    "PAIRED_WINDOWS",
+    "PAIRED_KEYS",
     "Curves",
     "Entry",
     "MetaTest",

@@ -1,21 +1,33 @@
 """Meta-test any learners on any datasets, all on the same online episodes.
 
-python -m vsml_jax.evaluate --learners pretrained:clone_backprop_es adam ncm \
-    --datasets kmnist fashion_mnist [--steps 2000] [--episodes 16] [task transforms]
+python -m vsml_jax.evaluate --learners pretrained:clone_backprop_es adam ncm 1nn \
+    --datasets kmnist fashion_mnist [--steps 2000] [--episodes 16] [--reference adam ncm]
+    [task transforms]
 
-Learners are shipped names (``pretrained:NAME``), training run directories, checkpoint
+Learners are shipped names (``pretrained:NAME``; ``pretrained:all`` is every shipped
+learner), training run directories, checkpoint
 folders (``<run>/checkpoints/<step>``), or hand-designed learners (sgd, adam, ncm, knn,
-1nn; online SGD/Adam get the learning rate of ``--lrs`` that is best on episodes of the
-``--tune-on`` training split, never on a test split). Task transforms: ``--classes``
-(a class subset, relabelled 0..k-1), ``--image-size H W`` (resize), ``--input-dim A``
-(a fresh random projection to A inputs per episode), ``--permute-pixels``, ``--steps``.
+1nn; online SGD/Adam get the learning rate with the lowest online loss on episodes of
+the ``--tune-on`` training split, never of a test split: the ``--lrs`` grid is extended
+past its edge, up to ``--lr-extensions`` rates, until the best rate is interior).
+Task transforms: ``--classes`` (a class subset, relabelled 0..k-1: every learner then
+predicts among those k classes), ``--image-size H W`` (resize), ``--input-dim A`` (a
+fresh random projection to A inputs per episode), ``--permute-pixels``, ``--steps``.
 Each meta-learned learner reads the episodes through the preprocessing it was trained
 with (e.g. its own projection to its input size); every learner sees the same examples
-and labels in the same order. Writes results.csv, results.md and curves.png (and
-curves_logx.png) under ``runs/evaluate/<run-id>/``.
+and labels in the same order.
 
-This is the project's one meta-test routine (:func:`vsml_jax.evaluation.meta_test`):
-training's periodic meta-tests and the cross-dataset benchmark call it too.
+Writes under ``runs/evaluate/<run-id>/``: results.csv (one row per dataset and learner:
+summaries, the tuned ``lr`` and whether it was ``lr_interior``, and with ``--reference
+R`` the paired difference to R: ``d_<window>_vs_R``, its ``_ci95``, ``wins_``/``losses_``
+over episodes, for steps 1-100, the whole episode and the last 100 steps), results.md
+(the same as tables), curves.npz (per-episode accuracy: ``<dataset>`` is ``[learners,
+episodes, steps]``, ``learners`` their labels in that order), lr_search.json (each
+tuned rate: the rates tried and their mean online losses), curves.png, curves_logx.png.
+
+This is the project's one meta-test routine (:func:`vsml_jax.evaluation.meta_test`;
+paired differences: :func:`vsml_jax.evaluation.paired_difference`): training's periodic
+meta-tests and the cross-dataset benchmark call it too.
 """
 
 from __future__ import annotations
@@ -23,8 +35,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from vsml_jax.config import HAND_DESIGNED, DataConfig, EvalConfig, RunConfig
 
@@ -36,9 +50,12 @@ COLUMNS = (
     "mean_acc",
     "ci95",
     "last100_acc",
+    "last100_ci95",
     "steps_to_80",
     "episodes",
     "steps",
+    "lr",
+    "lr_interior",
 )
 
 
@@ -60,11 +77,98 @@ def parse_args(argv=None):
     p.add_argument("--permute-pixels", action="store_true", help="a random pixel permutation")
     p.add_argument("--tune-on", default="mnist", help="training split for sgd/adam lr tuning")
     p.add_argument("--lrs", type=float, nargs="+", default=list(EvalConfig.baseline_lrs))
+    p.add_argument(
+        "--lr-extensions",
+        type=int,
+        default=6,
+        metavar="N",
+        help="rates tried beyond the --lrs grid's edges, at most (default %(default)s)",
+    )
+    p.add_argument(
+        "--reference",
+        nargs="+",
+        default=[],
+        metavar="LEARNER",
+        help="learners of --learners to compare every other one with, on the same episodes",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", default="runs")
     p.add_argument("--data-dir", default=None, help="TFDS data dir")
     p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.learners = expand_learners(args.learners)
+    return args
+
+
+ALL_SHIPPED = "pretrained:all"
+
+
+def expand_learners(names: list[str]) -> list[str]:
+    """``names`` with ``pretrained:all`` replaced by every shipped learner."""
+    if ALL_SHIPPED not in names:
+        return list(names)
+    from vsml_jax import pretrained
+
+    i = names.index(ALL_SHIPPED)
+    shipped = [f"pretrained:{n}" for n in pretrained.available()]
+    return [*names[:i], *shipped, *(n for n in names[i + 1 :] if n != ALL_SHIPPED)]
+
+
+def check_args(args) -> None:
+    """Raise ValueError (one line, naming the flag as typed) for bad flag values."""
+    for flag, value in (
+        ("--steps", args.steps),
+        ("--episodes", args.episodes),
+        ("--input-dim", args.input_dim),
+    ):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    if args.lr_extensions < 0:
+        raise ValueError(f"--lr-extensions must be >= 0, got {args.lr_extensions}")
+    if args.image_size and min(args.image_size) < 1:
+        raise ValueError(
+            f"--image-size needs two sizes >= 1, got {' '.join(map(str, args.image_size))}"
+        )
+    bad = [x for x in args.lrs if not (math.isfinite(x) and x > 0)]
+    if bad:
+        raise ValueError(f"--lrs must be finite and > 0, got {' '.join(map(str, bad))}")
+    if args.classes is not None:
+        if len(set(args.classes)) < 2 or len(set(args.classes)) != len(args.classes):
+            raise ValueError(
+                f"--classes needs at least two different classes, no repeats; got "
+                f"{' '.join(map(str, args.classes))}"
+            )
+        if min(args.classes) < 0:
+            raise ValueError(f"--classes are labels >= 0, got {' '.join(map(str, args.classes))}")
+    for flag, names in (("--learners", args.learners), ("--datasets", args.datasets)):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"{flag} names {', '.join(twice)} more than once")
+    stray = [r for r in args.reference if r not in args.learners]
+    if stray:
+        raise ValueError(
+            f"--reference {' '.join(stray)}: not among --learners ({' '.join(args.learners)}); "
+            "a reference must be evaluated too"
+        )
+
+
+def load_trained(name: str):
+    """The meta-learned learner ``name`` of ``--learners``; an unknown name raises naming
+    every valid one."""
+    from vsml_jax import pretrained
+    from vsml_jax.loading import load_learner
+
+    try:
+        return load_learner(name)
+    except FileNotFoundError as e:
+        if Path(name).exists():
+            raise
+        shipped = [f"pretrained:{n}" for n in pretrained.available()]
+        raise FileNotFoundError(
+            f"--learners {name}: no such learner; give one of {', '.join(HAND_DESIGNED)}, "
+            f"{', '.join(shipped)}, {ALL_SHIPPED}, a run directory or "
+            "<run>/checkpoints/<step>"
+        ) from e
 
 
 def data_config(args, num_classes: int) -> RunConfig:
@@ -92,37 +196,62 @@ def data_config(args, num_classes: int) -> RunConfig:
     return RunConfig(name="evaluate", seed=args.seed, out_dir=args.out_dir, data=data, eval=ev)
 
 
+def trained_entry(trained, spec):
+    """The :class:`~vsml_jax.evaluation.Entry` of a meta-learned learner on episodes of
+    ``spec``: it predicts among the tasks' ``spec.num_classes`` classes (VSML's V_M runs
+    on any number of outputs; a learner with a fixed number predicts among its first
+    ones, :func:`~vsml_jax.learners.base.first_classes`), reading each dataset through
+    the preprocessing it was meta-trained with (:func:`learner_spec`)."""
+    from vsml_jax.evaluation import Entry
+    from vsml_jax.learners.base import first_classes
+
+    learner, own = trained.learner, trained.task.num_classes
+    if trained.config.learner != "vsml":
+        if spec.num_classes > own:
+            raise ValueError(
+                f"learner {trained.name!r} has {own} outputs; these tasks have "
+                f"{spec.num_classes} classes"
+            )
+        learner = first_classes(learner, own, spec.num_classes)
+    return Entry(
+        learner, trained.meta_params, lambda data: learner_spec(trained, spec, data.input_dim)
+    )
+
+
 def learner_spec(trained, spec, dataset_dim: int):
-    """The episode spec ``trained`` reads: ``spec`` through the preprocessing it was
-    meta-trained with (:meth:`~vsml_jax.loading.TrainedLearner.input_plan`)."""
-    task = trained.task
-    if trained.config.learner != "vsml" and spec.num_classes > task.num_classes:
-        raise ValueError(
-            f"learner {trained.name!r} has {task.num_classes} outputs; these tasks have "
-            f"{spec.num_classes} classes"
-        )
-    c = max(spec.num_classes, task.num_classes)
+    """The episode spec ``trained`` reads: ``spec`` (its class count too) through the
+    preprocessing it was meta-trained with
+    (:meth:`~vsml_jax.loading.TrainedLearner.input_plan`)."""
     if spec.projection_prob > 0 and trained.config.data.projection_prob == 0:
         dataset_dim = spec.input_dim  # the tasks' own projection comes first
     how, a = trained.input_plan(dataset_dim)
     if how == "project":
-        return dataclasses.replace(spec, input_dim=a, num_classes=c, projection_prob=1.0)
-    return dataclasses.replace(spec, input_dim=a, num_classes=c)
+        return dataclasses.replace(spec, input_dim=a, projection_prob=1.0)
+    return dataclasses.replace(spec, input_dim=a)
 
 
-def run(args) -> Path:
-    import jax
+class Prepared(NamedTuple):
+    """What :func:`run` meta-tests: ``entries`` (label -> Entry, in ``--learners`` order),
+    ``labels`` (name as typed -> label), ``datasets``, the shared episode ``spec`` and
+    the lr ``searches`` of sgd/adam (name -> LrSearch)."""
 
-    from vsml_jax import plots
+    entries: dict
+    labels: dict
+    datasets: dict
+    spec: object
+    searches: dict
+
+
+def prepare(args) -> Prepared:
+    """Load the data and the learners of ``args`` and tune sgd/adam (see :class:`Prepared`)."""
     from vsml_jax.build import episode_spec, load_arrays, place_data, run_key
-    from vsml_jax.evaluation import Entry, meta_test, tuned_baselines, write_table
-    from vsml_jax.loading import load_learner
-    from vsml_jax.runtime import rundir
+    from vsml_jax.evaluation import tuned_baselines
     from vsml_jax.runtime.devices import population_mesh
 
+    check_args(args)
     mesh = population_mesh()
     hand = [n for n in args.learners if n in HAND_DESIGNED]
-    trained = {n: load_learner(n) for n in args.learners if n not in HAND_DESIGNED}
+    trained = {n: load_trained(n) for n in args.learners if n not in HAND_DESIGNED}
     # the class count (the learners' outputs) is known once the arrays are loaded
     probe = data_config(args, 2)
     arrays = {n: load_arrays(probe, [n], args.split) for n in args.datasets}
@@ -130,39 +259,96 @@ def run(args) -> Path:
     cfg = data_config(args, classes)
     datasets = {n: place_data(cfg, a, mesh) for n, a in arrays.items()}
     spec = episode_spec(cfg, args.steps)
-    baselines = {}
+    baselines, searches = {}, {}
     if hand:
         tune = place_data(cfg, load_arrays(cfg, [args.tune_on], "train"), mesh)
-        tuned, _ = tuned_baselines(hand, tune, spec, cfg.eval, run_key(args.seed, "baseline_lr"))
-        baselines = {label.split(" ")[0]: (label, e) for label, e in tuned.items()}
-    entries: dict[str, Entry] = {}
+        baselines, searches = tuned_baselines(
+            hand, tune, spec, cfg.eval, run_key(args.seed, "baseline_lr"), args.lr_extensions
+        )
+    by_name = {label.split(" ")[0]: label for label in baselines}
+    entries, labels = {}, {}
     for name in args.learners:  # in the order given
-        if name in baselines:
-            label, entry = baselines[name]
-            entries[label] = entry
+        if name in by_name:
+            labels[name] = by_name[name]
+            entries[by_name[name]] = baselines[by_name[name]]
         else:  # its spec depends on each dataset's input size (VSML reads any size)
-            t = trained[name]
-            entries[name] = Entry(
-                t.learner, t.meta_params, lambda data, t=t: learner_spec(t, spec, data.input_dim)
-            )
+            labels[name] = name
+            entries[name] = trained_entry(trained[name], spec)
     for data in datasets.values():  # every learner fits every dataset, or one line says why
         for e in entries.values():
             if callable(e.spec):
                 e.spec(data)
-    rows, curves = meta_test(
-        entries, datasets, spec, args.episodes, run_key(args.seed, "meta_test")
+    return Prepared(entries, labels, datasets, spec, searches)
+
+
+def save_curves(path: Path, curves: dict) -> None:
+    """``curves.npz``: per dataset its ``[learners, episodes, steps]`` accuracy, and
+    ``learners``, their labels in that order (the same for every dataset)."""
+    import numpy as np
+
+    learners = list(next(iter(curves.values())))
+    arrays = {d: np.stack([by[label] for label in learners]) for d, by in curves.items()}
+    np.savez_compressed(path, learners=np.array(learners), **arrays)
+
+
+def run(args) -> Path:
+    import jax
+
+    from vsml_jax import plots
+    from vsml_jax.build import run_key
+    from vsml_jax.evaluation import (
+        PAIRED_KEYS,
+        meta_test,
+        paired_markdown,
+        paired_rows,
+        write_table,
     )
+    from vsml_jax.runtime import rundir
+
+    prep = prepare(args)
+    rows, curves = meta_test(
+        prep.entries, prep.datasets, prep.spec, args.episodes, run_key(args.seed, "meta_test")
+    )
+    name_of = {label: name for name, label in prep.labels.items()}
+    paired = paired_rows(curves, [prep.labels[r] for r in args.reference])
+    row_of = {(r["dataset"], r["learner"]): r for r in rows}
+    for p in paired:  # results.csv: d_mean_vs_adam, ... (the reference as typed)
+        suffix = f"_vs_{name_of[p['reference']]}"
+        row_of[p["dataset"], p["learner"]].update({k + suffix: p[k] for k in PAIRED_KEYS})
+    notes = []
+    for row in rows:
+        search = prep.searches.get(name_of[row["learner"]])
+        if search is not None:
+            row.update(lr=search.lr, lr_interior=search.interior)
+    for name, search in prep.searches.items():
+        if not search.interior:
+            notes.append(f"Warning: {search.edge_note(name)}.")
+    for r in args.reference:
+        notes += ["", *paired_markdown(paired, prep.labels[r])]
+    columns = COLUMNS + tuple(f"{k}_vs_{r}" for r in args.reference for k in PAIRED_KEYS)
 
     out = rundir.new_run_dir(Path(args.out_dir) / "evaluate", args.seed)
     if jax.process_index() == 0:
         (out / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
         rundir.write_provenance(out)
-        write_table(rows, COLUMNS, out)
+        md = COLUMNS[:-2]  # the lr is in the label, an edge lr in the notes
+        write_table(rows, columns, out, tuple(notes), md_columns=md)
+        save_curves(out / "curves.npz", curves)
+        searches = {
+            name: {
+                "lr": s.lr,
+                "interior": s.interior,
+                "lrs": list(s.lrs),
+                "mean_online_loss": [float(x) if math.isfinite(x) else None for x in s.losses],
+            }
+            for name, s in prep.searches.items()
+        }
+        (out / "lr_search.json").write_text(json.dumps(searches, indent=2) + "\n")
         title = f"{args.episodes} episodes of {args.steps} steps per dataset"
         plots.plot_accuracy_curves(curves, out / "curves.png", title=title)
         plots.plot_accuracy_curves(curves, out / "curves_logx.png", title=title, log_x=True)
         print((out / "results.md").read_text())
-        print(f"done: {out} (results.csv, results.md, curves.png)")
+        print(f"done: {out} (results.csv, results.md, curves.npz, curves.png)")
     return out
 
 

@@ -4,13 +4,15 @@ Every learner evaluated with the same ``key`` sees exactly the same episodes
 (inputs, labels, projections), so curves of different learners are paired.
 :func:`meta_test` is the one meta-test routine: training's periodic meta-tests
 (:class:`MetaTest`), the cross-dataset benchmark and ``python -m vsml_jax.evaluate`` all
-call it.
+call it, and :func:`paired_difference` is their one comparison of two learners on the
+same episodes.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -20,10 +22,12 @@ import numpy as np
 
 from vsml_jax.data.episodes import DeviceDataset, EpisodeSpec, sample_episode
 from vsml_jax.episode import run_episode
-from vsml_jax.evaluation.tuning import tune_lr
+from vsml_jax.evaluation.tuning import MAX_EXTENSIONS, LrSearch, tune_lr
 from vsml_jax.learners.base import Learner, PyTree
 from vsml_jax.learners.sgd import online_optimizer
 from vsml_jax.runtime.files import load_npz, save_npz, write_text
+
+log = logging.getLogger(__name__)
 
 
 class Curves(NamedTuple):
@@ -74,8 +78,16 @@ def evaluate(
     return Curves(np.asarray(acc), np.asarray(loss))
 
 
+def _ci95(per_episode: np.ndarray) -> float:
+    """The 95% interval half-width of the mean of per-episode values (normal
+    approximation; nan for one episode)."""
+    n = len(per_episode)
+    return float(1.96 * per_episode.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+
+
 def summarize(acc: np.ndarray) -> dict:
-    """Scalar summaries of ``[N, T]`` accuracy: mean, last 100 steps, CI and speed.
+    """Scalar summaries of ``[N, T]`` accuracy: mean, first and last 100 steps, their
+    95% intervals over episodes, and speed.
 
     ``steps_to_50``/``steps_to_80`` are the first steps at which the across-episode
     mean accuracy (smoothed over ``T // 20`` steps) reaches 50% / 80% of its final
@@ -85,7 +97,8 @@ def summarize(acc: np.ndarray) -> dict:
     n, T = acc.shape
     per_episode = acc.mean(1)
     first = acc[:, : min(100, T)].mean(1)
-    last = acc[:, -min(100, T) :].mean()
+    last_per_episode = acc[:, -min(100, T) :].mean(1)
+    last = last_per_episode.mean()
     window = max(1, T // 20)
     kernel = np.ones(window) / window
     curve = np.convolve(acc.mean(0), kernel, mode="full")[:T] / np.minimum(
@@ -94,9 +107,10 @@ def summarize(acc: np.ndarray) -> dict:
     out = {
         "mean_acc": float(per_episode.mean()),
         "first100_acc": float(first.mean()),
-        "first100_ci95": float(1.96 * first.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+        "first100_ci95": _ci95(first),
         "last100_acc": float(last),
-        "ci95": float(1.96 * per_episode.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+        "last100_ci95": _ci95(last_per_episode),
+        "ci95": _ci95(per_episode),
         "episodes": n,
         "steps": T,
     }
@@ -104,6 +118,113 @@ def summarize(acc: np.ndarray) -> dict:
         hit = np.nonzero(curve >= frac * last)[0]
         out[f"steps_to_{int(frac * 100)}"] = int(hit[0]) + 1 if hit.size else None
     return out
+
+
+PAIRED_WINDOWS = ("first100", "mean", "last100")  # steps 1-100, all steps, the last 100
+
+
+def paired_difference(acc: np.ndarray, reference: np.ndarray) -> dict:
+    """``acc`` minus ``reference``, two ``[N, T]`` accuracy curves on the same episodes.
+
+    For each window of :data:`PAIRED_WINDOWS` (steps 1-100, the whole episode, the last
+    100 steps) the per-episode mean accuracies are differenced episode by episode:
+    ``d_<window>`` is the mean difference, ``d_<window>_ci95`` its 95% interval over
+    episodes (normal approximation, as in :func:`summarize`; nan for one episode),
+    ``wins_<window>`` / ``losses_<window>`` the episodes where ``acc`` is above / below.
+    """
+    acc, reference = np.asarray(acc, np.float64), np.asarray(reference, np.float64)
+    if acc.ndim != 2 or acc.shape != reference.shape:
+        raise ValueError(
+            f"paired curves need the same [episodes, steps] shape, got {acc.shape} and "
+            f"{reference.shape}"
+        )
+    T = acc.shape[1]
+    w = min(100, T)
+    out = {}
+    for name, part in zip(PAIRED_WINDOWS, (slice(0, w), slice(0, T), slice(T - w, T)), strict=True):
+        d = acc[:, part].mean(1) - reference[:, part].mean(1)
+        out[f"d_{name}"] = float(d.mean())
+        out[f"d_{name}_ci95"] = _ci95(d)
+        out[f"wins_{name}"] = int((d > 0).sum())
+        out[f"losses_{name}"] = int((d < 0).sum())
+    return out
+
+
+def paired_columns(acc: np.ndarray, references: Mapping[str, np.ndarray]) -> dict:
+    """:func:`paired_difference` of ``acc`` against each named reference curve, its keys
+    suffixed ``_vs_<name>`` (one flat row, e.g. ``d_mean_vs_adam``)."""
+    return {
+        f"{k}_vs_{name}": v
+        for name, ref in references.items()
+        for k, v in paired_difference(acc, ref).items()
+    }
+
+
+# the keys of paired_difference, in its order
+PAIRED_KEYS = tuple(
+    k for w in PAIRED_WINDOWS for k in (f"d_{w}", f"d_{w}_ci95", f"wins_{w}", f"losses_{w}")
+)
+
+
+def paired_rows(curves: Mapping[str, Mapping[str, np.ndarray]], references) -> list[dict]:
+    """Long-form paired differences: for each dataset of ``curves`` (``{dataset: {learner:
+    [N, T]}}``), each of ``references`` and each other learner, one row ``{dataset,
+    learner, reference, **paired_difference(learner, reference)}``."""
+    return [
+        {"dataset": d, "learner": label, "reference": ref, **paired_difference(acc, by[ref])}
+        for d, by in curves.items()
+        for ref in references
+        if ref in by
+        for label, acc in by.items()
+        if label != ref
+    ]
+
+
+def paired_markdown(rows: list[dict], reference: str) -> list[str]:
+    """Markdown lines: the :func:`paired_rows` against ``reference`` as a table,
+    "difference ± 95% interval (wins/losses)" per window."""
+    lines = [
+        f"Paired difference to {reference} (accuracy; ± 95% interval over episodes; "
+        "wins/losses: episodes above/below it)",
+        "",
+        "| dataset | learner | steps 1–100 | whole episode | last 100 steps |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["reference"] != reference:
+            continue
+        cells = [
+            f"{r[f'd_{w}']:+.3f} ± {r[f'd_{w}_ci95']:.3f} ({r[f'wins_{w}']}/{r[f'losses_{w}']})"
+            for w in PAIRED_WINDOWS
+        ]
+        lines.append(f"| {r['dataset']} | {r['learner']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def tuned_learner(
+    name: str,
+    data: DeviceDataset,
+    spec: EpisodeSpec,
+    num_episodes: int,
+    hidden: tuple[int, ...],
+    lrs: tuple[float, ...],
+    key: jax.Array,
+    max_extensions: int = MAX_EXTENSIONS,
+) -> tuple[Learner, LrSearch | None]:
+    """:func:`hand_designed` with the whole learning-rate search (rates tried, losses,
+    whether the best is interior; a warning is logged if it is not), or None for a
+    parameter-free learner."""
+    from vsml_jax.learners import make_learner
+
+    if name not in ("sgd", "adam"):
+        return make_learner(name), None
+    k_episodes, k_init = jax.random.split(key)
+    xs, labels, _ = sample_eval_episodes(data, spec, num_episodes, k_episodes)
+    make = lambda lr: online_optimizer(name, lr=lr, hidden=hidden)  # noqa: E731
+    search = tune_lr(make, lrs, xs, labels, k_init, spec.num_classes, max_extensions)
+    if not search.interior:
+        log.warning(search.edge_note(name))
+    return make(search.lr), search
 
 
 def hand_designed(
@@ -115,19 +236,13 @@ def hand_designed(
     lrs: tuple[float, ...],
     key: jax.Array,
 ) -> tuple[Learner, float | None]:
-    """A hand-designed learner ready to evaluate: online 'sgd'/'adam' with the lr of ``lrs``
-    that has the lowest mean online loss on ``num_episodes`` episodes of ``data``
-    (meta-training data, never the meta-test split), or a parameter-free learner such
+    """A hand-designed learner ready to evaluate: online 'sgd'/'adam' with the lr that
+    has the lowest mean online loss on ``num_episodes`` episodes of ``data``
+    (meta-training data, never the meta-test split), searched on ``lrs`` and beyond its
+    edges (:func:`~vsml_jax.evaluation.tuning.tune_lr`), or a parameter-free learner such
     as 'ncm'. Returns ``(learner, lr or None)``."""
-    from vsml_jax.learners import make_learner
-
-    if name not in ("sgd", "adam"):
-        return make_learner(name), None
-    k_episodes, k_init = jax.random.split(key)
-    xs, labels, _ = sample_eval_episodes(data, spec, num_episodes, k_episodes)
-    make = lambda lr: online_optimizer(name, lr=lr, hidden=hidden)  # noqa: E731
-    lr, _ = tune_lr(make, lrs, xs, labels, k_init, spec.num_classes)
-    return make(float(lr)), float(lr)
+    learner, search = tuned_learner(name, data, spec, num_episodes, hidden, lrs, key)
+    return learner, None if search is None else search.lr
 
 
 def cached_hand_designed(
@@ -205,18 +320,27 @@ def meta_test(
     return rows, curves
 
 
-def tuned_baselines(names, data: DeviceDataset, spec: EpisodeSpec, ev, key) -> tuple[dict, dict]:
-    """Hand-designed learners ``names`` (see :func:`hand_designed`; ``ev`` an
-    ``EvalConfig``): ``({label: Entry}, {name: tuned lr})``, the lr in the label."""
-    entries, lrs = {}, {}
+def tuned_baselines(
+    names, data: DeviceDataset, spec: EpisodeSpec, ev, key, max_extensions: int = MAX_EXTENSIONS
+) -> tuple[dict, dict[str, LrSearch]]:
+    """Hand-designed learners ``names`` (see :func:`tuned_learner`; ``ev`` an
+    ``EvalConfig``): ``({label: Entry}, {name: its lr search})``, the lr in the label."""
+    entries, searches = {}, {}
     for name in names:
-        learner, lr = hand_designed(
-            name, data, spec, ev.num_episodes, ev.baseline_hidden, ev.baseline_lrs, key
+        learner, search = tuned_learner(
+            name,
+            data,
+            spec,
+            ev.num_episodes,
+            ev.baseline_hidden,
+            ev.baseline_lrs,
+            key,
+            max_extensions,
         )
-        if lr is not None:
-            lrs[name] = lr
-        entries[name if lr is None else f"{name} (lr={lr:g})"] = Entry(learner)
-    return entries, lrs
+        if search is not None:
+            searches[name] = search
+        entries[name if search is None else f"{name} (lr={search.lr:g})"] = Entry(learner)
+    return entries, searches
 
 
 class MetaTest:
@@ -224,7 +348,9 @@ class MetaTest:
     the hand-designed ``eval.baselines`` on the same episodes.
 
     Baseline learning rates are tuned once on meta-*training* episodes; baseline curves
-    do not depend on the meta-parameters, so they are computed once.
+    do not depend on the meta-parameters, so they are computed once. The meta-learned
+    learner's rows carry its :func:`paired_columns` against every baseline
+    (``d_mean_vs_adam``, ...).
     """
 
     def __init__(self, datasets, spec, num_episodes, key, baselines, baseline_lrs):
@@ -239,35 +365,50 @@ class MetaTest:
         ev = cfg.eval
         spec = episode_spec(cfg, ev.episode_length)
         datasets = {n: load_data(cfg, [n], ev.split, mesh) for n in ev.datasets}
-        baselines, lrs = tuned_baselines(
+        baselines, searches = tuned_baselines(
             ev.baselines, train_data, spec, ev, run_key(cfg.seed, "baseline_lr")
         )
+        lrs = {name: s.lr for name, s in searches.items()}
         return cls(datasets, spec, ev.num_episodes, run_key(cfg.seed, "meta_test"), baselines, lrs)
 
     def __call__(self, learner: Learner, meta_params) -> tuple[list[dict], dict]:
-        entries = {f"{learner.name} (meta-learned)": Entry(learner, meta_params), **self.baselines}
+        own = f"{learner.name} (meta-learned)"
+        entries = {own: Entry(learner, meta_params), **self.baselines}
         rows, curves = meta_test(
             entries, self.datasets, self.spec, self.num_episodes, self.key, self._known
         )
         for name, by in curves.items():
             self._known.update({(name, label): by[label] for label in self.baselines})
+        for row in rows:
+            if row["learner"] == own:
+                by = curves[row["dataset"]]
+                refs = {label.split(" ")[0]: by[label] for label in self.baselines}
+                row.update(paired_columns(by[own], refs))
         return rows, curves
 
 
-def write_table(rows: list[dict], columns: tuple[str, ...], out_dir, notes: tuple[str, ...] = ()):
-    """``results.csv`` and ``results.md`` (a Markdown table, then ``notes`` lines) of
-    summary ``rows`` under ``out_dir``."""
+def write_table(
+    rows: list[dict],
+    columns: tuple[str, ...],
+    out_dir,
+    notes: tuple[str, ...] = (),
+    md_columns: tuple[str, ...] | None = None,
+    stem: str = "results",
+):
+    """``<stem>.csv`` and ``<stem>.md`` (a Markdown table of ``md_columns``, by default
+    ``columns``, then ``notes`` lines) of summary ``rows`` under ``out_dir``."""
     import csv
     from pathlib import Path
 
     out_dir = Path(out_dir)
-    with (out_dir / "results.csv").open("w", newline="") as f:
+    with (out_dir / f"{stem}.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    columns = columns if md_columns is None else md_columns
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
     if notes:
         lines += ["", *notes]
-    (out_dir / "results.md").write_text("\n".join(lines) + "\n")
+    (out_dir / f"{stem}.md").write_text("\n".join(lines) + "\n")

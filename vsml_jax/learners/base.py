@@ -71,3 +71,34 @@ class Learner(NamedTuple):
     meta_init: MetaInitFn
     init: InitFn
     step: StepFn
+
+
+def first_classes(learner: Learner, own: int, num_classes: int) -> Learner:
+    """``learner``, built for ``own`` outputs, predicting among its first ``num_classes``.
+
+    Its logits are cut to ``num_classes`` (so every prediction is one of the task's
+    classes) and the feedback, which the episode computes over those classes, reaches it
+    zero-padded to ``own`` (the absent classes get no error and no label). For learners
+    whose output count is fixed by their meta-parameters; VSML runs on any count as it is.
+    """
+    if num_classes > own:
+        raise ValueError(f"learner {learner.name!r} has {own} outputs, fewer than {num_classes}")
+    if num_classes == own:
+        return learner
+
+    def widen(task: TaskSpec) -> TaskSpec:
+        return dataclasses.replace(task, num_classes=own)
+
+    def pad(v):
+        return jnp.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, own - num_classes)])
+
+    def step(meta_params, state, x, feedback):
+        state, logits = learner.step(meta_params, state, x, Feedback(*map(pad, feedback)))
+        return state, logits[..., :num_classes]
+
+    return Learner(
+        learner.name,
+        lambda key, task: learner.meta_init(key, widen(task)),
+        lambda meta_params, task, key: learner.init(meta_params, widen(task), key),
+        step,
+    )
