@@ -32,8 +32,8 @@ Which cells send their backward message to ``(q, r)`` is :attr:`ConvGeometry.bac
   stride 1 and ``k = 3`` this is the transpose. For stride 2 it drops every output ``o``
   with ``o s >= Hi // s`` (about half of them), and for ``k != 3`` its fixed ``-1`` offset
   pairs ``q`` with ``q = o s + u - (k - 2)`` instead of ``q = o s + u - k // 2``. It
-  exists to reproduce the paper's code (its meta-trained parameters expect it, and it
-  matters as soon as a conv layer feeds another or the network runs a backward pass);
+  exists to reproduce the paper's code (meta-parameters trained there expect it; it
+  matters wherever a conv layer sits above another layer, whose input it then is);
   ``'transpose'`` is the message a clean conv VSML layer should send.
 
 :func:`conv_direct` vmaps :func:`~vsml_jax.vsml.cell.cell_step` over locations and kernel
