@@ -138,3 +138,27 @@ def test_the_readme_example_runs_as_written():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert 0.3 < float(out.stdout.strip().splitlines()[-1]) <= 1.0, out.stdout
+
+
+def test_init_from_a_shipped_learner():
+    """``init_from: pretrained:NAME`` starts a run from a shipped learner's meta-parameters
+    (e.g. the Section 4.1 clone on another task), checked like a run directory's."""
+    import dataclasses
+
+    from vsml_jax import pretrained
+    from vsml_jax.build import build_learner
+    from vsml_jax.learners.base import TaskSpec
+    from vsml_jax.loading import initial_meta_params
+
+    shipped = pretrained.load("clone_backprop")
+    cfg = dataclasses.replace(shipped.config, init_from="pretrained:clone_backprop")
+    like = build_learner(cfg).meta_init(jax.random.PRNGKey(0), TaskSpec(784, 5))
+    _leaves_equal(initial_meta_params(cfg, like), shipped.meta_params)
+    other = dataclasses.replace(cfg, network=dataclasses.replace(cfg.network, share_layers=False))
+    other = dataclasses.replace(
+        other, network=dataclasses.replace(other.network, hidden_layers=(4,))
+    )
+    with pytest.raises(ValueError, match="do not fit this run's learner"):
+        initial_meta_params(
+            other, build_learner(other).meta_init(jax.random.PRNGKey(0), TaskSpec(784, 5))
+        )

@@ -119,7 +119,7 @@ class RunConfig:
     trainer: str = "es"  # es (evolution strategies: es.*) | grad (meta-gradients: grad.*)
     learner: str = "vsml"  # any name of vsml_jax.learners.LEARNERS
     learner_args: dict = dataclasses.field(default_factory=dict)  # its factory's kwargs
-    init_from: str | None = None  # a run dir: start from its final meta-parameters
+    init_from: str | None = None  # a run dir (or pretrained:NAME): start from its meta-params
     network: NetworkConfig = NetworkConfig()  # the VSML learner's architecture
     data: DataConfig = DataConfig()
     es: ESConfig = ESConfig()

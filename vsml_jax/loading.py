@@ -116,16 +116,24 @@ def load_meta_params(run_dir: str | Path, step: int | None = None):
 
 
 def initial_meta_params(cfg: RunConfig, like):
-    """The final meta-parameters of the run ``cfg.init_from``, checked against ``like``
+    """The final meta-parameters of the run ``cfg.init_from`` (a run directory, or
+    ``pretrained:NAME`` for a shipped learner), checked against ``like``
     (this run's freshly initialised meta-parameters): same learner, same pytree, same shapes.
     """
     source = Path(cfg.init_from)
-    if not (source / "config.yaml").is_file() or not (source / "task.json").is_file():
+    if cfg.init_from.startswith("pretrained:"):  # a shipped learner (vsml_jax.pretrained)
+        from vsml_jax import pretrained
+
+        p = pretrained.load(cfg.init_from[len("pretrained:") :])
+        src_cfg, params = p.config, p.meta_params
+    elif not (source / "config.yaml").is_file() or not (source / "task.json").is_file():
         raise FileNotFoundError(
             f"init_from: {source} is not a run directory (it needs config.yaml, task.json and "
-            "checkpoints/); pass the directory a training run printed as 'run dir'"
+            "checkpoints/) nor pretrained:NAME; pass the directory a training run printed as "
+            "'run dir'"
         )
-    src_cfg, _, params = load_meta_params(source)
+    else:
+        src_cfg, _, params = load_meta_params(source)
     if src_cfg.learner != cfg.learner:
         raise ValueError(
             f"init_from: {source} trained learner {src_cfg.learner!r}, this run trains "

@@ -34,7 +34,13 @@ def _setup(geom: ConvGeometry, cfg=CFG, seed=0):
 
 
 def loop_conv(params, state, f, e, geom: ConvGeometry):
-    """The layer written out with Python loops over locations and kernel entries, in numpy."""
+    """The layer written out with Python loops over locations and kernel entries, in numpy.
+
+    The backward message follows ``geom.backward``: ``'transpose'`` sends each cell's
+    message to the input location it read; ``'paper'`` assembles it as the paper's
+    ``vsml_layers.conv`` does, per axis: input ``q`` takes offset ``k - 1 - j`` of output
+    ``(q + j - 1) // s`` for ``j < k``, masked unless ``q + j - 1`` is a multiple of ``s``
+    in ``[0, H_in // s)``, then the mean over ``j``."""
     p = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
     h0, c0 = np.asarray(state.h, np.float64), np.asarray(state.c, np.float64)
     f, e = np.asarray(f, np.float64), np.asarray(e, np.float64)
@@ -46,6 +52,7 @@ def loop_conv(params, state, f, e, geom: ConvGeometry):
     h_sum, c_sum = np.zeros_like(h0), np.zeros_like(c0)
     fwd = np.zeros((ho, wo, co, m))
     bwd = np.zeros((hi, wi, ci, m))
+    sent = np.zeros((ho, wo, k, k, ci, m))  # per (i, j, u, v, a): mean over b of the messages
     for i in range(ho):
         for j in range(wo):
             for u in range(k):
@@ -63,15 +70,41 @@ def loop_conv(params, state, f, e, geom: ConvGeometry):
                             h_sum[u, v, a, b] += h
                             c_sum[u, v, a, b] += c
                             fwd[i, j, b] += (h @ p.w_fwd + p.b_fwd) / (k * k * ci)
-                            if inside:
+                            sent[i, j, u, v, a] += (h @ p.w_bwd + p.b_bwd) / co
+                            if inside and geom.backward == "transpose":
                                 bwd[q, r, a] += (h @ p.w_bwd + p.b_bwd) / (k * k * co)
+    if geom.backward == "paper":
+
+        def pick(q, j, size):  # the paper's idx0, idx1 and mask along one axis
+            idx = q + j - 1
+            ok = idx >= 0 and idx < size // s and idx % s == 0
+            return ok, min(max(idx, 0), size - 1) // s, k - 1 - j
+
+        for q in range(hi):
+            for r in range(wi):
+                for j1 in range(k):
+                    ok1, i, u = pick(q, j1, hi)
+                    for j2 in range(k):
+                        ok2, j, v = pick(r, j2, wi)
+                        if ok1 and ok2:
+                            bwd[q, r] += sent[i, j, u, v] / (k * k)
     n = ho * wo
     return h_sum / n, c_sum / n, fwd, bwd
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_direct_equals_loop_construction(stride):
-    geom = ConvGeometry((4, 4, 2), out_channels=2, kernel=3, stride=stride)
+@pytest.mark.parametrize(
+    "geom",
+    [
+        ConvGeometry((4, 4, 2), 2, 3, 1, "transpose"),
+        ConvGeometry((4, 4, 2), 2, 3, 2, "transpose"),
+        ConvGeometry((5, 6, 1), 2, 5, 2, "transpose"),
+        ConvGeometry((6, 6, 1), 2, 3, 2, "paper"),
+        ConvGeometry((6, 6, 1), 2, 5, 2, "paper"),  # the paper's -1 offset assumes k = 3
+        ConvGeometry((7, 7, 1), 1, 5, 1, "paper"),
+    ],
+    ids=str,
+)
+def test_direct_equals_loop_construction(geom):
     params, state, f, e = _setup(geom)
     new, fwd, bwd = jax.jit(conv_direct, static_argnums=4)(params, state, f, e, geom)
     h, c, fwd_ref, bwd_ref = loop_conv(params, state, f, e, geom)
@@ -86,8 +119,11 @@ def test_direct_equals_loop_construction(stride):
     [
         ConvGeometry((4, 4, 2), 2, 3, 1),
         ConvGeometry((5, 6, 1), 3, 3, 2),
-        ConvGeometry((4, 4, 2), 2, 2, 2),  # even kernel
+        ConvGeometry((4, 4, 2), 2, 2, 2, "transpose"),  # even kernel
+        ConvGeometry((6, 7, 1), 2, 3, 2, "paper"),
+        ConvGeometry((6, 6, 2), 1, 5, 2, "paper"),
     ],
+    ids=str,
 )
 def test_fast_equals_direct(geom):
     params, state, f, e = _setup(geom, seed=1)
@@ -128,8 +164,45 @@ def test_bad_input():
 
 
 def test_init_conv_state():
+    """Shapes and zeros; the scale of the random part: tests/vsml/test_paper_fixtures.py."""
     geom = ConvGeometry((6, 6, 2), out_channels=3)
     state = init_conv_state(jax.random.PRNGKey(0), CFG, geom)
     assert state.h.shape == state.c.shape == (3, 3, 2, 3, CFG.hidden)
     assert float(jnp.abs(state.h).max()) == 0.0
     assert float(jnp.abs(state.c[..., : CFG.num_random]).max()) > 0.0
+
+
+def test_paper_and_transpose_backward_messages():
+    """The two backward messages agree where the paper's mask is exact (stride 1, k = 3)
+    and differ for stride 2; the forward message and the state never depend on the choice."""
+    for stride, same in ((1, True), (2, False)):
+        outs = []
+        for backward in ("paper", "transpose"):
+            geom = ConvGeometry((6, 6, 2), 2, 3, stride, backward)
+            params, state, f, e = _setup(geom, seed=2)
+            outs.append(jax.jit(conv_fast, static_argnums=4)(params, state, f, e, geom))
+        (s1, f1, b1), (s2, f2, b2) = outs
+        np.testing.assert_array_equal(f1, f2)
+        np.testing.assert_array_equal(s1.h, s2.h)
+        assert np.allclose(b1, b2, atol=1e-6) == same, stride
+
+
+@pytest.mark.parametrize("backward", ["paper", "transpose"])
+def test_fast_equals_direct_in_float64(backward):
+    """The fast path computes in the input dtype: in float64 it agrees with the direct
+    path to float64 rounding."""
+    geom = ConvGeometry((7, 6, 2), 3, 3, 2, backward)
+    params, state, f, e = _setup(geom, seed=4)
+    with jax.enable_x64(True):
+        to64 = lambda t: jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), t)  # noqa: E731
+        args = to64((params, state, f, e))
+        ref = jax.jit(conv_direct, static_argnums=4)(*args, geom)
+        out = jax.jit(conv_fast, static_argnums=4)(*args, geom)
+        for got, want in zip(jax.tree.leaves(out), jax.tree.leaves(ref), strict=True):
+            assert got.dtype == jnp.float64
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-14)
+
+
+def test_bad_backward_choice():
+    with pytest.raises(ValueError, match="conv backward must be one of paper, transpose"):
+        ConvGeometry((4, 4, 1), 2, backward="mask")

@@ -18,9 +18,23 @@ One tick, following the conv layer of the paper's code (``vsml_layers.conv2d``):
 - the forward message to output ``(i, j)``, channel ``b`` is the mean over ``(u, v, a)`` of
   the per-location cells' forward messages;
 - the backward message to input ``(q, r)``, channel ``a`` is the sum of the per-location
-  cells' backward messages over every ``(i, j, u, v, b)`` that read ``(q, r)``, divided by
-  ``k * k * Co`` (the transpose: a mean over kernel offsets and output channels, in which
-  offsets that do not touch ``(q, r)`` count as zero).
+  cells' backward messages over a set of ``(i, j, u, v, b)`` (below) divided by
+  ``k * k * Co``: a mean over kernel offsets and output channels, in which offsets outside
+  the set count as zero.
+
+Which cells send their backward message to ``(q, r)`` is :attr:`ConvGeometry.backward`:
+
+- ``'transpose'``: every ``(i, j, u, v)`` that read ``(q, r)`` (``q = i s + u - p``): the
+  exact transpose of the forward gather, the mathematically clean message.
+- ``'paper'``: what the paper's ``vsml_layers.conv`` computes, per spatial axis: input
+  ``q`` gets offset ``u = k - 1 - j`` of output ``o = (q + j - 1) / s`` for ``j < k``, kept
+  only when ``q + j - 1`` is a multiple of ``s`` and ``0 <= q + j - 1 < Hi // s``. For
+  stride 1 and ``k = 3`` this is the transpose. For stride 2 it drops every output ``o``
+  with ``o s >= Hi // s`` (about half of them), and for ``k != 3`` its fixed ``-1`` offset
+  pairs ``q`` with ``q = o s + u - (k - 2)`` instead of ``q = o s + u - k // 2``. It
+  exists to reproduce the paper's code (meta-parameters trained there expect it; it
+  matters wherever a conv layer sits above another layer, whose input it then is);
+  ``'transpose'`` is the message a clean conv VSML layer should send.
 
 :func:`conv_direct` vmaps :func:`~vsml_jax.vsml.cell.cell_step` over locations and kernel
 entries. :func:`conv_fast` uses the same linearity as the dense fast path
@@ -50,6 +64,7 @@ from vsml_jax.vsml.cell import (
 )
 
 LayerOut = tuple[CellState, jax.Array, jax.Array]
+CONV_BACKWARDS = ("paper", "transpose")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +75,7 @@ class ConvGeometry:
     out_channels: int
     kernel: int = 3
     stride: int = 2
+    backward: str = "paper"  # which cells send backward messages where (module docstring)
 
     def __post_init__(self):
         if len(self.in_shape) != 3 or min(self.in_shape) < 1:
@@ -68,6 +84,10 @@ class ConvGeometry:
             raise ValueError(
                 f"conv out_channels, kernel and stride must be >= 1, got {self.out_channels}, "
                 f"{self.kernel}, {self.stride}"
+            )
+        if self.backward not in CONV_BACKWARDS:
+            raise ValueError(
+                f"conv backward must be one of {', '.join(CONV_BACKWARDS)}, got {self.backward!r}"
             )
 
     @property
@@ -80,14 +100,28 @@ class ConvGeometry:
         k, s, p = self.kernel, self.stride, self.pad
         return ((hi + 2 * p - k) // s + 1, (wi + 2 * p - k) // s + 1, self.out_channels)
 
+    def backward_pairing(self, axis: int) -> tuple[int, int]:
+        """``(offset, n)`` of one spatial axis (0: rows, 1: columns) for the backward message:
+        outputs ``o < n`` send offset ``u`` to input ``o s + u - offset``."""
+        size, out = self.in_shape[axis], self.out_shape[axis]
+        if self.backward == "transpose":
+            return self.pad, out
+        s = self.stride
+        return self.kernel - 2, min(out, -(-(size // s) // s))  # outputs with o s < size // s
+
     @property
     def state_shape(self) -> tuple[int, int, int, int]:
         return (self.kernel, self.kernel, self.in_shape[2], self.out_channels)
 
 
 def init_conv_state(key: jax.Array, cfg: CellConfig, geom: ConvGeometry) -> CellState:
-    """Initial V_L ``[k, k, Ci, Co, H]``; the random part has std ``1/sqrt(k k Ci)`` (fan-in)."""
+    """Initial V_L ``[k, k, Ci, Co, H]``: ``h = 0``, the random part of ``c`` truncated-normal
+    with std ``cfg.random_cell_std`` or, by default, ``1/sqrt(k)`` as in the paper's code
+    (its ``CustomLSTM.initial_vsml_state`` takes the fan-in from the first axis of the
+    state shape, which for a conv layer is the kernel height, not ``k k Ci``)."""
     k, _, ci, co = geom.state_shape
+    if cfg.random_cell_std is None:
+        cfg = dataclasses.replace(cfg, random_cell_std=float(k) ** -0.5)
     state = init_cell_state(key, cfg, (k * k * ci, co))  # [H, Co, k k Ci]
     return jax.tree.map(lambda x: x.T.reshape(*geom.state_shape, -1), state)
 
@@ -117,44 +151,50 @@ def _patches(geom: ConvGeometry, x: jax.Array) -> jax.Array:
     return jnp.stack(rows, axis=2)
 
 
-def _transpose_patches(geom: ConvGeometry, y: jax.Array) -> jax.Array:
-    """The adjoint of :func:`_patches`: ``[Ho, Wo, k, k, Ci, n]`` summed to ``[Hi, Wi, Ci, n]``.
+def _backward_patches(geom: ConvGeometry, y: jax.Array) -> jax.Array:
+    """``[Ho, Wo, k, k, Ci, n]`` summed to ``[Hi, Wi, Ci, n]`` along :attr:`ConvGeometry.backward`.
 
-    Each kernel offset's slice is put back in place by an interior (strided) zero pad, and
+    With ``'transpose'`` this is the adjoint of :func:`_patches`. Each kernel offset's slice
+    is put in place by an interior (strided) pad whose edges may be negative (a crop), and
     the pads are summed (no scatter).
     """
     hi, wi, _ = geom.in_shape
-    ho, wo, _ = geom.out_shape
-    p, s, k = geom.pad, geom.stride, geom.kernel
-    hp, wp = hi + 2 * p, wi + 2 * p
+    s, k = geom.stride, geom.kernel
+    (off_h, n_h), (off_w, n_w) = geom.backward_pairing(0), geom.backward_pairing(1)
+    total = jnp.zeros((hi, wi, *y.shape[4:]), y.dtype)
+    if n_h == 0 or n_w == 0:
+        return total
     zero = jnp.zeros((), y.dtype)
-    total = None
     for u in range(k):
         for v in range(k):
-            placed = jax.lax.pad(
-                y[:, :, u, v],
+            lo_h, lo_w = u - off_h, v - off_w
+            total = total + jax.lax.pad(
+                y[:n_h, :n_w, u, v],
                 zero,
                 (
-                    (u, hp - u - (s * (ho - 1) + 1), s - 1),
-                    (v, wp - v - (s * (wo - 1) + 1), s - 1),
+                    (lo_h, hi - lo_h - (s * (n_h - 1) + 1), s - 1),
+                    (lo_w, wi - lo_w - (s * (n_w - 1) + 1), s - 1),
                     (0, 0, 0),
                     (0, 0, 0),
                 ),
             )
-            total = placed if total is None else total + placed
-    return total[p : p + hi, p : p + wi]
+    return total
 
 
 def _reads(geom: ConvGeometry) -> np.ndarray:
-    """``[Hi, Wi, 1, 1]``: how many (i, j, u, v) read each input location."""
+    """``[Hi, Wi, 1, 1]`` float64: how many (i, j, u, v) send to each input location."""
     hi, wi, _ = geom.in_shape
-    ho, wo, _ = geom.out_shape
-    p, s, k = geom.pad, geom.stride, geom.kernel
-    count = np.zeros((hi + 2 * p, wi + 2 * p))
-    for u in range(k):
-        for v in range(k):
-            count[u : u + s * (ho - 1) + 1 : s, v : v + s * (wo - 1) + 1 : s] += 1.0
-    return count[p : p + hi, p : p + wi, None, None].astype(np.float32)
+    s, k = geom.stride, geom.kernel
+    (off_h, n_h), (off_w, n_w) = geom.backward_pairing(0), geom.backward_pairing(1)
+    count = np.zeros((hi, wi))
+    for i in range(n_h):
+        for j in range(n_w):
+            for u in range(k):
+                for v in range(k):
+                    q, r = i * s + u - off_h, j * s + v - off_w
+                    if 0 <= q < hi and 0 <= r < wi:
+                        count[q, r] += 1.0
+    return count[:, :, None, None]
 
 
 def conv_direct(
@@ -182,7 +222,7 @@ def conv_direct(
     states, fwd, bwd = over_i(state, f, bwd_in)  # [Ho, Wo, k, k, Ci, Co, ...]
     new_state = jax.tree.map(lambda x: x.mean(axis=(0, 1)), states)
     fwd_out = fwd.mean(axis=(2, 3, 4))  # [Ho, Wo, Co, m]
-    bwd_out = _transpose_patches(geom, bwd.sum(axis=5)) / (k * k * co)  # [Hi, Wi, Ci, m]
+    bwd_out = _backward_patches(geom, bwd.sum(axis=5)) / (k * k * co)  # [Hi, Wi, Ci, m]
     return new_state, fwd_out, bwd_out
 
 
@@ -207,8 +247,9 @@ def conv_fast(
     local = lstm_update(params, state, gate)  # [Ho, Wo, k, k, Ci, Co, H]
     new_state = jax.tree.map(lambda x: x.mean(axis=(0, 1)), local)
     fwd, _ = messages(params, local.h.mean(axis=(2, 3, 4)), False)  # [Ho, Wo, Co, m]
-    h_in = _transpose_patches(geom, local.h.sum(axis=5)) / (k * k * co)  # [Hi, Wi, Ci, H]
-    bwd = h_in @ params.w_bwd + params.b_bwd * (_reads(geom) / (k * k))
+    h_in = _backward_patches(geom, local.h.sum(axis=5)) / (k * k * co)  # [Hi, Wi, Ci, H]
+    reads = jnp.asarray(_reads(geom) / (k * k), h_in.dtype)  # in the input dtype
+    bwd = h_in @ params.w_bwd + params.b_bwd * reads
     return new_state, fwd, bwd
 
 

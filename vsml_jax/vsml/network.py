@@ -11,7 +11,9 @@ With ``conv_channels`` the first layers are convolutional VSML layers
 (:mod:`vsml_jax.vsml.conv`) over the image ``image_shape`` (kernel ``conv_kernel``, stride
 ``conv_stride``); between layers every message array is kept flat (``[H * W * C, m]``, in
 row-major ``(H, W, C)`` order), so a dense layer reads a conv layer's output grid as its
-``A = H * W * C`` inputs.
+``A = H * W * C`` inputs. ``conv_backward`` picks the conv layers' backward message
+(``'paper'``, the paper's masked stride-2 message, or ``'transpose'``; see
+:mod:`vsml_jax.vsml.conv`).
 
 As in the paper's code, a step sweeps the layers bottom-up and ticks each layer
 ``num_micro_ticks`` times with fixed incoming messages: the fresh forward message
@@ -32,7 +34,7 @@ import numpy as np
 from flax import struct
 
 from vsml_jax.vsml.cell import CellConfig, CellParams, CellState, init_cell_params, init_cell_state
-from vsml_jax.vsml.conv import ConvGeometry, conv, init_conv_state
+from vsml_jax.vsml.conv import CONV_BACKWARDS, ConvGeometry, conv, init_conv_state
 from vsml_jax.vsml.layers import dense, forward_output
 
 
@@ -60,17 +62,20 @@ class NetworkConfig:
     conv_kernel: int = 3
     conv_stride: int = 2
     image_shape: tuple[int, int, int] | None = None  # (H, W, C) of the input, for conv
+    # conv layers' backward message: 'paper' (the paper's code, masked for stride 2) or
+    # 'transpose' (the exact transpose of the forward gather); see vsml_jax.vsml.conv
+    conv_backward: str = "paper"
 
     def __post_init__(self):
         m = self.cell.message
+        if self.conv_backward not in CONV_BACKWARDS:
+            raise ValueError(
+                f"conv_backward must be one of {', '.join(CONV_BACKWARDS)}, "
+                f"got {self.conv_backward!r}"
+            )
         if self.conv_channels:
             if self.image_shape is None:
                 raise ValueError("conv_channels need image_shape (H, W, C) of the input images")
-            if self.backward_pass:
-                raise ValueError(
-                    "conv layers support backward_pass=False only (the top-down sweep would "
-                    "need each conv layer's last output grid); set backward_pass: false"
-                )
             self.conv_geometries()  # checks the sizes
         if self.num_micro_ticks < 1:
             raise ValueError(f"num_micro_ticks must be >= 1, got {self.num_micro_ticks}")
@@ -96,7 +101,11 @@ class NetworkConfig:
         """The static shape of each conv layer (``()`` without ``conv_channels``)."""
         geoms, shape = [], self.image_shape
         for channels in self.conv_channels:
-            geoms.append(ConvGeometry(tuple(shape), channels, self.conv_kernel, self.conv_stride))
+            geoms.append(
+                ConvGeometry(
+                    tuple(shape), channels, self.conv_kernel, self.conv_stride, self.conv_backward
+                )
+            )
             shape = geoms[-1].out_shape
         return tuple(geoms)
 
@@ -120,6 +129,10 @@ class NetworkState:
     cells: tuple[CellState, ...]  # dense layer l: [H, A_{l+1}, A_l]; conv: [k, k, Ci, Co, H]
     bwd_msgs: tuple[jax.Array, ...]  # layer l's last backward output: [A_l, m]
     prev_x: jax.Array  # [A_0], the previous input (for the separate backward pass)
+    # conv layer l's last forward output [A_{l+1}, m] (the top-down sweep's input to layer
+    # l + 1: a conv layer's state is shared over locations, so its output grid cannot be
+    # recomputed from it as a dense layer's can); () without conv layers
+    fwd_msgs: tuple[jax.Array, ...] = ()
 
 
 def init_network_params(key, cfg: NetworkConfig, num_layers: int) -> tuple[CellParams, ...]:
@@ -140,7 +153,10 @@ def init_network_state(key, cfg: NetworkConfig, input_dim: int, num_classes: int
     )
     m = cfg.cell.message
     bwd = tuple(jnp.zeros((a, m), jnp.float32) for a in sizes[:-1])
-    return NetworkState(cells=cells, bwd_msgs=bwd, prev_x=jnp.zeros((input_dim,), jnp.float32))
+    fwd = tuple(jnp.zeros((a, m), jnp.float32) for a in sizes[1 : len(geoms) + 1])
+    return NetworkState(
+        cells=cells, bwd_msgs=bwd, prev_x=jnp.zeros((input_dim,), jnp.float32), fwd_msgs=fwd
+    )
 
 
 def _layer_params(params: tuple[CellParams, ...], layer: int) -> CellParams:
@@ -176,7 +192,7 @@ def _sweep_up(cfg, params, state: NetworkState, fwd_in, top_bwd, lower_feedback:
     Layer ``l < L - 1`` reads the backward message layer ``l + 1`` last emitted, or zeros
     when ``lower_feedback`` is False.
     """
-    cells, bwd_msgs = list(state.cells), list(state.bwd_msgs)
+    cells, bwd_msgs, fwd_msgs = list(state.cells), list(state.bwd_msgs), list(state.fwd_msgs)
     n = len(cells)
     f = fwd_in
     for layer in range(n):
@@ -186,19 +202,25 @@ def _sweep_up(cfg, params, state: NetworkState, fwd_in, top_bwd, lower_feedback:
         f_in = f
         for _ in range(cfg.num_micro_ticks):
             cells[layer], f, bwd_msgs[layer] = _tick(cfg, params, layer, cells[layer], f_in, e)
-    return state.replace(cells=tuple(cells), bwd_msgs=tuple(bwd_msgs)), f
+        if layer < len(fwd_msgs):
+            fwd_msgs[layer] = f
+    new = state.replace(cells=tuple(cells), bwd_msgs=tuple(bwd_msgs), fwd_msgs=tuple(fwd_msgs))
+    return new, f
 
 
 def _sweep_down(cfg, params, state: NetworkState, fwd_in, top_bwd):
     """One top-down sweep: each layer reads the fresh backward message from above.
 
-    Each layer's forward input is the forward message its lower neighbour emits
-    from its current hidden state.
+    Each layer's forward input is the forward message its lower neighbour last emitted:
+    recomputed from a dense layer's current hidden state, stored for a conv layer.
     """
     cells, bwd_msgs = list(state.cells), list(state.bwd_msgs)
     n = len(cells)
     fwd_inputs = [fwd_in]
     for layer in range(n - 1):
+        if layer < len(state.fwd_msgs):
+            fwd_inputs.append(state.fwd_msgs[layer])
+            continue
         p = _layer_params(params, layer)
         fwd_inputs.append(
             forward_output(p, cells[layer].h, cfg.cell.layer_norm, cfg.cell.matmul_dtype)
@@ -207,15 +229,7 @@ def _sweep_down(cfg, params, state: NetworkState, fwd_in, top_bwd):
     for layer in reversed(range(n)):
         e_in = e
         for _ in range(cfg.num_micro_ticks):
-            cells[layer], _, e = dense(
-                _layer_params(params, layer),
-                cells[layer],
-                fwd_inputs[layer],
-                e_in,
-                cfg.cell.layer_norm,
-                cfg.impl,
-                cfg.cell.matmul_dtype,
-            )
+            cells[layer], _, e = _tick(cfg, params, layer, cells[layer], fwd_inputs[layer], e_in)
         bwd_msgs[layer] = e
     return state.replace(cells=tuple(cells), bwd_msgs=tuple(bwd_msgs))
 
