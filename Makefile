@@ -5,12 +5,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: install quickstart es-mnist cross-dataset la-cloning invariances introspection omniglot test bench lint clean
+.PHONY: install plan quickstart es-mnist cross-dataset la-cloning invariances introspection omniglot test bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,tpu]"  # tpu: libtpu (~680 MB) for vsml_jax.plan and its test
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -35,6 +35,10 @@ introspection: $(STAMP)  ## paper Section 5: class-probability heat maps and fas
 
 omniglot: $(STAMP)    ## Omniglot few-shot with dense and conv VSML against MAML, 1-NN, NCM
 	$(PY) -m experiments.omniglot $(ARGS)
+
+TOPOLOGY ?= v5e:4x4
+plan: $(STAMP)       ## TPU pod plan without a TPU; e.g. TOPOLOGY=v5e:2x2 ARGS="--num-slices 2"
+	$(PY) -m vsml_jax.plan --config experiments/configs/es_mnist.yaml --topology $(TOPOLOGY) $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n auto --dist worksteal $(ARGS)

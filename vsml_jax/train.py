@@ -107,16 +107,17 @@ def train(
             lock.release()
 
 
-def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: bool) -> Path:
-    train_data = load_data(cfg, cfg.data.train_sets, "train", mesh)
+def build_program(cfg: RunConfig, train_data, mesh):
+    """What :func:`train` compiles: ``(learner, meta_params, trainer, block)`` with
+    ``block`` the jitted ``trainer.block`` (state and metrics replicated over ``mesh``).
+
+    ``train_data`` may be abstract (``jax.ShapeDtypeStruct`` leaves) and ``mesh`` may span
+    devices of another machine, e.g. a TPU topology: :mod:`vsml_jax.plan` compiles the
+    same program ahead of time this way."""
     learner = build_learner(cfg)
     task = task_spec(cfg, train_data)
     spec = episode_spec(cfg, cfg.data.episode_length)
-
-    k_meta, k_es, k_run = (run_key(cfg.seed, tag) for tag in ("meta_init", "es", "run"))
-    meta_params = learner.meta_init(k_meta, task)
-    if cfg.init_from:
-        meta_params = initial_meta_params(cfg, meta_params)
+    meta_params = learner.meta_init(run_key(cfg.seed, "meta_init"), task)
     num_params = sum(x.size for x in jax.tree.leaves(meta_params))
     if num_params == 0:
         raise ValueError(
@@ -124,12 +125,20 @@ def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: 
             "meta-train; evaluate it directly (vsml_jax.evaluation)"
         )
     log.info("learner %s: %d meta-parameters, task %s", learner.name, num_params, task)
-
     trainer = make_trainer(cfg, learner, meta_params, train_data, spec, mesh)
+    rep = replicated(mesh)
+    return learner, meta_params, trainer, jax.jit(trainer.block, out_shardings=(rep, rep))
+
+
+def _train(cfg: RunConfig, resume, run_dir: Path, created: bool, mesh, is_main: bool) -> Path:
+    train_data = load_data(cfg, cfg.data.train_sets, "train", mesh)
+    learner, meta_params, trainer, block = build_program(cfg, train_data, mesh)
+    task = task_spec(cfg, train_data)
+    k_es, k_run = (run_key(cfg.seed, tag) for tag in ("es", "run"))
+    if cfg.init_from:  # same structure as meta_init's: the trainer built above still fits
+        meta_params = initial_meta_params(cfg, meta_params)
     total, K, what = cfg.schedule
     unit = what.split(".")[1]  # "generation" or "step"
-    rep = replicated(mesh)
-    block = jax.jit(trainer.block, out_shardings=(rep, rep))
     state = replicate(to_host(trainer.init(meta_params, k_es)), mesh)
     # a checkpoint holds the trainer's state and, for loading without the trainer, the
     # flat mean meta-parameters (a few thousand numbers)
