@@ -115,8 +115,10 @@ def topology(name: str, num_slices: int = 1):
         kwargs["chips_per_host_bounds"] = [1, 1, 1]
     if num_slices > 1:
         kwargs["num_slices"] = num_slices
-    # libtpu looks for a TPU VM's metadata; deviceless compilation needs none of it
+    # libtpu looks for a TPU VM's metadata and locks /tmp/libtpu_lockfile against a second
+    # process; deviceless compilation touches no TPU, so plans (and tests) may run side by side
     os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     from jax.experimental import topologies
 
     try:
