@@ -5,13 +5,21 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: install quickstart es-mnist cross-dataset la-cloning invariances introspection omniglot test bench lint clean
+.PHONY: install plan quickstart es-mnist cross-dataset la-cloning invariances introspection omniglot test bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
+
+# libtpu (~680 MB, the pin of pyproject's tpu extra) for benchmarks.plan and its test, in a
+# folder of its own: on a machine without a TPU, every JAX process that can import libtpu
+# prints its start-up warnings, so it stays off the path of the other commands
+LIBTPU := $(VENV)/libtpu
+$(LIBTPU)/.stamp: $(STAMP)
+	$(PY) -m pip install -q --target $(LIBTPU) "libtpu==0.0.42.*"
+	touch $@
 
 install: $(STAMP)
 
@@ -36,8 +44,12 @@ introspection: $(STAMP)  ## paper Section 5: class-probability heat maps and fas
 omniglot: $(STAMP)    ## Omniglot few-shot with dense and conv VSML against MAML, 1-NN, NCM
 	$(PY) -m experiments.omniglot $(ARGS)
 
-test: $(STAMP)
-	$(PY) -m pytest -q -n auto --dist worksteal $(ARGS)
+TOPOLOGY ?= v5e:4x4
+plan: $(LIBTPU)/.stamp  ## TPU pod plan without a TPU; e.g. TOPOLOGY=v5e:2x2 ARGS="--num-slices 2"
+	PYTHONPATH=$(LIBTPU) $(PY) -m benchmarks.plan --config experiments/es_mnist/configs/es_mnist.yaml --topology $(TOPOLOGY) $(ARGS)
+
+test: $(STAMP) $(LIBTPU)/.stamp
+	VSML_LIBTPU_DIR=$(LIBTPU) $(PY) -m pytest -q -n auto --dist worksteal $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench $(ARGS)

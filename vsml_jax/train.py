@@ -70,19 +70,34 @@ class Job(NamedTuple):
     train_data: DeviceDataset | None = None
 
 
-def default_job(cfg: RunConfig, mesh) -> Job:
-    """The job a run config names: ``cfg.learner`` meta-trained by ``cfg.trainer`` (ES
-    or meta-gradients) on episodes of ``cfg.data``, from a fresh meta-initialisation
-    (or ``cfg.init_from``)."""
-    train_data = load_data(cfg, cfg.data.train_sets, "train", mesh)
+def build_job(cfg: RunConfig, train_data, mesh) -> Job:
+    """The job a run config names on ``train_data``, from a fresh meta-initialisation.
+
+    ``train_data`` may be abstract (``jax.ShapeDtypeStruct`` leaves) and ``mesh`` may span
+    devices of another machine, e.g. a TPU topology: :mod:`benchmarks.plan` compiles the
+    program of :func:`train` ahead of time this way (:func:`compiled_block`)."""
     learner = build_learner(cfg)
     task = task_spec(cfg, train_data)
     spec = episode_spec(cfg, cfg.data.episode_length)
     meta_params = learner.meta_init(run_key(cfg.seed, "meta_init"), task)
-    if cfg.init_from:
-        meta_params = initial_meta_params(cfg, meta_params)
     trainer = make_trainer(cfg, learner, meta_params, train_data, spec, mesh)
     return Job(learner, task, meta_params, trainer, train_data)
+
+
+def default_job(cfg: RunConfig, mesh) -> Job:
+    """The job a run config names: ``cfg.learner`` meta-trained by ``cfg.trainer`` (ES
+    or meta-gradients) on episodes of ``cfg.data``, from a fresh meta-initialisation
+    (or ``cfg.init_from``; same structure, so the trainer built for it still fits)."""
+    job = build_job(cfg, load_data(cfg, cfg.data.train_sets, "train", mesh), mesh)
+    if cfg.init_from:
+        job = job._replace(meta_params=initial_meta_params(cfg, job.meta_params))
+    return job
+
+
+def compiled_block(trainer: Trainer, mesh):
+    """``trainer.block`` jitted as :func:`train` runs it: state and metrics replicated."""
+    rep = replicated(mesh)
+    return jax.jit(trainer.block, out_shardings=(rep, rep))
 
 
 def train(
@@ -134,11 +149,9 @@ def _train(cfg: RunConfig, resume: bool, run_dir: Path, mesh, is_main: bool, job
             "meta-train; evaluate it directly (vsml_jax.evaluation)"
         )
     log.info("learner %s: %d meta-parameters, task %s", learner.name, num_params, task)
-
+    block = compiled_block(trainer, mesh)
     total, K, what = cfg.schedule
     unit = what.split(".")[1]  # "generation" or "step"
-    rep = replicated(mesh)
-    block = jax.jit(trainer.block, out_shardings=(rep, rep))
     state = replicate(to_host(trainer.init(meta_params, k_es)), mesh)
     # a checkpoint holds the trainer's state and, for loading without the trainer, the
     # flat mean meta-parameters (a few thousand numbers)

@@ -238,3 +238,58 @@ def test_shape_errors_are_caught():
     params, state, f, e = _setup(3, 2)
     with pytest.raises(AssertionError):
         dense_fast(params, state, f[:2], e)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_accelerator_tick_equals_the_cpu_tick(dtype):
+    """The tick accelerators run (the recurrent term as broadcast multiply-adds, each gate
+    summed on its own, nothing ``[4H, B, A]`` materialised) equals the CPU's matmul tick
+    to float32 rounding; CPUs keep running the matmul tick."""
+    from vsml_jax.vsml.cell import lstm_update_grid, lstm_update_grid_elementwise, matmul
+
+    params, state, f, e = _setup(13, 5)
+    m = f.shape[-1]
+    rows = params.w_in[:m].T @ f.T
+    cols = params.w_in[m:].T @ e.T
+    want = lstm_update_grid(params, state, rows[:, None, :] + cols[:, :, None], dtype)
+    got = jax.jit(lstm_update_grid_elementwise, static_argnums=4)(params, state, rows, cols, dtype)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, atol=2e-6, rtol=1e-5)
+
+    @jax.jit
+    def matmul_tick(params, state, f, e):  # the CPU tick, as dense_fast computed it before
+        r, c = matmul(params.w_in[:m].T, f.T, dtype), matmul(params.w_in[m:].T, e.T, dtype)
+        return lstm_update_grid(params, state, r[:, None, :] + c[:, :, None], dtype)
+
+    # on a CPU the layer still takes the matmul tick, to the last bit
+    new, _, _ = jax.jit(dense_fast, static_argnums=(4, 5))(params, state, f, e, False, dtype)
+    for g, w in zip(jax.tree.leaves(new), jax.tree.leaves(matmul_tick(params, state, f, e))):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_matmul_precision_is_float32_on_a_cpu_at_every_setting():
+    """``cell.precision`` sets every matmul's precision; a CPU multiplies float32 at all
+    of them (on a TPU 'default' is one bfloat16 pass), so CPU results do not change."""
+    import dataclasses
+
+    from vsml_jax.learners.base import Feedback, TaskSpec
+    from vsml_jax.learners.vsml import vsml
+
+    cfg = NetworkConfig(hidden_layers=(6,))
+    outs = []
+    for precision in ("default", "highest"):
+        net = dataclasses.replace(cfg, cell=dataclasses.replace(cfg.cell, precision=precision))
+        learner = vsml(net)
+        task = TaskSpec(input_dim=9, num_classes=3)
+        params = learner.meta_init(jax.random.PRNGKey(0), task)
+        state = learner.init(params, task, jax.random.PRNGKey(1))
+        x = jax.random.normal(jax.random.PRNGKey(2), (9,))
+        fb = Feedback(error=jnp.array([0.2, -0.5, 0.3]), label=jnp.array([0.0, 1.0, 0.0]))
+        text = jax.jit(learner.step).lower(params, state, x, fb).as_text()
+        if precision == "highest":  # 'default' is XLA's default: no attribute
+            assert "precision = [HIGHEST, HIGHEST]" in text
+        outs.append(jax.jit(learner.step)(params, state, x, fb))
+    for a, b in zip(jax.tree.leaves(outs[0]), jax.tree.leaves(outs[1]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="cell.precision must be one of"):
+        CellConfig(precision="bf16")

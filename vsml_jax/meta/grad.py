@@ -61,8 +61,9 @@ def make_grad_train_block(
     mesh=None,
     weights=None,
 ):
-    """``block(state, base_key, start) -> (state, metrics)``: ``num_steps`` meta-gradient
-    steps, each on a fresh batch ``sample_batch(key) -> (xs [B, T, D], labels [B, T])``
+    """``block(state, base_key, start, *args) -> (state, metrics)``: ``num_steps``
+    meta-gradient steps, each on a fresh batch ``sample_batch(key, *args) -> (xs [B, T, D],
+    labels [B, T])`` (``args``, e.g. the dataset, are inputs of the compiled program)
     (the loss of step ``t`` weighted by ``weights [T]`` if given, e.g. a few-shot
     episode's queries only)
     (step ``g`` uses ``fold_in(base_key, g)``), scanned in one program. With a mesh the
@@ -76,9 +77,9 @@ def make_grad_train_block(
     def loss_fn(params, xs, labels, key):
         return batch_episode_loss(learner, params, xs, labels, key, num_classes, weights)
 
-    def one_step(state: GradState, key):
+    def one_step(state: GradState, key, *args):
         k_data, k_init = jax.random.split(key)
-        xs, labels = sample_batch(k_data)
+        xs, labels = sample_batch(k_data, *args)
         if mesh is not None:
             xs, labels = jax.lax.with_sharding_constraint((xs, labels), pop_sharding(mesh))
         loss, grads = jax.value_and_grad(loss_fn)(state.params, xs, labels, k_init)
@@ -92,9 +93,9 @@ def make_grad_train_block(
         }
         return new, metrics
 
-    def block(state, base_key, start):
+    def block(state, base_key, start, *args):
         keys = jax.vmap(lambda g: jax.random.fold_in(base_key, g))(start + jnp.arange(num_steps))
-        return jax.lax.scan(one_step, state, keys)
+        return jax.lax.scan(lambda state, key: one_step(state, key, *args), state, keys)
 
     return block
 
@@ -116,7 +117,7 @@ def grad_trainer(cfg, learner: Learner, data, spec, num_classes: int, mesh=None)
     block = make_grad_train_block(
         learner,
         optimizer,
-        lambda key: sample_episodes(key, data, spec, cfg.batch_size),
+        lambda key, data=data: sample_episodes(key, data, spec, cfg.batch_size),
         num_classes,
         cfg.steps_per_call,
         remat=cfg.remat,
@@ -128,4 +129,5 @@ def grad_trainer(cfg, learner: Learner, data, spec, num_classes: int, mesh=None)
         block=block,
         mean=lambda state: state.params,
         steps_per_block=cfg.steps_per_call,
+        args=(data,),
     )

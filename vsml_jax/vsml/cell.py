@@ -17,6 +17,9 @@ import jax.numpy as jnp
 from flax import struct
 
 MATMUL_DTYPES = ("float32", "bfloat16")
+# jax's matmul precisions: 'default' lets a TPU multiply float32 operands in one bfloat16
+# pass, 'highest' multiplies them as float32 (6 passes); CPUs compute float32 either way
+PRECISIONS = ("default", "high", "highest")
 
 
 def matmul(a: jax.Array, b: jax.Array, dtype: str = "float32") -> jax.Array:
@@ -50,6 +53,8 @@ class CellConfig:
     # stay float32. bfloat16 pays off only where the hardware multiplies it natively
     # (accelerators, CPUs with AVX-512 BF16 / AMX); see docs/BENCHMARKS.md
     matmul_dtype: str = "float32"
+    # precision of every matmul of the network (jax.default_matmul_precision; PRECISIONS)
+    precision: str = "highest"
 
     def __post_init__(self):
         if self.hidden < 1 or self.message < 1:
@@ -58,6 +63,10 @@ class CellConfig:
             raise ValueError(
                 f"cell.matmul_dtype must be one of {', '.join(MATMUL_DTYPES)}, "
                 f"got {self.matmul_dtype!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"cell.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
         if not 0.0 <= self.random_cell_fraction <= 1.0:
             raise ValueError(
@@ -175,6 +184,48 @@ def lstm_update_grid(
     rec = matmul(params.w_h.T, state.h.reshape(H, -1), dtype).reshape(4 * H, *state.h.shape[1:])
     b = params.b.reshape(4 * H, *([1] * (state.h.ndim - 1)))
     return _gates(gate_input + rec + b, state.c, axis=0)
+
+
+def lstm_update_grid_elementwise(
+    params: CellParams, state: CellState, rows: jax.Array, cols: jax.Array, dtype: str = "float32"
+) -> CellState:
+    """:func:`lstm_update_grid` with ``gate_input = rows[:, None, :] + cols[:, :, None]``
+    (``rows`` ``[4H, A]``, ``cols`` ``[4H, B]``) for accelerators: each gate is summed
+    on its own from ``rows``, ``cols``, the bias and :func:`recurrent_terms`, so nothing of
+    size ``[4H, B, A]`` is written to memory; XLA fuses the tick into one pass over the
+    state. Equal to :func:`lstm_update_grid` within float32 rounding (another order of
+    the same sums)."""
+    H = state.h.shape[0]
+    z = []
+    for g in range(4):
+        part = slice(g * H, (g + 1) * H)
+        z.append(
+            rows[part, None, :]
+            + cols[part, :, None]
+            + params.b[part, None, None]
+            + recurrent_terms(params.w_h[:, part], state.h, dtype)
+        )
+    i, f, o = (jnp.tanh(0.5 * z[k]) for k in (0, 1, 3))  # sigmoid(x) = (1 + tanh(x/2)) / 2
+    c = (0.5 + 0.5 * f) * state.c + (0.5 + 0.5 * i) * jnp.tanh(z[2])
+    return CellState(h=(0.5 + 0.5 * o) * jnp.tanh(c), c=c)
+
+
+def recurrent_terms(w_h: jax.Array, h: jax.Array, dtype: str = "float32") -> jax.Array:
+    """``w_h.T @ h`` over the grid (``h`` ``[H, ...]`` -> ``[4H, ...]``) as ``H`` broadcast
+    multiply-adds instead of a matmul: what accelerators run. A matmul with ``H = 16``
+    terms writes its ``[4H, B * A]`` output to memory and the gates read it back (on a
+    TPU, 4x the state's bytes per tick, with a relayout on each side); elementwise, XLA
+    fuses the sum into the gates, so a tick reads and writes little more than the state.
+    The products are rounded like :func:`matmul`'s inputs (``dtype``) and summed in
+    float32, in another order than a matmul's (within float32 rounding of it)."""
+    if dtype != "float32":
+        w_h = w_h.astype(dtype).astype(jnp.float32)
+        h = h.astype(dtype).astype(jnp.float32)
+    w = w_h.reshape(*w_h.shape, *([1] * (h.ndim - 1)))  # [H, 4H, 1, ...]
+    out = w[0] * h[0]
+    for k in range(1, h.shape[0]):
+        out = out + w[k] * h[k]
+    return out
 
 
 def _layer_norm(x, scale, bias, eps=1e-5):

@@ -35,6 +35,7 @@ from vsml_jax.vsml.cell import (
     CellState,
     cell_step,
     lstm_update_grid,
+    lstm_update_grid_elementwise,
     matmul,
     messages,
 )
@@ -86,8 +87,13 @@ def dense_fast(
     cols = matmul(params.w_in[m:].T, bwd_in.T, dtype)  # [4H, B]
     if fused:
         state = kernel.lstm_update_grid_fused(params, state, rows, cols)
-    else:
-        state = lstm_update_grid(params, state, rows[:, None, :] + cols[:, :, None], dtype)
+    else:  # CPUs: a matmul for the recurrent term; accelerators: one fused elementwise pass
+        state = jax.lax.platform_dependent(
+            rows,
+            cols,
+            cpu=lambda r, c: lstm_update_grid(params, state, r[:, None, :] + c[:, :, None], dtype),
+            default=lambda r, c: lstm_update_grid_elementwise(params, state, r, c, dtype),
+        )
     fwd, _ = messages(params, state.h.mean(axis=2).T, False, dtype)  # [B, m]
     _, bwd = messages(params, state.h.mean(axis=1).T, False, dtype)  # [A, m]
     return state, fwd, bwd

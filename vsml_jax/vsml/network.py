@@ -255,6 +255,11 @@ def network_step(
     skipped, as in the paper's code.
     """
     chex.assert_rank([x, error, label], 1)
+    with jax.default_matmul_precision(cfg.cell.precision):  # every matmul of the step
+        return _network_step(cfg, params, state, x, error, label)
+
+
+def _network_step(cfg: NetworkConfig, params, state: NetworkState, x, error, label):
     m = cfg.cell.message
     top = _embed(error, m, 0)
     if cfg.feed_label:
