@@ -1,14 +1,15 @@
 """Plan a TPU pod run without a TPU: compile the real training program for a TPU topology.
 
     python -m benchmarks.plan --config experiments/es_mnist/configs/es_mnist.yaml --topology v5e:4x4
-    python -m benchmarks.plan --config experiments/es_mnist/configs/es_mnist.yaml --topology v5e:2x2 \\
-        --num-slices 2 --set es.population_pairs=512
+    python -m benchmarks.plan --config experiments/es_mnist/configs/es_mnist.yaml \\
+        --topology v5e:2x2 --num-slices 2 --set es.population_pairs=512
     python -m benchmarks.plan --config experiments/cross_dataset/configs/cross_dataset_paper.yaml \\
         --topology v5e:4x4 --las vsml,maml@grad
 
 The training block of the config (``generations_per_call`` ES generations or meta-gradient
 steps in one program) is built by :func:`vsml_jax.train.build_job` and
-:func:`~vsml_jax.train.compiled_block`, the functions ``train`` itself runs, over a population mesh of the topology's devices, and compiled
+:func:`~vsml_jax.train.compiled_block`, the functions ``train`` itself runs, over a
+population mesh of the topology's devices, and compiled
 ahead of time by XLA's TPU compiler (``libtpu``, the ``tpu`` extra: ``pip install -e
 '.[tpu]'``) on this CPU-only machine. The dataset is abstract (shapes only, from
 :data:`TRAIN_SPLITS`), so no data need be present.
