@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vsml_jax.config import ConfigError, load_config
@@ -128,3 +129,40 @@ def test_cross_dataset_writes_table_and_figure_and_resumes(tmp_path):
     assert out.returncode == 0, out.stderr
     assert {p: p.stat().st_mtime for p in (run / "meta_test").iterdir()} == before
     assert list(csv.DictReader((run / "results.csv").open())) == rows
+
+
+def test_gap_and_paired_difference_to_adam():
+    from vsml_jax.cross_dataset import add_comparisons, gap_notes
+    from vsml_jax.evaluation import summarize
+
+    rng = np.random.default_rng(0)
+    n, t = 6, 150
+    base = rng.uniform(0.2, 0.4, (n, 1))  # per-episode difficulty, shared by both LAs
+    acc = {
+        ("mnist", "la"): np.full((n, t), 0.8),
+        ("kmnist", "la"): np.full((n, t), 0.5),
+        ("sum", "la"): np.full((n, t), 0.3),
+        ("mnist", "adam"): np.broadcast_to(base, (n, t)).copy(),
+        ("kmnist", "adam"): np.full((n, t), 0.5),
+        ("sum", "adam"): np.full((n, t), 0.5),
+    }
+    acc[("mnist", "la")][:, :100] = base + 0.1  # steps 1-100: adam + 0.1 on every episode
+    rows, curves = [], {}
+    for (test, la), a in acc.items():
+        rows.append(
+            {"la": la, "train_sets": "mnist", "test_set": test, "seen": test == "mnist"}
+            | summarize(a)
+        )
+        curves.setdefault("mnist", {}).setdefault(test, {})[la] = a
+    add_comparisons(rows, curves)
+    row = {(r["la"], r["test_set"]): r for r in rows}
+    r = row[("la", "mnist")]
+    assert r["vs_adam_first100"] == pytest.approx(0.1)
+    assert r["vs_adam_first100_ci95"] == pytest.approx(0.0, abs=1e-9)  # paired: no spread
+    seen_mean = r["mean_acc"]
+    assert r["gap_mean"] == pytest.approx(seen_mean - (0.5 + 0.3) / 2)
+    assert r["gap_first100"] == pytest.approx(base.mean() + 0.1 - 0.4)
+    assert row[("la", "sum")]["gap_mean"] == r["gap_mean"]  # one gap per LA and group
+    assert row[("adam", "mnist")]["vs_adam_first100"] is None
+    notes = "\n".join(gap_notes(rows))
+    assert "| la | mnist |" in notes and "| adam | mnist |" in notes

@@ -76,6 +76,21 @@ class ESConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CurriculumStage:
+    """Meta-gradient steps before ``until`` draw tasks of ``classes`` classes (one size
+    per task, drawn from the list; random classes, relabelled in random order)."""
+
+    until: int
+    classes: tuple[int, ...]
+
+    def __post_init__(self):
+        if self.until < 1 or not self.classes or min(self.classes) < 1:
+            raise ConfigError(
+                f"a curriculum stage needs until >= 1 and class counts >= 1, got {self}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
 class GradConfig:
     """Meta-gradients by backprop through the unrolled episodes (``trainer: grad``)."""
 
@@ -85,6 +100,14 @@ class GradConfig:
     remat: bool = True  # jax.checkpoint each learner step: memory O(T * state), not activations
     steps: int = 2000  # meta-gradient steps
     steps_per_call: int = 10  # steps scanned inside one jitted call
+    # easier tasks first, e.g. [{until: 500, classes: [2, 3, 4, 5]}]: stages with
+    # increasing `until`; from the last `until` on, the configured tasks (data.*)
+    curriculum: tuple[CurriculumStage, ...] = ()
+
+    def __post_init__(self):
+        ends = [c.until for c in self.curriculum]
+        if ends != sorted(set(ends)):
+            raise ConfigError(f"grad.curriculum stages need increasing `until`, got {ends}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,7 @@ from vsml_jax.data import (
     sample_episode,
     sample_episode_full,
     sample_episodes,
+    sample_episodes_at,
     standardise,
     to_device,
 )
@@ -249,3 +250,18 @@ def test_class_subset_sizes_are_checked():
     data = to_device([_tiny("a", 12, 4)])
     with pytest.raises(ValueError, match="ask for more classes"):
         EpisodeSpec(length=5, class_subset_sizes=(5,)).dims(data)
+
+
+def test_curriculum_draws_easier_tasks_first_then_the_spec():
+    data = to_device([_tiny("a", 60, 6)])
+    spec = EpisodeSpec(length=40)
+    stages = ((3, (2,)), (5, (4,)))
+    at = jax.jit(sample_episodes_at, static_argnums=(2, 3, 5))
+    for step, classes in ((0, 2), (2, 2), (3, 4), (4, 4), (5, 6), (100, 6)):
+        _, labels = at(jax.random.key(step), data, spec, 8, jnp.int32(step), stages)
+        assert {len(np.unique(row)) for row in np.asarray(labels)} == {classes}, step
+        assert int(labels.max()) == classes - 1
+    xs, labels = sample_episodes_at(jax.random.key(1), data, spec, 4, 0)
+    np.testing.assert_array_equal(labels, sample_episodes(jax.random.key(1), data, spec, 4)[1])
+    with pytest.raises(ValueError, match="must increase"):
+        sample_episodes_at(jax.random.key(1), data, spec, 4, 0, ((5, (2,)), (5, (3,))))

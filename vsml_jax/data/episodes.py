@@ -26,6 +26,7 @@ __all__ = [
     "sample_episode",
     "sample_episode_full",
     "sample_episodes",
+    "sample_episodes_at",
     "standardise",
     "to_device",
 ]
@@ -230,3 +231,31 @@ def sample_episodes(key: jax.Array, data: DeviceDataset, spec: EpisodeSpec, num:
     """``num`` independent episodes: ``([num, T, A], [num, T])``, via ``vmap``."""
     keys = jax.random.split(key, num)
     return jax.vmap(lambda k: sample_episode(k, data, spec))(keys)
+
+
+def sample_episodes_at(
+    key: jax.Array,
+    data: DeviceDataset,
+    spec: EpisodeSpec,
+    num: int,
+    step: jax.Array,
+    curriculum: tuple[tuple[int, tuple[int, ...]], ...] = (),
+):
+    """``num`` episodes for meta-training step ``step`` under a task curriculum.
+
+    ``curriculum`` is ``((until, sizes), ...)`` with increasing ``until``: steps before
+    the first ``until`` draw tasks of ``sizes`` classes (``class_subset_sizes``: random
+    classes, relabelled in random order), then the next stage, and from the last
+    ``until`` on the tasks of ``spec`` itself. Easier tasks early help black-box
+    learners leave the chance-level plateau (Kirsch et al. 2022, "General-purpose
+    in-context learning by meta-learning transformers"); ending on ``spec`` keeps the
+    final meta-loss that of the real task distribution. Empty: ``sample_episodes``."""
+    if not curriculum:
+        return sample_episodes(key, data, spec, num)
+    ends = [int(u) for u, _ in curriculum]
+    if any(b <= a for a, b in zip(ends, ends[1:])) or ends[0] < 1:
+        raise ValueError(f"curriculum stage ends must increase from >= 1, got {ends}")
+    specs = [dataclasses.replace(spec, class_subset_sizes=tuple(sizes)) for _, sizes in curriculum]
+    branches = [lambda k, s=s: sample_episodes(k, data, s, num) for s in (*specs, spec)]
+    stage = jnp.searchsorted(jnp.asarray(ends), step, side="right")
+    return jax.lax.switch(stage, branches, key)

@@ -62,7 +62,7 @@ def make_grad_train_block(
     weights=None,
 ):
     """``block(state, base_key, start) -> (state, metrics)``: ``num_steps`` meta-gradient
-    steps, each on a fresh batch ``sample_batch(key) -> (xs [B, T, D], labels [B, T])``
+    steps, each on a fresh batch ``sample_batch(key, step) -> (xs [B, T, D], labels [B, T])``
     (the loss of step ``t`` weighted by ``weights [T]`` if given, e.g. a few-shot
     episode's queries only)
     (step ``g`` uses ``fold_in(base_key, g)``), scanned in one program. With a mesh the
@@ -76,9 +76,10 @@ def make_grad_train_block(
     def loss_fn(params, xs, labels, key):
         return batch_episode_loss(learner, params, xs, labels, key, num_classes, weights)
 
-    def one_step(state: GradState, key):
+    def one_step(state: GradState, key_step):
+        key, step = key_step
         k_data, k_init = jax.random.split(key)
-        xs, labels = sample_batch(k_data)
+        xs, labels = sample_batch(k_data, step)
         if mesh is not None:
             xs, labels = jax.lax.with_sharding_constraint((xs, labels), pop_sharding(mesh))
         loss, grads = jax.value_and_grad(loss_fn)(state.params, xs, labels, k_init)
@@ -93,16 +94,18 @@ def make_grad_train_block(
         return new, metrics
 
     def block(state, base_key, start):
-        keys = jax.vmap(lambda g: jax.random.fold_in(base_key, g))(start + jnp.arange(num_steps))
-        return jax.lax.scan(one_step, state, keys)
+        steps = start + jnp.arange(num_steps)
+        keys = jax.vmap(lambda g: jax.random.fold_in(base_key, g))(steps)
+        return jax.lax.scan(one_step, state, (keys, steps))
 
     return block
 
 
-def grad_trainer(cfg, learner: Learner, data, spec, num_classes: int, mesh=None):
+def grad_trainer(cfg, learner: Learner, data, spec, num_classes: int, mesh=None, curriculum=()):
     """Meta-gradients as a :class:`~vsml_jax.meta.trainer.Trainer` (``cfg`` a
     ``GradConfig``): blocks of ``cfg.steps_per_call`` steps on batches of
-    ``cfg.batch_size`` episodes."""
+    ``cfg.batch_size`` episodes, easier tasks early if a ``curriculum`` is given
+    (:func:`~vsml_jax.data.episodes.sample_episodes_at`)."""
     from vsml_jax.meta.trainer import Trainer
 
     if mesh is not None and cfg.batch_size % mesh.size:
@@ -110,13 +113,13 @@ def grad_trainer(cfg, learner: Learner, data, spec, num_classes: int, mesh=None)
             f"grad.batch_size {cfg.batch_size} does not divide over {mesh.size} "
             f"devices; make it a multiple of {mesh.size}"
         )
-    from vsml_jax.data.episodes import sample_episodes
+    from vsml_jax.data.episodes import sample_episodes_at
 
     optimizer = make_optimizer(cfg.lr, cfg.clip_norm)
     block = make_grad_train_block(
         learner,
         optimizer,
-        lambda key: sample_episodes(key, data, spec, cfg.batch_size),
+        lambda key, step: sample_episodes_at(key, data, spec, cfg.batch_size, step, curriculum),
         num_classes,
         cfg.steps_per_call,
         remat=cfg.remat,
