@@ -57,7 +57,7 @@ def test_groups_all_and_leave_one_out():
     assert groups == [("mnist",), ("mnist", "sum"), ("sum",)]
     rc = la_config(cfg, "meta_rnn", ("mnist", "sum"))
     assert rc.learner == "meta_rnn" and rc.data.train_sets == ("mnist", "sum")
-    assert rc.learner_args == {"hidden": 32}
+    assert rc.learner_args == {"hidden": 32, "prev_input": True}
 
 
 def test_simple_learners_are_in_every_default_comparison():
@@ -71,7 +71,9 @@ def test_simple_learners_are_in_every_default_comparison():
     ):
         assert set(HAND_DESIGNED) <= set(las)
         assert len(set(las)) == len(las)
-    rc = la_config(load_config(PRESET, cls=CrossDatasetConfig), "1nn", ("mnist",))
+    preset = load_config(PRESET, cls=CrossDatasetConfig)
+    assert {"vsml", "meta_rnn", "hebbian", "fw_memory", "fwp"} <= set(preset.las)
+    rc = la_config(preset, "1nn", ("mnist",))
     assert rc.learner == "1nn" and rc.name == "1nn__mnist"
 
 
@@ -115,7 +117,13 @@ def test_cross_dataset_writes_table_and_figure_and_resumes(tmp_path):
     seen = {(r["la"], r["test_set"]): r["seen"] for r in rows}
     assert seen[("vsml", "mnist")] == "True" and seen[("vsml", "kmnist")] == "False"
     assert all(0.0 <= float(r["mean_acc"]) <= 1.0 for r in rows)
-    assert (run / "results.md").read_text().count("\n") == 2 + 12
+    table, notes = (run / "results.md").read_text().split("\n\n", 1)
+    assert table.count("\n") == 1 + 12 and "| gap_first100 |" in notes
+    assert {r["vs_adam_first100"] for r in rows} == {""}  # adam not in this run
+    assert float(rows[0]["gap_mean"]) == pytest.approx(
+        float(rows[0]["mean_acc"]) - (float(rows[1]["mean_acc"]) + float(rows[2]["mean_acc"])) / 2
+    )
+    assert (run / "meta_loss.png").stat().st_size > 0
     assert (run / "figure.png").stat().st_size > 0
     assert (run / "meta_train" / "vsml__mnist" / "summary.json").exists()
     grad_log = (run / "meta_train" / "maml-grad__mnist" / "metrics.jsonl").read_text()

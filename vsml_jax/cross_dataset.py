@@ -74,6 +74,7 @@ class CrossDatasetConfig:
         "vsml",
         "meta_rnn",
         "hebbian",
+        "fw_memory",
         "fwp",
         "sgd",
         "adam",

@@ -41,5 +41,5 @@ def make_trainer(
         return es.es_trainer(cfg.es, learner, like, data, spec, num_classes, mesh)
     from vsml_jax.meta import grad
 
-    curriculum = tuple((c.until, c.classes) for c in cfg.grad.curriculum)
+    curriculum = tuple((c.until, c.spec(spec)) for c in cfg.grad.curriculum)
     return grad.grad_trainer(cfg.grad, learner, data, spec, num_classes, mesh, curriculum)
