@@ -1,6 +1,6 @@
 """Paper Section 4.4 (Fig. 8): meta-train learning algorithms, meta-test them on unseen datasets.
 
-With no arguments this runs the CPU-sized default (about 20 minutes on 2 cores):
+With no arguments this runs the CPU-sized default (sized for <= 30 minutes on 2 cores):
   LAs         vsml (meta-trained with ES: 64 antithetic pairs, 1500 generations, 100-step
               episodes); the rivals meta_rnn (LSTM 32, also reading x_{t-1}), hebbian,
               fw_memory (LSTM 32, 8^3 memory) and fwp, meta-trained by meta-gradients
