@@ -173,3 +173,19 @@ def test_perf_options_round_trip_and_bad_values_are_clear_errors():
         load_config(overrides=["network.cell.matmul_dtype=fp16"])
     with pytest.raises(ConfigError, match="es.eval_batch must be >= 0"):
         load_config(overrides=["es.eval_batch=-1"])
+
+
+def test_grad_curriculum_parses_round_trips_and_is_checked():
+    from vsml_jax.config import from_dict
+
+    cfg = load_config(
+        None, ["grad.curriculum=[{until: 50, classes: [2, 3]}, {until: 80, classes: 5}]"]
+    )
+    assert [(c.until, c.classes) for c in cfg.grad.curriculum] == [(50, (2, 3)), (80, (5,))]
+    assert from_dict(RunConfig, to_dict(cfg)) == cfg
+    with pytest.raises(ConfigError, match="increasing"):
+        load_config(
+            None, ["grad.curriculum=[{until: 50, classes: [2]}, {until: 50, classes: [3]}]"]
+        )
+    with pytest.raises(ConfigError, match="until >= 1"):
+        load_config(None, ["grad.curriculum=[{until: 0, classes: [2]}]"])

@@ -61,7 +61,7 @@ def test_groups_all_and_leave_one_out():
     assert groups == [("mnist",), ("mnist", "sum"), ("sum",)]
     rc = la_config(cfg, "meta_rnn", ("mnist", "sum"))
     assert rc.learner == "meta_rnn" and rc.data.train_sets == ("mnist", "sum")
-    assert rc.learner_args == {"hidden": 32}
+    assert rc.learner_args == {"hidden": 32, "prev_input": True}
 
 
 def test_simple_learners_are_in_every_default_comparison():
@@ -75,7 +75,9 @@ def test_simple_learners_are_in_every_default_comparison():
     ):
         assert set(HAND_DESIGNED) <= set(las)
         assert len(set(las)) == len(las)
-    rc = la_config(load_config(PRESET, cls=CrossDatasetConfig), "1nn", ("mnist",))
+    preset = load_config(PRESET, cls=CrossDatasetConfig)
+    assert {"vsml", "meta_rnn", "hebbian", "fw_memory", "fwp"} <= set(preset.las)
+    rc = la_config(preset, "1nn", ("mnist",))
     assert rc.learner == "1nn" and rc.name == "1nn__mnist"
 
 
@@ -145,7 +147,13 @@ def test_cross_dataset_writes_table_and_figure_and_resumes(tmp_path, capsys):
     seen = {(r["la"], r["test_set"]): r["seen"] for r in rows}
     assert seen[("vsml", "sum")] == "True" and seen[("vsml", "random")] == "False"
     assert all(0.0 <= float(r["mean_acc"]) <= 1.0 for r in rows)
-    assert (run / "results.md").read_text().count("\n") == 2 + 8
+    table, notes = (run / "results.md").read_text().split("\n\n", 1)
+    assert table.count("\n") == 1 + 8 and "| gap_first100 |" in notes
+    assert {r["vs_adam_first100"] for r in rows} == {""}  # adam not in this run
+    acc = {(r["la"], r["test_set"]): float(r["mean_acc"]) for r in rows}
+    vsml = next(r for r in rows if r["la"] == "vsml")
+    assert float(vsml["gap_mean"]) == pytest.approx(acc["vsml", "sum"] - acc["vsml", "random"])
+    assert (run / "meta_loss.png").stat().st_size > 0
     assert (run / "figure.png").stat().st_size > 0
     paired = list(csv.DictReader((run / "paired.csv").open()))
     assert {(r["la"], r["reference"]) for r in paired} == {
@@ -164,3 +172,40 @@ def test_cross_dataset_writes_table_and_figure_and_resumes(tmp_path, capsys):
     # ... and refuses another protocol on top of it (its rows would mix with these)
     assert main([*argv, "--resume", str(run), "--las", "ncm,1nn"]) == 2
     assert "las was " in capsys.readouterr().err
+
+
+def test_gap_and_paired_difference_to_adam():
+    from experiments.cross_dataset.protocol import add_comparisons, gap_notes
+    from vsml_jax.evaluation import summarize
+
+    rng = np.random.default_rng(0)
+    n, t = 6, 150
+    base = rng.uniform(0.2, 0.4, (n, 1))  # per-episode difficulty, shared by both LAs
+    acc = {
+        ("mnist", "la"): np.full((n, t), 0.8),
+        ("kmnist", "la"): np.full((n, t), 0.5),
+        ("sum", "la"): np.full((n, t), 0.3),
+        ("mnist", "adam"): np.broadcast_to(base, (n, t)).copy(),
+        ("kmnist", "adam"): np.full((n, t), 0.5),
+        ("sum", "adam"): np.full((n, t), 0.5),
+    }
+    acc[("mnist", "la")][:, :100] = base + 0.1  # steps 1-100: adam + 0.1 on every episode
+    rows, curves = [], {}
+    for (test, la), a in acc.items():
+        rows.append(
+            {"la": la, "train_sets": "mnist", "test_set": test, "seen": test == "mnist"}
+            | summarize(a)
+        )
+        curves.setdefault("mnist", {}).setdefault(test, {})[la] = a
+    add_comparisons(rows, curves)
+    row = {(r["la"], r["test_set"]): r for r in rows}
+    r = row[("la", "mnist")]
+    assert r["vs_adam_first100"] == pytest.approx(0.1)
+    assert r["vs_adam_first100_ci95"] == pytest.approx(0.0, abs=1e-9)  # paired: no spread
+    seen_mean = r["mean_acc"]
+    assert r["gap_mean"] == pytest.approx(seen_mean - (0.5 + 0.3) / 2)
+    assert r["gap_first100"] == pytest.approx(base.mean() + 0.1 - 0.4)
+    assert row[("la", "sum")]["gap_mean"] == r["gap_mean"]  # one gap per LA and group
+    assert row[("adam", "mnist")]["vs_adam_first100"] is None
+    notes = "\n".join(gap_notes(rows))
+    assert "| la | mnist |" in notes and "| adam | mnist |" in notes

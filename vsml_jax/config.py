@@ -75,6 +75,38 @@ class ESConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CurriculumStage:
+    """Meta-gradient steps before ``until`` draw easier tasks: of ``classes`` classes (one
+    count per task, drawn from the list; random classes, relabelled in random order)
+    and/or with a fresh random projection only with probability ``projection_prob`` (the
+    other tasks share one fixed projection, so their input-label map can be memorised).
+    Unset fields keep the run's ``data.*`` setting."""
+
+    until: int
+    classes: tuple[int, ...] | None = None
+    projection_prob: float | None = None
+
+    def __post_init__(self):
+        if self.until < 1 or (
+            self.classes is not None and (not self.classes or min(self.classes) < 1)
+        ):
+            raise ConfigError(
+                f"a curriculum stage needs until >= 1 and class counts >= 1, got {self}"
+            )
+        if self.projection_prob is not None and not 0.0 <= self.projection_prob <= 1.0:
+            raise ConfigError(f"curriculum projection_prob must be in [0, 1], got {self}")
+
+    def spec(self, spec):
+        """The run's episode spec ``spec`` made this stage's."""
+        changes = {}
+        if self.classes is not None:
+            changes["class_subset_sizes"] = tuple(self.classes)
+        if self.projection_prob is not None:
+            changes.update(projection_prob=self.projection_prob, fixed_projection=True)
+        return dataclasses.replace(spec, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
 class GradConfig:
     """Meta-gradients by backprop through the unrolled episodes (``trainer: grad``)."""
 
@@ -84,6 +116,14 @@ class GradConfig:
     remat: bool = True  # jax.checkpoint each learner step: memory O(T * state), not activations
     steps: int = 2000  # meta-gradient steps
     steps_per_call: int = 10  # steps scanned inside one jitted call
+    # easier tasks first, e.g. [{until: 500, classes: [2, 3, 4, 5]}]: stages with
+    # increasing `until`; from the last `until` on, the configured tasks (data.*)
+    curriculum: tuple[CurriculumStage, ...] = ()
+
+    def __post_init__(self):
+        ends = [c.until for c in self.curriculum]
+        if ends != sorted(set(ends)):
+            raise ConfigError(f"grad.curriculum stages need increasing `until`, got {ends}")
 
 
 @dataclasses.dataclass(frozen=True)

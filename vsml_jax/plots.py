@@ -87,6 +87,27 @@ def plot_meta_loss(records: list[dict], path):
     plt.close(fig)
 
 
+def plot_meta_loss_curves(curves: dict[str, np.ndarray], path, chance: float | None = None):
+    """Meta-loss of several meta-training runs against the fraction of their meta-training
+    done (runs differ in steps/generations), each smoothed; ``chance`` draws ``ln C``."""
+    if not curves:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for color, (name, y) in zip(colors(len(curves)), curves.items()):
+        y = np.asarray(y, np.float64)
+        x = np.arange(1, len(y) + 1) / len(y)
+        ax.plot(x, smooth(y, max(1, len(y) // 30)), color=color, label=f"{name} ({len(y)})")
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls="--", lw=1, label=f"chance (ln C = {chance:.2f})")
+    ax.set_xlabel("fraction of meta-training (steps or generations in brackets)")
+    ax.set_ylabel("meta-loss (mean online CE)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_accuracy_grid(rows: list[dict], path, metric: str = "mean_acc"):
     """Fig. 8 style: per meta-training group, ``metric`` of every LA on every test set
     (bars with 95% CI; hatched bars are datasets seen in meta-training)."""

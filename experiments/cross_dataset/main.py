@@ -1,11 +1,13 @@
 """Paper Section 4.4 (Fig. 8): meta-train learning algorithms, meta-test them on unseen datasets.
 
-With no arguments this runs the CPU-sized default (about 20 minutes on 2 cores):
-  LAs         vsml and hebbian (meta-trained with ES: 64 antithetic pairs, 1500 generations,
-              100-step episodes), meta_rnn (hidden 32) and fwp (meta-gradients through
-              the episodes: batch 16, 1500 / 1000 steps), online sgd and adam (lr tuned on
-              the meta-training set), online nearest class mean (ncm), online k-nearest
-              neighbours over the last 2000 examples (knn with k = 5, and 1nn)
+With no arguments this runs the CPU-sized default (not yet timed whole on an idle machine;
+docs/RESULTS.md section 2):
+  LAs         vsml (meta-trained with ES: 64 antithetic pairs, 1500 generations, 100-step
+              episodes); the rivals meta_rnn (LSTM 32, also reading x_{t-1}), hebbian,
+              fw_memory (LSTM 32, 8^3 memory) and fwp, meta-trained by meta-gradients
+              through the episodes (batch 16, 1000-1500 steps); online sgd and adam (lr
+              tuned on the meta-training set), online nearest class mean (ncm), online
+              k-nearest neighbours over the last 2000 examples (knn with k = 5, and 1nn)
   meta-train  mnist
   meta-test   mnist (seen), fashion_mnist, kmnist, cifar10, random, sum (unseen);
               16 online episodes of 500 steps each, the same episodes for every LA
@@ -15,8 +17,11 @@ With no arguments this runs the CPU-sized default (about 20 minutes on 2 cores):
 
 Paper scale is one flag away: --config experiments/cross_dataset/configs/cross_dataset_paper.yaml
 (all nine LAs and variants, groups mnist / all / leave-one-out, 2000-step meta-tests).
-Outputs go to runs/cross_dataset/<run-id>/: results.csv, results.md, figure.png,
-curves__<group>.png, and per-LA checkpoints under meta_train/ (--resume skips finished LAs).
+Outputs go to runs/cross_dataset/<run-id>/: results.csv, results.md (with each LA's
+generalisation gap: seen minus mean unseen accuracy; and its paired difference to adam
+over steps 1-100), paired.csv/.md (every LA minus each hand-designed LA, on the same
+episodes), figure.png, curves__<group>.png, meta_loss.png (every meta-trained LA's
+meta-loss curve), and per-LA checkpoints under meta_train/ (--resume skips finished LAs).
 """
 
 import sys

@@ -22,6 +22,7 @@ import logging
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from vsml_jax import plots
 from vsml_jax.build import episode_spec, load_arrays, place_data, run_key
@@ -35,6 +36,7 @@ from vsml_jax.evaluation import (
     PAIRED_KEYS,
     Entry,
     meta_test,
+    paired_difference,
     paired_rows,
     summarize,
     write_table,
@@ -74,6 +76,7 @@ class CrossDatasetConfig:
         "vsml",
         "meta_rnn",
         "hebbian",
+        "fw_memory",
         "fwp",
         "sgd",
         "adam",
@@ -197,8 +200,10 @@ def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
                 )
                 curves.setdefault("+".join(group), {}).setdefault(t, {})[la] = saved[t]
             log.info("%s on %s: done", la, "+".join(group))
+    add_comparisons(rows, curves)
     if is_main:
         write_outputs(rows, curves, run_dir)
+        plot_meta_losses(run_dir, classes)
     return rows
 
 
@@ -211,11 +216,84 @@ COLUMNS = (
     "first100_acc",
     "last100_acc",
     "ci95",
+    "first100_ci95",
+    "gap_mean",
+    "gap_first100",
+    "vs_adam_first100",
+    "vs_adam_first100_ci95",
     "steps_to_50",
     "steps_to_80",
     "episodes",
     "steps",
 )
+
+
+def add_comparisons(rows: list[dict], curves: dict, reference: str = "adam") -> None:
+    """Add to every row its LA's generalisation gap and its paired difference to
+    ``reference``.
+
+    ``gap_mean`` / ``gap_first100``: for the row's LA and meta-training group, the mean
+    accuracy (whole episode / steps 1-100) on the seen test sets minus the mean over the
+    unseen ones (None without both). ``vs_<reference>_first100`` (and ``_ci95``): the
+    mean over episodes of this LA's steps 1-100 accuracy minus the reference's on the
+    same episodes, with its paired 95% interval half-width (None for the reference
+    itself or when it was not run). ``curves[group][test][la]`` are ``[N, T]``."""
+    key = f"vs_{reference}_first100"
+    by_la: dict = {}
+    for r in rows:
+        by_la.setdefault((r["la"], r["train_sets"]), []).append(r)
+    for (la, group), own in by_la.items():
+        seen = [r for r in own if r["seen"]]
+        unseen = [r for r in own if not r["seen"]]
+        for metric, col in (("mean_acc", "gap_mean"), ("first100_acc", "gap_first100")):
+            gap = None
+            if seen and unseen:
+                gap = float(
+                    np.mean([r[metric] for r in seen]) - np.mean([r[metric] for r in unseen])
+                )
+            for r in own:
+                r[col] = gap
+        for r in own:
+            by_test = curves.get(group, {}).get(r["test_set"], {})
+            r[key] = r[f"{key}_ci95"] = None
+            if la == reference or reference not in by_test:
+                continue
+            d = paired_difference(by_test[la], by_test[reference])
+            r[key], r[f"{key}_ci95"] = d["d_first100"], d["d_first100_ci95"]
+
+
+def gap_notes(rows: list[dict]) -> tuple[str, ...]:
+    """A Markdown table of every (LA, group)'s generalisation gap, for ``results.md``."""
+    lines = [
+        "Generalisation gap: accuracy on the seen test sets minus the mean over the unseen "
+        "ones (whole episode / steps 1-100).",
+        "",
+        "| la | train_sets | gap_mean | gap_first100 |",
+        "|---|---|---|---|",
+    ]
+    done = set()
+    for r in rows:
+        if (r["la"], r["train_sets"]) in done or r.get("gap_mean") is None:
+            continue
+        done.add((r["la"], r["train_sets"]))
+        lines.append(
+            f"| {r['la']} | {r['train_sets']} | {r['gap_mean']:.3f} | {r['gap_first100']:.3f} |"
+        )
+    return tuple(lines) if done else ()
+
+
+def plot_meta_losses(run_dir: Path, num_classes: int) -> None:
+    """``meta_loss.png``: the meta-loss curve of every meta-trained LA of the run."""
+    from vsml_jax.runtime.metrics import read_metrics
+
+    curves = {}
+    for sub in sorted((run_dir / "meta_train").glob("*/metrics.jsonl")):
+        losses = [r["meta_loss"] for r in read_metrics(sub.parent) if "meta_loss" in r]
+        if losses:
+            curves[sub.parent.name] = np.asarray(losses, np.float64)
+    plots.plot_meta_loss_curves(
+        curves, run_dir / "meta_loss.png", chance=float(np.log(num_classes))
+    )
 
 
 PAIRED_COLUMNS = ("train_sets", "test_set", "la", "reference", *PAIRED_KEYS)
@@ -224,7 +302,7 @@ PAIRED_COLUMNS = ("train_sets", "test_set", "la", "reference", *PAIRED_KEYS)
 def write_outputs(rows: list[dict], curves: dict, run_dir: Path):
     """results.csv/.md, paired.csv/.md (every LA minus each hand-designed LA of its
     meta-training group, on the same episodes), the curves and the figure."""
-    write_table(rows, COLUMNS, run_dir)
+    write_table(rows, COLUMNS, run_dir, notes=gap_notes(rows))
     refs = [la for la in dict.fromkeys(r["la"] for r in rows) if learner_name(la) in HAND_DESIGNED]
     paired = [
         {"train_sets": group, "test_set": p.pop("dataset"), "la": p.pop("learner"), **p}

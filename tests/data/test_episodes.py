@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -17,6 +18,7 @@ from vsml_jax.data import (
     sample_episode,
     sample_episode_full,
     sample_episodes,
+    sample_episodes_at,
     standardise,
     to_device,
 )
@@ -249,3 +251,36 @@ def test_class_subset_sizes_are_checked():
     data = to_device([_tiny("a", 12, 4)])
     with pytest.raises(ValueError, match="ask for more classes"):
         EpisodeSpec(length=5, class_subset_sizes=(5,)).dims(data)
+
+
+def test_curriculum_draws_easier_tasks_first_then_the_spec():
+    data = to_device([_tiny("a", 60, 6)])
+    spec = EpisodeSpec(length=40)
+    stages = (
+        (3, dataclasses.replace(spec, class_subset_sizes=(2,))),
+        (5, dataclasses.replace(spec, class_subset_sizes=(4,))),
+    )
+    at = jax.jit(sample_episodes_at, static_argnums=(2, 3, 5))
+    for step, classes in ((0, 2), (2, 2), (3, 4), (4, 4), (5, 6), (100, 6)):
+        _, labels = at(jax.random.key(step), data, spec, 8, jnp.int32(step), stages)
+        assert {len(np.unique(row)) for row in np.asarray(labels)} == {classes}, step
+        assert int(labels.max()) == classes - 1
+    xs, labels = sample_episodes_at(jax.random.key(1), data, spec, 4, 0)
+    np.testing.assert_array_equal(labels, sample_episodes(jax.random.key(1), data, spec, 4)[1])
+    with pytest.raises(ValueError, match="must increase"):
+        sample_episodes_at(jax.random.key(1), data, spec, 4, 0, ((5, spec), (5, spec)))
+
+
+def test_fixed_projection_is_shared_by_every_unprojected_task():
+    data = to_device([_tiny("a", 60, 6)])  # D = 16
+    with pytest.raises(ValueError, match="zero-padded"):
+        EpisodeSpec(length=5, input_dim=4, projection_prob=0.5).dims(data)
+    fixed = EpisodeSpec(length=5, input_dim=4, projection_prob=0.0, fixed_projection=True)
+    one, two = (jit_full(jax.random.key(i), data, fixed) for i in (1, 2))
+    x = standardise(data, 0, data.images[one.indices])
+    w = np.linalg.lstsq(np.asarray(x), np.asarray(one.xs), rcond=None)[0]
+    x2 = standardise(data, 0, data.images[two.indices])
+    np.testing.assert_allclose(np.asarray(x2) @ w, two.xs, atol=1e-4)  # the same map
+    fresh = dataclasses.replace(fixed, projection_prob=1.0)
+    three = jit_full(jax.random.key(2), data, fresh)
+    assert not np.allclose(np.asarray(x2) @ w, three.xs, atol=1e-3)

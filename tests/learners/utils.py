@@ -175,7 +175,7 @@ def grad_meta_train(
     from vsml_jax.meta.grad import GradState, make_grad_train_block, make_optimizer
 
     opt = make_optimizer(lr)
-    sample = lambda k: _prototype_episodes(k, batch, length, input_dim, num_classes)  # noqa: E731
+    sample = lambda k, step: _prototype_episodes(k, batch, length, input_dim, num_classes)  # noqa: E731
     block = make_grad_train_block(learner, opt, sample, num_classes, steps, remat=remat)
     run = fast_jit(block) if fast_compile else jax.jit(block)
     state = GradState(params=meta_params, opt_state=opt.init(meta_params))

@@ -15,6 +15,7 @@ from vsml_jax.data.episodes import (
     sample_episode,
     sample_episode_full,
     sample_episodes,
+    sample_episodes_at,
     standardise,
 )
 from vsml_jax.data.registry import LOGICAL_NAMES
@@ -34,6 +35,7 @@ __all__ = [
     "sample_episode",
     "sample_episode_full",
     "sample_episodes",
+    "sample_episodes_at",
     "standardise",
     "to_device",
 ]

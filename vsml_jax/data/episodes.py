@@ -26,6 +26,7 @@ __all__ = [
     "sample_episode",
     "sample_episode_full",
     "sample_episodes",
+    "sample_episodes_at",
     "standardise",
     "to_device",
 ]
@@ -46,7 +47,8 @@ class EpisodeSpec:
             be ``< C``.
         projection_prob: probability that a task gets a fresh projection ``D -> A`` with
             ``N(0, 1/D)`` entries. Unprojected inputs are zero-padded from ``D`` to ``A``
-            (in standardised space); ``D > A`` then is an error unless this is 1.
+            (in standardised space); ``D > A`` then is an error unless this is 1 or
+            ``fixed_projection``.
         permute_pixels: per-task random permutation of the ``D`` inputs (before projecting).
         permute_labels: per-task random relabelling of the chosen member's classes.
         dataset_probs: mixture weights over the member datasets (normalised); None means
@@ -55,6 +57,9 @@ class EpisodeSpec:
             random classes of the chosen member, sample examples only from them and
             relabel them ``0..k-1`` in random order (outputs stay ``C``: the learner does
             not know ``k``). None keeps every class.
+        fixed_projection: unprojected tasks get one fixed projection ``D -> A`` (the same
+            in every episode) instead of zero-padding: tasks whose input-label map can be
+            memorised across episodes, as in a curriculum's first stage.
     """
 
     length: int
@@ -65,6 +70,7 @@ class EpisodeSpec:
     permute_labels: bool = False
     dataset_probs: tuple[float, ...] | None = None
     class_subset_sizes: tuple[int, ...] | None = None
+    fixed_projection: bool = False
 
     def __post_init__(self) -> None:
         if not _is_int(self.length) or self.length < 1:
@@ -75,7 +81,7 @@ class EpisodeSpec:
                 raise ValueError(f"{field} must be None or a positive int, got {value!r}")
         if not 0.0 <= self.projection_prob <= 1.0:
             raise ValueError(f"projection_prob must be in [0, 1], got {self.projection_prob}")
-        for field in ("permute_pixels", "permute_labels"):
+        for field in ("permute_pixels", "permute_labels", "fixed_projection"):
             if not isinstance(getattr(self, field), bool):
                 raise ValueError(f"{field} must be a bool, got {getattr(self, field)!r}")
         if self.dataset_probs is not None:
@@ -103,7 +109,7 @@ class EpisodeSpec:
                 f"datasets {data.names} have {data.num_classes} classes but the learner "
                 f"outputs num_classes={c}; filter the classes (preprocess.filter_classes)"
             )
-        if d > a and self.projection_prob < 1.0:
+        if d > a and self.projection_prob < 1.0 and not self.fixed_projection:
             raise ValueError(
                 f"inputs of size D={d} cannot be zero-padded to input_dim={a}; "
                 "use projection_prob=1 or a larger input_dim"
@@ -179,15 +185,24 @@ def _class_subset(key, data: DeviceDataset, k: jax.Array, sizes: tuple[int, ...]
 def _to_input_dim(key, x, spec: EpisodeSpec, a: int):
     """Project ``x`` [T, D] to [T, A] with probability p, else zero-pad it."""
     d = x.shape[-1]
+
+    def project(key_w):
+        w = jax.random.normal(key_w, (d, a), jnp.float32) / jnp.sqrt(jnp.float32(d))
+        return jnp.dot(x, w, precision=jax.lax.Precision.HIGHEST)
+
+    def plain():
+        if spec.fixed_projection:
+            return project(jax.random.key(0))  # one projection shared by every episode
+        return jnp.pad(x, ((0, 0), (0, a - d)))
+
     if spec.projection_prob == 0.0:
-        return jnp.pad(x, ((0, 0), (0, a - d))), jnp.zeros((), bool)
+        return plain(), jnp.zeros((), bool)
     key_use, key_w = jax.random.split(key)
-    w = jax.random.normal(key_w, (d, a), jnp.float32) / jnp.sqrt(jnp.float32(d))
-    projected = jnp.dot(x, w, precision=jax.lax.Precision.HIGHEST)
+    projected = project(key_w)
     if spec.projection_prob == 1.0:
         return projected, jnp.ones((), bool)
     use = jax.random.bernoulli(key_use, spec.projection_prob)
-    return jnp.where(use, projected, jnp.pad(x, ((0, 0), (0, a - d)))), use
+    return jnp.where(use, projected, plain()), use
 
 
 def sample_episode_full(key: jax.Array, data: DeviceDataset, spec: EpisodeSpec) -> Episode:
@@ -230,3 +245,32 @@ def sample_episodes(key: jax.Array, data: DeviceDataset, spec: EpisodeSpec, num:
     """``num`` independent episodes: ``([num, T, A], [num, T])``, via ``vmap``."""
     keys = jax.random.split(key, num)
     return jax.vmap(lambda k: sample_episode(k, data, spec))(keys)
+
+
+def sample_episodes_at(
+    key: jax.Array,
+    data: DeviceDataset,
+    spec: EpisodeSpec,
+    num: int,
+    step: jax.Array,
+    curriculum: tuple[tuple[int, EpisodeSpec], ...] = (),
+):
+    """``num`` episodes for meta-training step ``step`` under a task curriculum.
+
+    ``curriculum`` is ``((until, stage_spec), ...)`` with increasing ``until``: steps
+    before the first ``until`` draw the tasks of the first stage's spec (e.g. fewer
+    classes via ``class_subset_sizes``, or a fixed projection via ``projection_prob=0``
+    and ``fixed_projection``), then the next stage, and from the last ``until`` on the
+    tasks of ``spec`` itself. Easier tasks early can help black-box learners leave the
+    chance-level plateau (Kirsch et al. 2022, "General-purpose in-context learning by
+    meta-learning transformers"); ending on ``spec`` keeps the final meta-loss that of
+    the real task distribution. Empty: :func:`sample_episodes`."""
+    if not curriculum:
+        return sample_episodes(key, data, spec, num)
+    ends = [int(u) for u, _ in curriculum]
+    if any(b <= a for a, b in zip(ends, ends[1:])) or ends[0] < 1:
+        raise ValueError(f"curriculum stage ends must increase from >= 1, got {ends}")
+    specs = (*(s for _, s in curriculum), spec)
+    branches = [lambda k, s=s: sample_episodes(k, data, s, num) for s in specs]
+    stage = jnp.searchsorted(jnp.asarray(ends), step, side="right")
+    return jax.lax.switch(stage, branches, key)

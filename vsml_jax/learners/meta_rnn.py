@@ -7,6 +7,10 @@ feedback.label]`` (the current input and the previous step's error and label) an
 linear head maps its hidden state to the logits of ``x_t``. All learning within an
 episode happens in the LSTM state ``(c, h)``; the LSTM and head weights are the
 meta-parameters. The initial state is zero.
+
+With ``prev_input=True`` the LSTM also reads ``x_{t-1}``, the input the feedback refers
+to (as the fast weight programmer does), so it need not carry ``x_{t-1}`` in its state
+to pair it with its label.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ class _MetaRNNCell(nn.Module):
         return carry, nn.Dense(self.num_classes, name="head")(h)
 
 
-def meta_rnn(hidden: int = 128) -> Learner:
-    """Meta RNN learner (LSTM with ``hidden`` units + linear head); state is ``(c, h)``."""
+def meta_rnn(hidden: int = 128, prev_input: bool = False) -> Learner:
+    """Meta RNN learner (LSTM with ``hidden`` units + linear head); state is ``(c, h)``,
+    with ``x_{t-1}`` too if ``prev_input``."""
 
     def cell(task: TaskSpec) -> _MetaRNNCell:
         return _MetaRNNCell(hidden=hidden, num_classes=task.num_classes)
@@ -40,20 +45,24 @@ def meta_rnn(hidden: int = 128) -> Learner:
         return (z, z)
 
     def meta_init(key: jax.Array, task: TaskSpec) -> PyTree:
-        inputs = jnp.zeros((task.input_dim + 2 * task.num_classes,), jnp.float32)
-        return cell(task).init(key, zero_carry(), inputs)["params"]
+        width = (1 + prev_input) * task.input_dim + 2 * task.num_classes
+        return cell(task).init(key, zero_carry(), jnp.zeros((width,), jnp.float32))["params"]
 
     def init(meta_params: PyTree, task: TaskSpec, key: jax.Array):
-        del meta_params, task, key
+        del meta_params, key
+        if prev_input:
+            return zero_carry(), jnp.zeros((task.input_dim,), jnp.float32)
         return zero_carry()
 
     def step(meta_params: PyTree, state, x: jax.Array, feedback: Feedback):
         chex.assert_rank(x, 1)
         num_classes = feedback.label.shape[-1]
         task = TaskSpec(input_dim=x.shape[-1], num_classes=num_classes)
-        inputs = jnp.concatenate([x, feedback.error, feedback.label])
-        state, logits = cell(task).apply({"params": meta_params}, state, inputs)
-        return state, logits
+        carry, prev = state if prev_input else (state, None)
+        parts = [x, prev] if prev_input else [x]
+        inputs = jnp.concatenate([*parts, feedback.error, feedback.label])
+        carry, logits = cell(task).apply({"params": meta_params}, carry, inputs)
+        return ((carry, x.astype(jnp.float32)) if prev_input else carry), logits
 
     # meta_init is jitted: un-jitted Flax initialisation dispatches (and compiles) op by op.
     return Learner(

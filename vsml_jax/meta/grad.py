@@ -62,8 +62,8 @@ def make_grad_train_block(
     weights=None,
 ):
     """``block(state, base_key, start, *args) -> (state, metrics)``: ``num_steps``
-    meta-gradient steps, each on a fresh batch ``sample_batch(key, *args) -> (xs [B, T, D],
-    labels [B, T])`` (``args``, e.g. the dataset, are inputs of the compiled program)
+    meta-gradient steps, each on a fresh batch ``sample_batch(key, step, *args) -> (xs [B, T,
+    D], labels [B, T])`` (``args``, e.g. the dataset, are inputs of the compiled program)
     (the loss of step ``t`` weighted by ``weights [T]`` if given, e.g. a few-shot
     episode's queries only)
     (step ``g`` uses ``fold_in(base_key, g)``), scanned in one program. With a mesh the
@@ -77,9 +77,10 @@ def make_grad_train_block(
     def loss_fn(params, xs, labels, key):
         return batch_episode_loss(learner, params, xs, labels, key, num_classes, weights)
 
-    def one_step(state: GradState, key, *args):
+    def one_step(state: GradState, key_step, *args):
+        key, step = key_step
         k_data, k_init = jax.random.split(key)
-        xs, labels = sample_batch(k_data, *args)
+        xs, labels = sample_batch(k_data, step, *args)
         if mesh is not None:
             xs, labels = jax.lax.with_sharding_constraint((xs, labels), pop_sharding(mesh))
         loss, grads = jax.value_and_grad(loss_fn)(state.params, xs, labels, k_init)
@@ -94,16 +95,18 @@ def make_grad_train_block(
         return new, metrics
 
     def block(state, base_key, start, *args):
-        keys = jax.vmap(lambda g: jax.random.fold_in(base_key, g))(start + jnp.arange(num_steps))
-        return jax.lax.scan(lambda state, key: one_step(state, key, *args), state, keys)
+        steps = start + jnp.arange(num_steps)
+        keys = jax.vmap(lambda g: jax.random.fold_in(base_key, g))(steps)
+        return jax.lax.scan(lambda state, ks: one_step(state, ks, *args), state, (keys, steps))
 
     return block
 
 
-def grad_trainer(cfg, learner: Learner, data, spec, num_classes: int, mesh=None):
+def grad_trainer(cfg, learner: Learner, data, spec, num_classes: int, mesh=None, curriculum=()):
     """Meta-gradients as a :class:`~vsml_jax.meta.base.Trainer` (``cfg`` a
     ``GradConfig``): blocks of ``cfg.steps_per_call`` steps on batches of
-    ``cfg.batch_size`` episodes."""
+    ``cfg.batch_size`` episodes, easier tasks early if a ``curriculum`` is given
+    (:func:`~vsml_jax.data.episodes.sample_episodes_at`)."""
     from vsml_jax.meta.base import Trainer
 
     if mesh is not None and cfg.batch_size % mesh.size:
@@ -111,13 +114,15 @@ def grad_trainer(cfg, learner: Learner, data, spec, num_classes: int, mesh=None)
             f"grad.batch_size {cfg.batch_size} does not divide over {mesh.size} "
             f"devices; make it a multiple of {mesh.size}"
         )
-    from vsml_jax.data.episodes import sample_episodes
+    from vsml_jax.data.episodes import sample_episodes_at
 
     optimizer = make_optimizer(cfg.lr, cfg.clip_norm)
     block = make_grad_train_block(
         learner,
         optimizer,
-        lambda key, data=data: sample_episodes(key, data, spec, cfg.batch_size),
+        lambda key, step, data: sample_episodes_at(
+            key, data, spec, cfg.batch_size, step, curriculum
+        ),
         num_classes,
         cfg.steps_per_call,
         remat=cfg.remat,

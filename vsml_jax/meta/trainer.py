@@ -21,4 +21,5 @@ def make_trainer(
         return es.es_trainer(cfg.es, learner, like, data, spec, num_classes, mesh)
     from vsml_jax.meta import grad
 
-    return grad.grad_trainer(cfg.grad, learner, data, spec, num_classes, mesh)
+    curriculum = tuple((c.until, c.spec(spec)) for c in cfg.grad.curriculum)
+    return grad.grad_trainer(cfg.grad, learner, data, spec, num_classes, mesh, curriculum)
