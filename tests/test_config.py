@@ -24,7 +24,7 @@ def test_presets_load_and_round_trip(preset, tmp_path):
         cls = CrossDatasetConfig
     elif preset.stem == "la_cloning":
         cls = LACloningConfig
-    elif preset.stem == "omniglot":
+    elif preset.stem.startswith("omniglot"):
         from experiments.omniglot.protocol import OmniglotConfig
 
         cls = OmniglotConfig

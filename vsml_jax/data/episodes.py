@@ -191,7 +191,7 @@ def _to_input_dim(key, x, spec: EpisodeSpec, a: int):
         return jnp.dot(x, w, precision=jax.lax.Precision.HIGHEST)
 
     def plain():
-        if spec.fixed_projection:
+        if getattr(spec, "fixed_projection", False):  # EpisodeSpec's (FewShotSpec: never)
             return project(jax.random.key(0))  # one projection shared by every episode
         return jnp.pad(x, ((0, 0), (0, a - d)))
 

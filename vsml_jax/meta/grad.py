@@ -120,7 +120,7 @@ def grad_trainer(cfg, learner: Learner, data, spec, num_classes: int, mesh=None,
     block = make_grad_train_block(
         learner,
         optimizer,
-        lambda key, step, data: sample_episodes_at(
+        lambda key, step, data=data: sample_episodes_at(
             key, data, spec, cfg.batch_size, step, curriculum
         ),
         num_classes,
