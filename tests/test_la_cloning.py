@@ -28,6 +28,11 @@ TINY = [
     "base.eval.episode_length=40",
     "base.eval.baseline_lrs=[0.01,0.1]",
     "base.eval.baselines=[sgd,ncm]",
+    "clone_baselines=[sgd,ncm]",
+    "impl=auto",
+    "long_steps=60",
+    "long_episodes=2",
+    "improve=true",
 ]
 
 
@@ -46,11 +51,14 @@ def test_la_cloning_writes_its_outputs_and_resume_recomputes_nothing(tmp_path):
     p = _run(tmp_path)
     assert p.returncode == 0, p.stderr
     run = Path(next(x for x in p.stdout.splitlines() if x.startswith("run dir: "))[9:])
-    for f in ("cloning_loss.png", "weights.png", "fig5.png", "improve.png", "results.md"):
+    for f in ("weights.png", "fig5.png", "improve.png", "results.md", "windows/results.md"):
         assert (run / f).stat().st_size > 0, f
     rows = (run / "results.csv").read_text().splitlines()
-    # 2 test sets x 2 networks x 3 learners, then 2 test sets x (2 ES runs + 2 baselines + clone)
-    assert len(rows) == 1 + 12 + 10
+    # 2 test sets x 2 networks x 4 learners, the long shallow episodes (clone, SGD), then
+    # 2 test sets x (2 ES runs + 2 baselines + clone)
+    assert len(rows) == 1 + 16 + 2 + 10
+    # paired clone - SGD windows of 250 steps (one per 40-step episode) and of 1000 (long)
+    assert len((run / "windows" / "results.csv").read_text().splitlines()) == 1 + 4 + 1
     assert any("VSML clone + ES" in r for r in rows)
     clone = run / "clone"
     assert (clone / "config.yaml").exists() and (clone / "task.json").exists()

@@ -124,7 +124,7 @@ def backprop_cell(
     lr: float = 1.0,
     bias_lr: float = 0.03,
     weight_scale: float = 2000.0,
-    error_gain: float = 0.1,
+    error_gain: float = 0.01,
     bias_scale: float = 50.0,
     gate_bias: float = 30.0,
 ) -> tuple[CellParams, jax.Array]:
