@@ -125,7 +125,8 @@ def clone_run_config(cfg: LACloningConfig) -> RunConfig:
         cfg.base,
         name="clone",
         trainer="grad",
-        network=clone_network(cfg),
+        # 'auto': the saved clone loads on any machine (impl changes speed, not results)
+        network=dataclasses.replace(clone_network(cfg), impl="auto"),
         init_from=None,
         grad=dataclasses.replace(cfg.base.grad, steps=steps, steps_per_call=cfg.clone_block),
         checkpoint_every=steps,
