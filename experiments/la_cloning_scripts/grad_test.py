@@ -1,4 +1,5 @@
-# meta-test the meta-gradient-tuned clone at 784 inputs on the la_cloning run's episodes
+# meta-test a meta-trained clone (meta-gradients or ES) at 784 inputs on the la_cloning
+# run's episodes: grad_test.py RUN_DIR META_RUN_DIR [TEST_SET ...]
 import sys
 from pathlib import Path
 
@@ -20,7 +21,10 @@ _, _, params = load_meta_params(gd)
 net = L.clone_network(cfg)
 base = cfg.base
 spec = episode_spec(base, base.eval.episode_length)
+only = set(sys.argv[3:])
 for i, t in enumerate(cfg.test_sets):
+    if only and t not in only:
+        continue
     data = load_data(base, [t], "test", population_mesh())
     key = jax.random.fold_in(run_key(base.seed, "meta_test"), i)
     acc = cached_accuracy(
@@ -39,7 +43,7 @@ for i, t in enumerate(cfg.test_sets):
     s = summarize(acc)
     print(
         t,
-        "grad-tuned clone: first100 {:.3f} mean {:.3f} last100 {:.3f}".format(
+        "meta-trained clone: first100 {:.3f} mean {:.3f} last100 {:.3f}".format(
             s["first100_acc"], s["mean_acc"], s["last100_acc"]
         ),
     )
