@@ -28,11 +28,10 @@ def main(argv=None) -> int:
     p.add_argument("--sets", default="mnist,fashion_mnist")
     args = p.parse_args(argv)
 
-    from vsml_jax.meta.sharding import population_mesh
-
     from vsml_jax import pretrained
     from vsml_jax.build import build_learner, episode_spec, load_data
     from vsml_jax.evaluation import evaluate
+    from vsml_jax.runtime.devices import population_mesh
 
     shipped = pretrained.load(args.learner)
     cfg = dataclasses.replace(

@@ -1,4 +1,5 @@
-"""Learning-algorithm cloning (meta/cloning.py): a short run clones the forward pass."""
+"""Learning-algorithm cloning (experiments/la_cloning/cloning.py): a short run clones the
+forward pass."""
 
 import jax
 import jax.numpy as jnp

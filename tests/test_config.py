@@ -22,7 +22,7 @@ def test_presets_load_and_round_trip(preset, tmp_path):
 
     if preset.stem.startswith("cross_dataset"):
         cls = CrossDatasetConfig
-    elif preset.stem == "la_cloning":
+    elif preset.stem.startswith("la_cloning"):
         cls = LACloningConfig
     elif preset.stem.startswith("omniglot"):
         from experiments.omniglot.protocol import OmniglotConfig

@@ -116,6 +116,10 @@ class GradConfig:
     remat: bool = True  # jax.checkpoint each learner step: memory O(T * state), not activations
     steps: int = 2000  # meta-gradient steps
     steps_per_call: int = 10  # steps scanned inside one jitted call
+    # > 0: relative steps, each parameter moves by about lr * (|its initial value| +
+    # relative_floor) (meta/grad.py scale_by_initial_magnitude); for init_from V_Ms whose
+    # entries span many magnitudes, such as the constructed backprop clone
+    relative_floor: float = 0.0
     # easier tasks first, e.g. [{until: 500, classes: [2, 3, 4, 5]}]: stages with
     # increasing `until`; from the last `until` on, the configured tasks (data.*)
     curriculum: tuple[CurriculumStage, ...] = ()
@@ -203,6 +207,11 @@ class RunConfig:
         ):
             if not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{key} must be a finite number > 0, got {value}")
+        if not math.isfinite(self.grad.relative_floor) or self.grad.relative_floor < 0:
+            raise ConfigError(
+                "grad.relative_floor must be a finite number >= 0 (0 = plain Adam steps), "
+                f"got {self.grad.relative_floor}"
+            )
         if self.eval.every < 0:
             raise ConfigError(f"eval.every must be >= 0, got {self.eval.every}")
         if not 0.0 <= self.data.projection_prob <= 1.0:

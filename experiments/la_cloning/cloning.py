@@ -48,7 +48,14 @@ import jax.numpy as jnp
 import optax
 
 from vsml_jax.vsml.backprop import reference_cell
-from vsml_jax.vsml.cell import CellConfig, CellParams, CellState, init_cell_params, lstm_update
+from vsml_jax.vsml.cell import (
+    CellConfig,
+    CellParams,
+    CellState,
+    init_cell_params,
+    lstm_update,
+    random_units,
+)
 from vsml_jax.vsml.cell import messages as cell_messages
 
 
@@ -139,7 +146,7 @@ def fresh_states(key, cell_cfg: CellConfig, cfg: CloneConfig) -> CellState:
     r = cell_cfg.num_random
     k_std, k_noise = jax.random.split(key)
     std = _log_uniform(k_std, (G, 1, 1, 1), cfg.c_std)
-    noise = std * jax.random.truncated_normal(k_noise, -2.0, 2.0, (G, A, B, r))
+    noise = random_units(k_noise, cell_cfg, (G, A, B), std)
     c = jnp.concatenate([noise, jnp.zeros((G, A, B, H - r))], -1)
     return CellState(h=jnp.zeros((G, A, B, H), jnp.float32), c=c)
 

@@ -1,19 +1,21 @@
-"""Paper §4.1 (Fig. 5): clone backprop into the VSML cell, meta-test it, then improve it.
+"""Paper §4.1 (Fig. 5): backprop cloned into the VSML cell, meta-tested at 784 inputs.
 
-With no arguments this runs the CPU default of experiments/la_cloning/configs/la_cloning.yaml
-(40 minutes on 2 cores, 10 with --set improve=false):
-  clone     the shared cell trained by gradient descent to implement online SGD
-            (w <- w - lr tanh(x) e) on random sequences, 3000 Adam steps
-  test      the clone in a shallow (32 -> 10) and a deep (32 -> 32 -> 10) VSML network
+With no arguments this runs the CPU default of experiments/la_cloning/configs/la_cloning.yaml:
+  clone     the V_M of vsml/backprop.py's backprop_cell, with which the paper's LSTM cell
+            is the SGD cell (--set clone_method=train: the cloning objective instead)
+  test      the clone in a shallow (784 -> 10) and a deep (784 -> 32 -> 10) VSML network
             on 2000-step online MNIST and Fashion-MNIST test episodes, against the SGD it
-            clones (same shape, lr and initial weights) and a tuned online SGD
-  improve   ES (the quickstart's §4.2 setup) from the clone and from scratch, same budget;
-            all learners on the same 32 meta-test episodes
+            clones (same network, lr and initial weights), tuned online SGD/Adam, NCM,
+            k-NN and 1-NN, all on the same 32 episodes; paired clone - SGD differences
+            per 250-step window; then 16 shallow MNIST episodes of 10,000 steps
+  improve   (--set improve=true) ES from the clone and from scratch, same budget
+experiments/la_cloning/configs/la_cloning_paper.yaml is the preset with 32 episodes everywhere.
 
-Outputs go to runs/la_cloning/<run-id>/: cloning_loss.png, weights.png, fig5.png,
-improve.png, improve_logx.png, results.csv, results.md; the clone is a run directory
-(clone/) that `--set init_from=<run-id>/clone` or vsml_jax.load_learner read.
---resume [RUN_DIR] continues a killed run; finished stages are not recomputed.
+Outputs go to runs/la_cloning/<run-id>/: weights.png, fig5.png, results.csv, results.md,
+windows/results.md (and improve.png, improve_logx.png; cloning_loss.png when trained);
+the clone is a run directory (clone/) that `--set init_from=<run-id>/clone` or
+vsml_jax.load_learner read. --resume [RUN_DIR] continues a killed run; finished stages
+are not recomputed.
 """
 
 import sys
@@ -29,7 +31,7 @@ main = experiment_main(
     __doc__,
     PRESET,
     "clone.train_steps=500",
-    "results.md, fig5.png, improve.png, weights.png, cloning_loss.png",
+    "results.md, windows/results.md, fig5.png, weights.png",
 )
 
 if __name__ == "__main__":

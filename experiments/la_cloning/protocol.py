@@ -47,8 +47,10 @@ from vsml_jax.loading import restore_run
 from vsml_jax.runtime import rundir
 from vsml_jax.runtime.checkpoint import Checkpointer
 from vsml_jax.runtime.devices import population_mesh
+from vsml_jax.runtime.files import write_text
 from vsml_jax.runtime.metrics import MetricsWriter, read_metrics
 from vsml_jax.stages import train_or_load
+from vsml_jax.vsml.backprop import backprop_cell
 from vsml_jax.vsml.cell import CellConfig
 from vsml_jax.vsml.network import NetworkConfig
 
@@ -71,6 +73,16 @@ class LACloningConfig:
     cell: CellConfig = CellConfig()
     clone: cloning.CloneConfig = cloning.CloneConfig()
     clone_block: int = 100  # cloning steps per jitted call (and per metrics row)
+    # 'construct': the V_M of vsml/backprop.py's backprop_cell (needs cell.random_cell_copies
+    # 4; cell.random_cell_std sets the initial weights' std / 2000); 'train': the cloning
+    # objective of experiments/la_cloning/cloning.py from the paper's initialisation
+    clone_method: str = "construct"
+    impl: str = "auto"  # network.impl of the clone's networks ('fused' on AVX-512 CPUs)
+    # hand-designed learners in the clone's meta-test (sgd/adam: same layer sizes, lr tuned)
+    clone_baselines: tuple[str, ...] = ("sgd", "adam", "ncm", "knn", "1nn")
+    window: int = 250  # paired clone - SGD differences per window of this many steps
+    long_steps: int = 0  # > 0: also shallow episodes this long on the first test set
+    long_episodes: int = 32
     deep_hidden: tuple[int, ...] = (32,)
     test_sets: tuple[str, ...] = ("mnist", "fashion_mnist")
     improve: bool = True  # stage 3: ES from the clone and from scratch
@@ -81,6 +93,10 @@ class LACloningConfig:
             raise ConfigError(
                 f"clone.train_steps ({self.clone.train_steps}) must be a multiple of "
                 f"clone_block ({self.clone_block})"
+            )
+        if self.clone_method not in ("construct", "train"):
+            raise ConfigError(
+                f"clone_method must be 'construct' or 'train', got {self.clone_method!r}"
             )
         if self.base.learner != "vsml":
             raise ConfigError("la_cloning meta-trains VSML; base.learner must be vsml")
@@ -95,6 +111,7 @@ def clone_network(cfg: LACloningConfig, hidden: tuple[int, ...] = ()) -> Network
         output_channel=0,
         backward_pass=True,
         forward_sweep_feedback=False,
+        impl=cfg.impl,
     )
 
 
@@ -109,7 +126,8 @@ def clone_run_config(cfg: LACloningConfig) -> RunConfig:
         cfg.base,
         name="clone",
         trainer="grad",
-        network=clone_network(cfg),
+        # 'auto': the saved clone loads on any machine (impl changes speed, not results)
+        network=dataclasses.replace(clone_network(cfg), impl="auto"),
         init_from=None,
         grad=dataclasses.replace(cfg.base.grad, steps=steps, steps_per_call=cfg.clone_block),
         checkpoint_every=steps,
@@ -119,8 +137,11 @@ def clone_run_config(cfg: LACloningConfig) -> RunConfig:
 
 def train_clone(cfg: LACloningConfig, run_dir: Path):
     """Train (or load) the clone; returns ``(cell_params, readout)``."""
-    ckpt_dir = run_dir / "checkpoints"
     steps = cfg.clone.train_steps
+    if not (run_dir / "summary.json").exists() and cfg.clone_method == "construct":
+        run_dir.mkdir(parents=True, exist_ok=True)
+        params, readout = backprop_cell(cfg.cell, cfg.clone.lr, cfg.clone.bias_lr)
+        _save_clone(cfg, run_dir, params, readout, {"method": "construct"})
     if not (run_dir / "summary.json").exists():
         run_dir.mkdir(parents=True, exist_ok=True)
         state = cloning.init_clone_state(run_key(cfg.seed, "clone_init"), cfg.cell, cfg.clone)
@@ -140,20 +161,26 @@ def train_clone(cfg: LACloningConfig, run_dir: Path):
             writer.close()
         if not np.isfinite(rec["clone_loss"]):
             raise FloatingPointError("the cloning loss is not finite; lower clone.meta_lr")
-        flat, _ = ravel_pytree((state.params.cell,))
-        ckpt = Checkpointer(ckpt_dir, keep=1)
-        try:
-            ckpt.save(steps, {"mean": flat, "readout": state.params.readout})
-        finally:
-            ckpt.close()
-        run_cfg = clone_run_config(cfg)
-        rundir.write_config(run_dir, run_cfg)
-        task = TaskSpec(cfg.base.data.input_dim or 784, cfg.base.data.num_classes)
-        (run_dir / "task.json").write_text(json.dumps(dataclasses.asdict(task)))
         summary = {"clone_steps": steps, "wall_s": time.time() - t0, **rec}
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        _save_clone(cfg, run_dir, state.params.cell, state.params.readout, summary)
     _, _, meta_params, raw = restore_run(run_dir)
     return meta_params[0], np.asarray(raw["readout"])
+
+
+def _save_clone(cfg: LACloningConfig, run_dir: Path, cell_params, readout, summary: dict):
+    """Write the clone as a run directory (checkpoint, config, task, summary)."""
+    steps = cfg.clone.train_steps
+    flat, _ = ravel_pytree((cell_params,))
+    ckpt = Checkpointer(run_dir / "checkpoints", keep=1)
+    try:
+        ckpt.save(steps, {"mean": flat, "readout": jax.numpy.asarray(readout)})
+    finally:
+        ckpt.close()
+    run_cfg = clone_run_config(cfg)
+    rundir.write_config(run_dir, run_cfg)
+    task = TaskSpec(cfg.base.data.input_dim or 784, cfg.base.data.num_classes)
+    write_text(run_dir / "task.json", json.dumps(dataclasses.asdict(task)))
+    write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
 
 
 def plot_clone_loss(records: list[dict], path: Path):
@@ -179,7 +206,7 @@ def weight_traces(cfg, cell_params, readout, data, spec, key, num_cells: int = 6
     network over one test episode: ``(clone [T, n], reference [T, n], accuracies)``."""
     net = clone_network(cfg)
     xs, labels, init_keys = sample_eval_episodes(data, spec, 1, key)
-    idx = jax.random.choice(key, spec.input_dim * spec.num_classes, (num_cells,), replace=False)
+    idx = jax.random.choice(key, xs.shape[-1] * spec.num_classes, (num_cells,), replace=False)
     a, b = idx // spec.num_classes, idx % spec.num_classes
 
     def clone_w(state):
@@ -256,7 +283,8 @@ def run(cfg: LACloningConfig, run_dir: Path) -> list[dict]:
     spec = episode_spec(base, ev.episode_length)
 
     cell_params, readout = train_clone(cfg, run_dir / "clone")
-    plot_clone_loss(read_metrics(run_dir / "clone"), run_dir / "cloning_loss.png")
+    if cfg.clone_method == "train":
+        plot_clone_loss(read_metrics(run_dir / "clone"), run_dir / "cloning_loss.png")
 
     test_data = {t: load_data(base, [t], "test", mesh) for t in cfg.test_sets}
     train_data = load_data(base, base.data.train_sets, "train", mesh)
@@ -274,41 +302,65 @@ def run(cfg: LACloningConfig, run_dir: Path) -> list[dict]:
     w_err = float(np.abs(w_clone - w_ref).mean() / np.abs(w_ref).mean())
     log.info("weights: mean |w_clone - w_ref| / mean |w_ref| = %.3f over the episode", w_err)
 
-    fwd_err = float(
-        cloning.forward_message_error(
-            cell_params,
-            readout,
-            run_key(cfg.seed, "fwd_check"),
-            cfg.cell,
-            (spec.input_dim, spec.num_classes),
+    extra = {"weight_rel_error": w_err}
+    if cfg.clone_method == "train":  # the construction's initial states are not c_std's
+        extra["forward_message_error"] = float(
+            cloning.forward_message_error(
+                cell_params,
+                readout,
+                run_key(cfg.seed, "fwd_check"),
+                cfg.cell,
+                (spec.input_dim or 784, spec.num_classes),
+            )
         )
-    )
-    log.info(
-        "forward message: relative squared error %.4f on fresh %dx%d layers",
-        fwd_err,
-        spec.input_dim,
-        spec.num_classes,
-    )
-    rows, fig5, compare = [], {}, {}
+    rows, windows, fig5, compare = [], [], {}, {}
     cache = run_dir / "meta_test"
+    sgd_label = f"SGD it clones (lr={cfg.clone.lr:g})"
     for shape, hidden in (("shallow", ()), ("deep", tuple(cfg.deep_hidden))):
         net = clone_network(cfg, hidden)
-        sgd_tuned, lr = _tuned("sgd", cfg, train_data, spec, hidden, cache / f"sgd_lr_{shape}.json")
         learners = {
             "VSML clone": (vsml(net), (cell_params,)),
-            f"SGD it clones (lr={cfg.clone.lr:g})": (
-                grid_sgd(cfg.clone.lr, cfg.clone.bias_lr, net, readout),
-                {},
-            ),
-            f"online SGD, MLP (tuned lr={lr:g})": (sgd_tuned, {}),
+            sgd_label: (grid_sgd(cfg.clone.lr, cfg.clone.bias_lr, net, readout), {}),
         }
+        free = {}  # parameter-free baselines: the same for both networks
+        for name in cfg.clone_baselines:
+            learner, lr = _tuned(
+                name, cfg, train_data, spec, hidden, cache / f"{name}_{shape}.json"
+            )
+            (free if lr is None else learners)[name if lr is None else f"{name} (lr={lr:g})"] = (
+                learner,
+                {},
+            )
         for t, data in test_data.items():
             prefix = cache / f"{t}__{shape}__"
             panel = _test_learners(prefix, learners, data, spec, ev.num_episodes, keys[t])
+            panel.update(
+                _test_learners(cache / f"{t}__", free, data, spec, ev.num_episodes, keys[t])
+            )
             fig5[f"{t}, {shape}"] = panel
             rows += _rows("clone", t, shape, panel)
+            windows += paired_windows(t, shape, panel["VSML clone"], panel[sgd_label], cfg.window)
             if shape == "shallow":
                 compare[t] = {"VSML clone (before ES)": panel["VSML clone"]}
+    if cfg.long_steps:
+        t = cfg.test_sets[0]
+        long_spec = episode_spec(base, cfg.long_steps)
+        net = clone_network(cfg)
+        learners = {
+            "VSML clone": (vsml(net), (cell_params,)),
+            sgd_label: (grid_sgd(cfg.clone.lr, cfg.clone.bias_lr, net, readout), {}),
+        }
+        prefix = cache / f"{t}__long{cfg.long_steps}__"
+        panel = _test_learners(
+            prefix, learners, test_data[t], long_spec, cfg.long_episodes, keys[t]
+        )
+        fig5[f"{t}, shallow, {cfg.long_steps} steps"] = panel
+        rows += _rows("clone", t, f"shallow, {cfg.long_steps} steps", panel)
+        windows += paired_windows(
+            t, f"shallow, {cfg.long_steps} steps", panel["VSML clone"], panel[sgd_label], 1000
+        )
+    (run_dir / "windows").mkdir(exist_ok=True)
+    write_table(windows, WINDOW_COLUMNS, run_dir / "windows")
     plots.plot_accuracy_curves(fig5, run_dir / "fig5.png", title="VSML clone of backprop vs SGD")
 
     if cfg.improve:
@@ -317,8 +369,35 @@ def run(cfg: LACloningConfig, run_dir: Path) -> list[dict]:
         plots.plot_accuracy_curves(
             compare, run_dir / "improve_logx.png", title="improving the clone", log_x=True
         )
-    write_results(rows, run_dir, {"weight_rel_error": w_err, "forward_message_error": fwd_err})
+    write_results(rows, run_dir, extra)
     return rows
+
+
+WINDOW_COLUMNS = ("test_set", "network", "window", "clone_acc", "sgd_acc", "diff", "diff_ci95")
+
+
+def paired_windows(test_set: str, network: str, clone, sgd, window: int) -> list[dict]:
+    """Per window of ``window`` steps: both learners' mean accuracy and the paired
+    difference (clone - SGD) over episodes with its 95% interval."""
+    clone, sgd = np.asarray(clone, np.float64), np.asarray(sgd, np.float64)
+    n, T = clone.shape
+    out = []
+    for s in range(0, T, window):
+        a, b = clone[:, s : s + window].mean(1), sgd[:, s : s + window].mean(1)
+        d = a - b
+        ci = 1.96 * d.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+        out.append(
+            {
+                "test_set": test_set,
+                "network": network,
+                "window": f"{s + 1}-{min(s + window, T)}",
+                "clone_acc": float(a.mean()),
+                "sgd_acc": float(b.mean()),
+                "diff": float(d.mean()),
+                "diff_ci95": float(ci),
+            }
+        )
+    return out
 
 
 def improve(cfg: LACloningConfig, run_dir, test_data, train_data, spec, keys, compare):

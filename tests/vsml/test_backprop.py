@@ -115,3 +115,88 @@ def test_deep_grid_sgd_learns_a_separable_task():
     labels = (xs[:, 0] + xs[:, 1] > 0).astype(jnp.int32)
     result = run_episode(grid_sgd(1.0, 0.03, _net((8,)), init_std=3.0), {}, xs, labels, k[2], C)
     assert result.accuracy[-100:].mean() > 0.85
+
+
+def _clone_net(hidden=()):
+    from vsml_jax.vsml.cell import CellConfig
+
+    cell = CellConfig(random_cell_copies=4, random_cell_std=0.0025)
+    return NetworkConfig(
+        cell=cell,
+        hidden_layers=hidden,
+        num_micro_ticks=1,
+        output_channel=0,
+        backward_pass=True,
+        forward_sweep_feedback=False,
+    )
+
+
+@pytest.mark.parametrize("hidden", [(), (6,)])
+def test_backprop_cell_is_grid_sgd_over_a_long_episode(hidden):
+    """The paper's LSTM cell with backprop_cell's V_M runs the same online SGD as
+    grid_sgd from the same initial weights, shallow and deep, over 1500 steps (the deep
+    network's backward messages carry tanh(0.1 e) / 0.1 for e: a few % apart)."""
+    from vsml_jax.learners.vsml import vsml
+    from vsml_jax.vsml.backprop import backprop_cell
+
+    net = _clone_net(hidden)
+    params, readout = backprop_cell(net.cell, lr=1.0, bias_lr=0.03)
+    k = jax.random.split(jax.random.PRNGKey(0), 4)
+    T, D, C = 1500, 12, 4
+    labels = jax.random.randint(k[0], (T,), 0, C)
+    xs = jax.random.normal(k[1], (C, D))[labels] + jax.random.normal(k[2], (T, D))
+    clone = run_episode(vsml(net), (params,), xs, labels, k[3], C)
+    ref = run_episode(grid_sgd(1.0, 0.03, net, readout), {}, xs, labels, k[3], C)
+    assert float(ref.accuracy[-500:].mean()) > 0.8  # it learns (a real test of the rule)
+    scale = float(jnp.abs(ref.logits).mean())
+    tol = 0.02 if not hidden else 0.05
+    assert float(jnp.abs(clone.logits - ref.logits).max()) < tol * scale
+    assert float(jnp.mean(clone.logits.argmax(-1) == ref.logits.argmax(-1))) > 0.99
+
+
+def test_backprop_cell_holds_its_weights_without_error():
+    """A hold sequence: 5000 ticks of inputs with zero error leave the stored weights as
+    they were (the forget gates are exactly 1), and the messages stay tanh(x) w + beta."""
+    from experiments.la_cloning.cloning import CloneParams, layer_tick
+    from experiments.la_cloning.cloning import readout as read
+    from vsml_jax.vsml.backprop import backprop_cell
+    from vsml_jax.vsml.cell import CellState
+
+    cell = _clone_net().cell
+    params, ro = backprop_cell(cell)
+    k = jax.random.split(jax.random.PRNGKey(1), 3)
+    H, R = cell.hidden, cell.num_random
+    # a layer that has learned: stored weights up to |w| ~ 60 and biases up to ~2
+    w0 = 30.0 * jax.random.normal(k[0], (1, 7, 3))
+    c = jnp.zeros((1, 7, 3, H)).at[..., :4].set((w0 / 2000.0)[..., None])
+    c = c.at[..., R : R + 4].set(0.03).at[..., :4].add(0.03)  # a common mode too
+    c = c.at[..., R + 4].set(0.02)  # beta = 1
+    state = CellState(h=jnp.zeros_like(c), c=c)
+    xs = 2.0 * jax.random.normal(k[1], (5000, 1, 7))
+
+    def tick(s, x):
+        s, fwd, _ = layer_tick(params, s, x, jnp.zeros((1, 3)))
+        return s, fwd[..., 0]
+
+    final, fwd = jax.lax.scan(tick, state, xs)
+    w_start, b_start = read(CloneParams(params, ro), state.c)
+    w_end, b_end = read(CloneParams(params, ro), final.c)
+    np.testing.assert_array_equal(w_end, w_start)
+    np.testing.assert_array_equal(b_end, b_start)
+    want = jnp.tanh(xs[-1])[..., None] * w_start + b_start
+    np.testing.assert_allclose(fwd[-1], want, rtol=0.02, atol=0.02)
+
+
+def test_random_cell_copies_repeat_each_draw():
+    from vsml_jax.vsml.cell import CellConfig, init_cell_state
+
+    key = jax.random.PRNGKey(2)
+    tied = init_cell_state(key, CellConfig(random_cell_copies=4), (5, 3)).c  # [H, B, A]
+    np.testing.assert_array_equal(tied[0], tied[3])
+    np.testing.assert_array_equal(tied[4], tied[7])
+    assert not np.array_equal(tied[0], tied[4])
+    assert np.all(tied[8:] == 0)
+    free = init_cell_state(key, CellConfig(), (5, 3)).c
+    assert not np.array_equal(free[0], free[1])
+    with pytest.raises(ValueError, match="random_cell_copies"):
+        CellConfig(random_cell_copies=3)

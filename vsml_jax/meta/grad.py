@@ -15,6 +15,8 @@ each step's intermediate activations, which lets long unrolls fit in memory.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -38,16 +40,51 @@ class GradState:
     opt_state: optax.OptState
 
 
-def make_optimizer(lr: float, clip_norm: float = 0.0) -> optax.GradientTransformation:
+class RelativeScaleState(NamedTuple):
+    """The per-parameter step scale ``|params at init| + floor``."""
+
+    scale: PyTree
+
+
+def scale_by_initial_magnitude(floor: float) -> optax.GradientTransformation:
+    """Multiply each update by ``|p0| + floor``, ``p0`` the parameters at ``init``.
+
+    After Adam (whose step is about ``lr`` whatever a parameter's size) this makes the
+    step relative: a parameter moves by about ``lr * (|p0| + floor)``. That is Adam on
+    ``delta`` in ``p = p0 + (|p0| + floor) * delta``, a trust region in units of each
+    parameter's own scale, for starting points (such as the constructed backprop V_M of
+    :func:`vsml_jax.vsml.backprop.backprop_cell`) whose entries span many orders of
+    magnitude.
+    """
+
+    def init(params):
+        return RelativeScaleState(
+            scale=jax.tree_util.tree_map(lambda p: jnp.abs(p) + floor, params)
+        )
+
+    def update(updates, state, params=None):
+        del params
+        return jax.tree_util.tree_map(lambda u, s: u * s, updates, state.scale), state
+
+    return optax.GradientTransformation(init, update)
+
+
+def make_optimizer(
+    lr: float, clip_norm: float = 0.0, relative_floor: float = 0.0
+) -> optax.GradientTransformation:
     """Adam (after global-norm clipping when ``clip_norm``), skipping non-finite updates.
 
     ``optax.apply_if_finite`` leaves parameters and moments untouched when a gradient is
     not finite; the training loop, not the optimizer, decides when to give up
-    (``max_skipped``), so it never applies a non-finite update itself.
+    (``max_skipped``), so it never applies a non-finite update itself. With
+    ``relative_floor > 0`` each step is scaled by the parameter's initial magnitude
+    (:func:`scale_by_initial_magnitude`), so ``lr`` is a relative step size.
     """
-    inner = optax.adam(lr)
-    if clip_norm:
-        inner = optax.chain(optax.clip_by_global_norm(clip_norm), inner)
+    parts = [optax.clip_by_global_norm(clip_norm)] if clip_norm else []
+    parts.append(optax.adam(lr))
+    if relative_floor:
+        parts.append(scale_by_initial_magnitude(relative_floor))
+    inner = parts[0] if len(parts) == 1 else optax.chain(*parts)
     return optax.apply_if_finite(inner, max_consecutive_errors=2**31 - 1)
 
 
@@ -116,7 +153,7 @@ def grad_trainer(cfg, learner: Learner, data, spec, num_classes: int, mesh=None,
         )
     from vsml_jax.data.episodes import sample_episodes_at
 
-    optimizer = make_optimizer(cfg.lr, cfg.clip_norm)
+    optimizer = make_optimizer(cfg.lr, cfg.clip_norm, cfg.relative_floor)
     block = make_grad_train_block(
         learner,
         optimizer,

@@ -48,6 +48,9 @@ class CellConfig:
     input_bias: float = -5.0
     random_cell_fraction: float = 0.5  # leading fraction of the cell state drawn at random
     random_cell_std: float | None = None  # None: 1/sqrt(A), like a weight init (paper's code)
+    # each random draw fills this many consecutive units (1: independent units, the paper's);
+    # copies let several units hold the same initial value (vsml/backprop.py's cell)
+    random_cell_copies: int = 1
     layer_norm: bool = False  # layer norm on outgoing messages (disables the fast path)
     # dtype of the matmul inputs ('float32' or 'bfloat16'); state, gates and accumulation
     # stay float32. bfloat16 pays off only where the hardware multiplies it natively
@@ -71,6 +74,12 @@ class CellConfig:
         if not 0.0 <= self.random_cell_fraction <= 1.0:
             raise ValueError(
                 f"cell.random_cell_fraction must be in [0, 1], got {self.random_cell_fraction}"
+            )
+
+        if self.random_cell_copies < 1 or self.num_random % self.random_cell_copies:
+            raise ValueError(
+                f"cell.random_cell_copies ({self.random_cell_copies}) must be >= 1 and divide "
+                f"the {self.num_random} randomly initialised units"
             )
 
     @property
@@ -134,6 +143,14 @@ def init_cell_params(key: jax.Array, cfg: CellConfig) -> CellParams:
     )
 
 
+def random_units(key: jax.Array, cfg: CellConfig, shape: tuple[int, ...], std) -> jax.Array:
+    """The random part of initial cell states ``[*shape, num_random]``: truncated-normal,
+    each draw repeated over ``random_cell_copies`` consecutive units."""
+    k = cfg.random_cell_copies
+    draw = jax.random.truncated_normal(key, -2.0, 2.0, (*shape, cfg.num_random // k), jnp.float32)
+    return std * (draw if k == 1 else jnp.repeat(draw, k, axis=-1))
+
+
 def init_cell_state(key: jax.Array, cfg: CellConfig, shape: tuple[int, int]) -> CellState:
     """Initial V_L of an ``A x B`` grid of cells, ``shape = (A, B)``, in the dense layer's
     layout ``[H, B, A]`` (cell ``(a, b)`` is ``h[:, b, a]``): ``h = 0``; the leading
@@ -143,7 +160,7 @@ def init_cell_state(key: jax.Array, cfg: CellConfig, shape: tuple[int, int]) -> 
     H = cfg.hidden
     A, B = shape
     std = cfg.random_cell_std if cfg.random_cell_std is not None else 1.0 / jnp.sqrt(A)
-    noise = std * jax.random.truncated_normal(key, -2.0, 2.0, (A, B, cfg.num_random), jnp.float32)
+    noise = random_units(key, cfg, (A, B), std)
     c = jnp.concatenate([noise, jnp.zeros((A, B, H - cfg.num_random), jnp.float32)], -1)
     return CellState(h=jnp.zeros((H, B, A), jnp.float32), c=jnp.transpose(c, (2, 1, 0)))
 

@@ -1,0 +1,37 @@
+# process C: precompute the deep clone/SGD curves of experiments.la_cloning in the same run dir
+import sys
+from pathlib import Path
+
+import jax
+import yaml
+
+from vsml_jax import la_cloning as L
+from vsml_jax.build import episode_spec, load_data, run_key
+from vsml_jax.learners.grid_sgd import grid_sgd
+from vsml_jax.learners.vsml import vsml
+from vsml_jax.runtime.devices import population_mesh
+
+rd = Path(sys.argv[1])
+cfg = L.load(yaml.safe_load((rd / "config.yaml").read_text()))
+cell_params, readout = L.train_clone(cfg, rd / "clone")
+base = cfg.base
+net = L.clone_network(cfg, tuple(cfg.deep_hidden))
+learners = {
+    "VSML clone": (vsml(net), (cell_params,)),
+    f"SGD it clones (lr={cfg.clone.lr:g})": (
+        grid_sgd(cfg.clone.lr, cfg.clone.bias_lr, net, readout),
+        {},
+    ),
+}
+for i, t in reversed(list(enumerate(cfg.test_sets))):
+    data = load_data(base, [t], "test", population_mesh())
+    key = jax.random.fold_in(run_key(base.seed, "meta_test"), i)
+    L._test_learners(
+        rd / "meta_test" / f"{t}__deep__",
+        learners,
+        data,
+        episode_spec(base, base.eval.episode_length),
+        base.eval.num_episodes,
+        key,
+    )
+    print("done", t, flush=True)

@@ -1,0 +1,58 @@
+# meta-test a meta-trained clone (meta-gradients or ES) at 784 inputs on the la_cloning
+# run's episodes: grad_test.py RUN_DIR META_RUN_DIR [TEST_SET ...]
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import yaml
+
+from vsml_jax import la_cloning as L
+from vsml_jax.build import episode_spec, load_data, run_key
+from vsml_jax.evaluation import cached_accuracy, summarize
+from vsml_jax.learners.vsml import vsml
+from vsml_jax.loading import load_meta_params
+from vsml_jax.runtime.devices import population_mesh
+
+rd = Path(sys.argv[1])
+gd = Path(sys.argv[2])
+cfg = L.load(yaml.safe_load((rd / "config.yaml").read_text()))
+_, _, params = load_meta_params(gd)
+net = L.clone_network(cfg)
+base = cfg.base
+spec = episode_spec(base, base.eval.episode_length)
+only = set(sys.argv[3:])
+for i, t in enumerate(cfg.test_sets):
+    if only and t not in only:
+        continue
+    data = load_data(base, [t], "test", population_mesh())
+    key = jax.random.fold_in(run_key(base.seed, "meta_test"), i)
+    acc = cached_accuracy(
+        gd / f"{t}__784.npz", vsml(net), params, data, spec, base.eval.num_episodes, key
+    )
+    mt = rd / "meta_test"
+    others = {
+        k: np.load(mt / f"{t}__{f}.npz")["accuracy"]
+        for k, f in [
+            ("clone", "shallow__VSML_clone"),
+            ("adam", "shallow__adam"),
+            ("ncm", "ncm"),
+            ("1nn", "1nn"),
+        ]
+    }
+    s = summarize(acc)
+    print(
+        t,
+        "meta-trained clone: first100 {:.3f} mean {:.3f} last100 {:.3f}".format(
+            s["first100_acc"], s["mean_acc"], s["last100_acc"]
+        ),
+    )
+    for k, o in others.items():
+        for name, sl in [
+            ("1-100", slice(0, 100)),
+            ("all", slice(None)),
+            ("last100", slice(-100, None)),
+        ]:
+            d = acc[:, sl].mean(1) - o[:, sl].mean(1)
+            ci = 1.96 * d.std(ddof=1) / np.sqrt(len(d))
+            print(f"   vs {k:5s} {name:8s} diff {d.mean():+.3f} ± {ci:.3f}")
