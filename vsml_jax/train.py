@@ -42,6 +42,7 @@ from vsml_jax.runtime.devices import (
     setup_devices,
     to_host,
 )
+from vsml_jax.runtime.files import save_npz
 from vsml_jax.runtime.metrics import MetricsWriter, read_metrics
 
 log = logging.getLogger(__name__)
@@ -342,7 +343,7 @@ def _meta_test(tester, learner, params, run_dir: Path, step: int, writer, is_mai
         writer.write({"generation": step, **summary}, step)
         out = run_dir / "eval"
         out.mkdir(exist_ok=True)
-        np.savez_compressed(
+        save_npz(
             out / f"curves_gen{step:06d}.npz",
             **{f"{d}|{name}": acc for d, by in curves.items() for name, acc in by.items()},
         )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vsml_jax.build import load_run_config
 from vsml_jax.config import HAND_DESIGNED
-from vsml_jax.runtime.cli import guarded, setup_logging
+from vsml_jax.runtime.cli import add_config_args, guarded, setup_logging
 
 PRESET = Path(__file__).parents[1] / "es_mnist" / "configs" / "quickstart.yaml"
 DEFAULTS = ["eval.episode_length=2000", "eval.num_episodes=32"]
@@ -29,15 +29,7 @@ def main(argv=None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", default=str(PRESET), help="YAML preset (default: %(default)s)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a config value (applied after {' '.join(DEFAULTS)})",
-    )
+    add_config_args(p, str(PRESET), f"override a config value (applied after {' '.join(DEFAULTS)})")
     p.add_argument(
         "--learners",
         default=",".join(HAND_DESIGNED),

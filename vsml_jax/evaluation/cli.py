@@ -286,9 +286,11 @@ def save_curves(path: Path, curves: dict) -> None:
     ``learners``, their labels in that order (the same for every dataset)."""
     import numpy as np
 
+    from vsml_jax.runtime.files import save_npz
+
     learners = list(next(iter(curves.values())))
     arrays = {d: np.stack([by[label] for label in learners]) for d, by in curves.items()}
-    np.savez_compressed(path, learners=np.array(learners), **arrays)
+    save_npz(path, learners=np.array(learners), **arrays)
 
 
 def run(args) -> Path:

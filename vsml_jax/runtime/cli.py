@@ -85,20 +85,22 @@ def _seed(cfg) -> int:
     return cfg.seed if hasattr(cfg, "seed") else cfg.base.seed
 
 
+def add_config_args(p: argparse.ArgumentParser, preset, set_help: str) -> None:
+    """``--config PRESET`` and repeatable ``--set KEY=VALUE`` (into ``args.overrides``)."""
+    p.add_argument("--config", default=preset, help="YAML preset (default: %(default)s)")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=set_help
+    )
+
+
 def parser(command: Command) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=command.prog,
         description=command.description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", default=command.preset, help="YAML preset (default: %(default)s)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a config value, e.g. --set {command.set_example} (repeatable)",
+    add_config_args(
+        p, command.preset, f"override a config value, e.g. --set {command.set_example} (repeatable)"
     )
     p.add_argument(
         "--resume",
