@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import xla_flags
 from tests.tiny import PRESET, TINY_SUM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +33,7 @@ def _launch(port, i, *args):
     env = dict(
         os.environ,
         JAX_PLATFORMS="cpu",
-        XLA_FLAGS="--xla_force_host_platform_device_count=1",
+        XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=1"),
         JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
         VSML_NUM_PROCESSES="2",
         VSML_PROCESS_ID=str(i),

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import xla_flags
 from tests.marks import needs_kernel
 from tests.tiny import PRESET, TINY_SUM
 from vsml_jax.build import load_run_config
@@ -273,7 +274,7 @@ def test_checkpoint_of_two_devices_loads_on_one(tmp_path):
     env = dict(
         os.environ,
         JAX_PLATFORMS="cpu",
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        XLA_FLAGS=xla_flags(f"--xla_force_host_platform_device_count={devices}"),
     )
     subprocess.run(
         ["timeout", "-s", "KILL", "120", sys.executable, "-c", code], cwd=ROOT, env=env, check=True

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import xla_flags
 from vsml_jax.runtime.checkpoint import Checkpointer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,7 +175,7 @@ def test_population_not_dividing_devices_is_one_line_error(tmp_path):
         tmp_path,
         "--set",
         "es.population_pairs=3",
-        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
+        env={"XLA_FLAGS": xla_flags("--xla_force_host_platform_device_count=4")},
     )
     assert rc == 2
     assert "population size 6 does not divide over 4 devices" in err
