@@ -10,6 +10,7 @@ update of a single cell; :mod:`vsml_jax.vsml.layers` vmaps it over the grid.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import chex
 import jax
@@ -26,15 +27,27 @@ def matmul(a: jax.Array, b: jax.Array, dtype: str = "float32") -> jax.Array:
     """``a @ b``; with ``dtype='bfloat16'`` the inputs are rounded to bfloat16 and the
     products accumulated in float32.
 
-    On CPU the rounded inputs are multiplied as float32, which gives the same numbers (a
-    product of two bfloat16 values is exact in float32): XLA's CPU dot has no
+    Lowered for CPU, the rounded inputs are multiplied as float32, which gives the same
+    numbers (a product of two bfloat16 values is exact in float32): XLA's CPU dot has no
     bfloat16 x bfloat16 -> float32 kernel for some operand layouts (a vmapped
-    ``[4H, H] @ [H, B * A]``), and this CPU has no bfloat16 arithmetic to gain from."""
+    ``[4H, H] @ [H, B * A]``), and this CPU has no bfloat16 arithmetic to gain from. The
+    platform is the one the program is lowered for (``lax.platform_dependent``), not the
+    process's default backend: a TPU program compiled on a CPU host multiplies bfloat16."""
     if dtype == "float32":
         return a @ b
-    if jax.default_backend() == "cpu":
-        rounded = lambda x: x.astype(dtype).astype(jnp.float32)  # noqa: E731
-        return rounded(a) @ rounded(b)
+    return jax.lax.platform_dependent(
+        a,
+        b,
+        cpu=functools.partial(_matmul_rounded, dtype=dtype),
+        default=functools.partial(_matmul_native, dtype=dtype),
+    )
+
+
+def _matmul_rounded(a: jax.Array, b: jax.Array, dtype: str) -> jax.Array:
+    return a.astype(dtype).astype(jnp.float32) @ b.astype(dtype).astype(jnp.float32)
+
+
+def _matmul_native(a: jax.Array, b: jax.Array, dtype: str) -> jax.Array:
     return jnp.matmul(a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32)
 
 
