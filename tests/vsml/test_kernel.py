@@ -81,7 +81,8 @@ def test_the_platform_lowered_for_picks_the_kernel_or_the_fast_path(monkeypatch)
     XLA's fast path and nothing is built or checked; lowered for a CPU it is the kernel,
     or the one line that says why not."""
     monkeypatch.setattr(kernel, "_load", lambda: "no kernel here")
-    tick = jax.jit(kernel.lstm_update_grid_fused).trace(*_problem())
+    # shapes no other test lowers: jax caches a jaxpr's lowering, and with it the check
+    tick = jax.jit(kernel.lstm_update_grid_fused).trace(*_problem(A=11, B=2))
     tpu = tick.lower(lowering_platforms=("tpu",)).as_text()
     assert kernel.TARGET not in tpu and "custom_call" not in tpu
     with pytest.raises(kernel.KernelUnavailable, match="^no kernel here$"):
