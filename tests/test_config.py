@@ -189,3 +189,19 @@ def test_grad_curriculum_parses_round_trips_and_is_checked():
         )
     with pytest.raises(ConfigError, match="until >= 1"):
         load_config(None, ["grad.curriculum=[{until: 0, classes: [2]}]"])
+
+
+def test_few_shot_settings_are_checked_by_the_few_shot_spec():
+    with pytest.raises(ConfigError, match="^data: few-shot shots must be an int >= 1, got 0$"):
+        load_run_config(None, ["data.ways=10", "data.shots=0"])
+    with pytest.raises(ConfigError, match="^data: fitness_steps must be 'all' or 'queries'"):
+        load_run_config(None, ["data.ways=10", "data.fitness_steps=last"])
+
+
+def test_config_is_a_leaf_that_imports_nothing_of_the_library():
+    code = (
+        "import sys, vsml_jax.config; "
+        "print(sorted(m for m in sys.modules if m.startswith(('vsml_jax', 'jax'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.stdout.split() == ["['vsml_jax',", "'vsml_jax.config']"], out.stderr

@@ -16,9 +16,6 @@ from typing import Any
 
 import yaml
 
-from vsml_jax.vsml.cell import CellConfig
-from vsml_jax.vsml.network import NetworkConfig
-
 
 class ConfigError(ValueError):
     """A bad configuration key or value."""
@@ -26,6 +23,138 @@ class ConfigError(ValueError):
 
 # learners without meta-parameters: evaluated as they are (sgd/adam with a tuned lr)
 HAND_DESIGNED = ("sgd", "adam", "ncm", "knn", "1nn")
+
+
+# --- the VSML network's architecture (vsml_jax.vsml.cell and vsml_jax.vsml.network use
+# these, and re-export CellConfig and NetworkConfig) ---
+
+MATMUL_DTYPES = ("float32", "bfloat16")
+# jax's matmul precisions: 'default' lets a TPU multiply float32 operands in one bfloat16
+# pass, 'highest' multiplies them as float32 (6 passes); CPUs compute float32 either way
+PRECISIONS = ("default", "high", "highest")
+
+
+@dataclasses.dataclass(frozen=True)
+class CellConfig:
+    """Sizes and initialisation of the shared sub-LSTM (defaults: the paper's code)."""
+
+    hidden: int = 16
+    message: int = 8
+    forget_bias: float = 5.0
+    input_bias: float = -5.0
+    random_cell_fraction: float = 0.5  # leading fraction of the cell state drawn at random
+    random_cell_std: float | None = None  # None: 1/sqrt(A), like a weight init (paper's code)
+    # each random draw fills this many consecutive units (1: independent units, the paper's);
+    # copies let several units hold the same initial value (vsml/backprop.py's cell)
+    random_cell_copies: int = 1
+    layer_norm: bool = False  # layer norm on outgoing messages (disables the fast path)
+    # dtype of the matmul inputs ('float32' or 'bfloat16'); state, gates and accumulation
+    # stay float32. bfloat16 pays off only where the hardware multiplies it natively
+    # (accelerators, CPUs with AVX-512 BF16 / AMX); see docs/BENCHMARKS.md
+    matmul_dtype: str = "float32"
+    # precision of every matmul of the network (jax.default_matmul_precision; PRECISIONS)
+    precision: str = "highest"
+
+    def __post_init__(self):
+        if self.hidden < 1 or self.message < 1:
+            raise ValueError(f"cell.hidden and cell.message must be >= 1, got {self}")
+        if self.matmul_dtype not in MATMUL_DTYPES:
+            raise ValueError(
+                f"cell.matmul_dtype must be one of {', '.join(MATMUL_DTYPES)}, "
+                f"got {self.matmul_dtype!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"cell.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
+        if not 0.0 <= self.random_cell_fraction <= 1.0:
+            raise ValueError(
+                f"cell.random_cell_fraction must be in [0, 1], got {self.random_cell_fraction}"
+            )
+
+        if self.random_cell_copies < 1 or self.num_random % self.random_cell_copies:
+            raise ValueError(
+                f"cell.random_cell_copies ({self.random_cell_copies}) must be >= 1 and divide "
+                f"the {self.num_random} randomly initialised units"
+            )
+
+    @property
+    def num_random(self) -> int:
+        return int(round(self.random_cell_fraction * self.hidden))
+
+
+CONV_BACKWARDS = ("paper", "transpose")  # see vsml_jax.vsml.conv
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture and dynamics of a VSML network."""
+
+    cell: CellConfig = CellConfig()
+    hidden_layers: tuple[int, ...] = ()  # sizes between input and output; () is one layer
+    num_micro_ticks: int = 2
+    output_channel: int = 1
+    output_scale: float = 100.0
+    feed_label: bool = False
+    backward_pass: bool = False
+    # with backward_pass: lower layers read, in the bottom-up sweep, the backward messages
+    # the top-down sweep left (True, the paper's code) or zeros (False, like backprop's
+    # forward pass; what a cloned backprop expects)
+    forward_sweep_feedback: bool = True
+    share_layers: bool = True  # one V_M for all layers (the paper), else one per layer
+    # 'auto' (fast when valid, else direct), 'fast', 'direct', or 'fused': the fast path
+    # with its LSTM tick on a CPU kernel (vsml_jax.vsml.kernel; AVX-512 CPUs, opt-in)
+    impl: str = "auto"
+    # conv VSML layers before the dense ones: output channels per conv layer
+    conv_channels: tuple[int, ...] = ()
+    conv_kernel: int = 3
+    conv_stride: int = 2
+    image_shape: tuple[int, int, int] | None = None  # (H, W, C) of the input, for conv
+    # conv layers' backward message: 'paper' (the paper's code, masked for stride 2) or
+    # 'transpose' (the exact transpose of the forward gather); see vsml_jax.vsml.conv
+    conv_backward: str = "paper"
+
+    def __post_init__(self):
+        m = self.cell.message
+        if self.conv_backward not in CONV_BACKWARDS:
+            raise ValueError(
+                f"conv_backward must be one of {', '.join(CONV_BACKWARDS)}, "
+                f"got {self.conv_backward!r}"
+            )
+        if self.conv_channels:
+            if self.image_shape is None:
+                raise ValueError("conv_channels need image_shape (H, W, C) of the input images")
+            # the first conv layer's ConvGeometry checks (vsml_jax.vsml.conv), on the
+            # fields alone; every later layer's input is then >= 1 in each dimension
+            if len(self.image_shape) != 3 or min(self.image_shape) < 1:
+                raise ValueError(
+                    f"conv in_shape must be (H, W, C) > 0, got {tuple(self.image_shape)}"
+                )
+            for channels in self.conv_channels:
+                if channels < 1 or self.conv_kernel < 1 or self.conv_stride < 1:
+                    raise ValueError(
+                        "conv out_channels, kernel and stride must be >= 1, got "
+                        f"{channels}, {self.conv_kernel}, {self.conv_stride}"
+                    )
+        if self.num_micro_ticks < 1:
+            raise ValueError(f"num_micro_ticks must be >= 1, got {self.num_micro_ticks}")
+        if not 0 <= self.output_channel < m:
+            raise ValueError(f"output_channel must be in [0, {m}), got {self.output_channel}")
+        if self.feed_label and m < 2:
+            raise ValueError("feed_label needs cell.message >= 2 (label uses channel 1)")
+        if self.impl not in ("auto", "fast", "fused", "direct"):
+            raise ValueError(f"impl must be 'auto', 'fast', 'fused' or 'direct', got {self.impl!r}")
+        if self.impl in ("fast", "fused") and self.cell.layer_norm:
+            raise ValueError(
+                f"impl={self.impl!r} is invalid with cell.layer_norm; use 'auto' or 'direct'"
+            )
+        if self.impl == "fused" and (self.cell.hidden != 16 or self.cell.matmul_dtype != "float32"):
+            raise ValueError(
+                "impl='fused' needs cell.hidden 16 and cell.matmul_dtype float32 (its kernel's); "
+                f"got {self.cell.hidden} and {self.cell.matmul_dtype}: use 'auto' or 'fast'"
+            )
+        if any(s < 1 for s in self.hidden_layers):
+            raise ValueError(f"hidden_layers must be positive, got {self.hidden_layers}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,14 +347,9 @@ class RunConfig:
             raise ConfigError(
                 f"data.projection_prob must be in [0, 1], got {self.data.projection_prob}"
             )
+        # data.ways, shots, queries and fitness_steps are checked by FewShotSpec
+        # (vsml_jax.build.check_names)
         if self.data.ways is not None:
-            from vsml_jax.data.fewshot import FewShotSpec
-
-            try:
-                d = self.data
-                FewShotSpec(d.ways, d.shots, d.queries, fitness_steps=d.fitness_steps)
-            except ValueError as e:
-                raise ConfigError(f"data: {e}") from None
             if self.data.num_classes != self.data.ways:
                 raise ConfigError(
                     f"data.ways={self.data.ways} needs data.num_classes={self.data.ways} "

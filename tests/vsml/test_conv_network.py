@@ -11,7 +11,13 @@ from vsml_jax.episode import run_episode
 from vsml_jax.learners.base import TaskSpec
 from vsml_jax.learners.vsml import vsml
 from vsml_jax.vsml.cell import CellConfig, CellParams, CellState
-from vsml_jax.vsml.network import NetworkConfig, init_network_state, network_step
+from vsml_jax.vsml.network import (
+    NetworkConfig,
+    conv_geometries,
+    init_network_state,
+    layer_sizes,
+    network_step,
+)
 
 CONV = dict(
     cell=CellConfig(hidden=4, message=3),
@@ -43,7 +49,7 @@ def test_conv_network_fast_equals_direct_over_an_episode():
 def test_conv_network_sizes_and_state():
     cfg = NetworkConfig(**CONV)
     # 4x4x1 -> (3x3 kernel, stride 2) 2x2x2 = 8 inputs of the dense layer -> 3 classes
-    assert cfg.sizes(16, 3) == (16, 8, 3)
+    assert layer_sizes(cfg, 16, 3) == (16, 8, 3)
     learner = vsml(cfg)
     state = jax.jit(learner.init, static_argnums=1)(None, TaskSpec(16, 3), jax.random.PRNGKey(0))
     assert state.cells[0].h.shape == (3, 3, 1, 2, 4)  # one cell per kernel entry
@@ -57,7 +63,7 @@ def test_conv_network_bad_config():
     with pytest.raises(ValueError, match="conv_backward must be one of paper, transpose"):
         NetworkConfig(conv_backward="adjoint")
     with pytest.raises(ValueError, match="has 16 pixels but the inputs have 32"):
-        NetworkConfig(**CONV).sizes(32, 3)
+        layer_sizes(NetworkConfig(**CONV), 32, 3)
 
 
 def _np_dense(p, state, f, e):
@@ -81,7 +87,7 @@ def np_network_step(cfg: NetworkConfig, p, state, x, error, label):
     input with the previous error, skipped when there is none; then the forward tick
     (bottom-up) over the new input with zero error at the top. Returns the new cells,
     the backward and forward messages in flight, and the logits."""
-    geoms = cfg.conv_geometries()
+    geoms = conv_geometries(cfg)
     m = cfg.cell.message
     cells = [CellState(np.asarray(c.h), np.asarray(c.c)) for c in state.cells]
     bwd = [np.asarray(b) for b in state.bwd_msgs]

@@ -75,6 +75,28 @@ def test_gates_are_within_a_few_float32_ulps_of_float64():
         assert np.abs(out.c - c64).max() < 2e-6, update
 
 
+def test_the_platform_lowered_for_picks_the_kernel_or_the_fast_path(monkeypatch):
+    """The kernel is chosen by the platform a program is lowered for, not the process's
+    backend: lowered for a TPU (as benchmarks/plan.py does on a CPU host) the tick is
+    XLA's fast path and nothing is built or checked; lowered for a CPU it is the kernel,
+    or the one line that says why not."""
+    monkeypatch.setattr(kernel, "_load", lambda: "no kernel here")
+    # shapes no other test lowers: jax caches a jaxpr's lowering, and with it the check
+    tick = jax.jit(kernel.lstm_update_grid_fused).trace(*_problem(A=11, B=2))
+    tpu = tick.lower(lowering_platforms=("tpu",)).as_text()
+    assert kernel.TARGET not in tpu and "custom_call" not in tpu
+    with pytest.raises(kernel.KernelUnavailable, match="^no kernel here$"):
+        tick.lower()
+    params = init_cell_params(jax.random.PRNGKey(0), CellConfig(hidden=4))
+    small = CellState(h=jnp.zeros((4, 3, 20)), c=jnp.zeros((4, 3, 20)))
+    tick = jax.jit(kernel.lstm_update_grid_fused).trace(
+        params, small, jnp.zeros((16, 20)), jnp.zeros((16, 3))
+    )
+    tick.lower(lowering_platforms=("tpu",))
+    with pytest.raises(ValueError, match="^network.impl 'fused' needs cell.hidden 16, got 4$"):
+        tick.lower()
+
+
 def _run(code: str, env: dict) -> subprocess.CompletedProcess:
     full_env = dict(os.environ, JAX_PLATFORMS="cpu", **env)
     return subprocess.run(

@@ -267,6 +267,25 @@ def test_accelerator_tick_equals_the_cpu_tick(dtype):
         np.testing.assert_array_equal(g, w)
 
 
+def test_bfloat16_matmul_follows_the_platform_lowered_for():
+    """A bfloat16 matmul lowered for a TPU multiplies bfloat16 operands; lowered for a
+    CPU, their float32 copies (the same products): the program's platform decides, not
+    the backend of the process that compiles it."""
+    from vsml_jax.vsml.cell import matmul
+
+    a, b = jnp.linspace(-1, 1, 32).reshape(4, 8), jnp.linspace(0, 2, 24).reshape(8, 3)
+    traced = jax.jit(lambda a, b: matmul(a, b, "bfloat16")).trace(a, b)
+
+    def dots(platform):
+        text = traced.lower(lowering_platforms=(platform,)).as_text()
+        return [x.split(":")[-1].strip() for x in text.splitlines() if "dot_general" in x]
+
+    assert dots("tpu") == ["(tensor<4x8xbf16>, tensor<8x3xbf16>) -> tensor<4x3xf32>"]
+    assert dots("cpu") == ["(tensor<4x8xf32>, tensor<8x3xf32>) -> tensor<4x3xf32>"]
+    rounded = [x.astype(jnp.bfloat16).astype(jnp.float32) for x in (a, b)]
+    np.testing.assert_array_equal(matmul(a, b, "bfloat16"), rounded[0] @ rounded[1])
+
+
 def test_matmul_precision_is_float32_on_a_cpu_at_every_setting():
     """``cell.precision`` sets every matmul's precision; a CPU multiplies float32 at all
     of them (on a TPU 'default' is one bfloat16 pass), so CPU results do not change."""

@@ -22,7 +22,13 @@ import pytest
 
 from vsml_jax.vsml.cell import CellConfig, CellParams, CellState
 from vsml_jax.vsml.conv import init_conv_state
-from vsml_jax.vsml.network import NetworkConfig, NetworkState, network_step
+from vsml_jax.vsml.network import (
+    NetworkConfig,
+    NetworkState,
+    conv_geometries,
+    layer_sizes,
+    network_step,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LSTM = "param/vsmlrnn/~/sub_rnn/~/custom_lstm/linear/"
@@ -86,7 +92,7 @@ def translate(data, meta, corrupt: str | None = None):
         image_shape=shape if convs else None,
         conv_backward="transpose" if corrupt == "mask" else "paper",
     )
-    sizes = cfg.sizes(int(np.prod(shape)), meta["num_classes"])
+    sizes = layer_sizes(cfg, int(np.prod(shape)), meta["num_classes"])
     cells = []
     for layer in range(len(sizes) - 1):
         h, c = data[f"state{layer}/hidden"], data[f"state{layer}/cell"]
@@ -161,7 +167,7 @@ def test_initial_state_scale_matches_the_papers():
     data, meta = load("conv_conv_bp")  # conv (C_in 1) -> conv (C_in 2) -> dense
     with jax.enable_x64(True):
         cfg, _, _ = translate(data, meta)
-    geoms = cfg.conv_geometries()
+    geoms = conv_geometries(cfg)
     init = jax.jit(lambda key: [init_conv_state(key, cfg.cell, g) for g in geoms])
     r = cfg.cell.num_random
     for layer, cell in enumerate(init(jax.random.PRNGKey(3))):

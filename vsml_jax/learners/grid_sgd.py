@@ -17,7 +17,7 @@ import numpy as np
 
 from vsml_jax.learners.base import Feedback, Learner, TaskSpec
 from vsml_jax.vsml.backprop import GridWeights, backprop_step, init_backprop_state
-from vsml_jax.vsml.network import NetworkConfig, init_network_state
+from vsml_jax.vsml.network import NetworkConfig, init_network_state, layer_sizes
 
 
 def readout_weights(cells, readout) -> tuple[GridWeights, ...]:
@@ -58,7 +58,7 @@ def grid_sgd(
         if readout is not None:
             cells = init_network_state(key, network, task.input_dim, task.num_classes).cells
             return init_backprop_state(readout_weights(cells, readout))
-        sizes = network.sizes(task.input_dim, task.num_classes)
+        sizes = layer_sizes(network, task.input_dim, task.num_classes)
         keys = jax.random.split(key, len(sizes) - 1)
         layers = tuple(
             GridWeights(

@@ -16,6 +16,7 @@ from vsml_jax.vsml.network import (
     NetworkConfig,
     init_network_params,
     init_network_state,
+    layer_sizes,
     network_step,
 )
 
@@ -24,7 +25,7 @@ def vsml(cfg: NetworkConfig = NetworkConfig()) -> Learner:
     """A VSML learner with architecture and dynamics ``cfg``."""
 
     def meta_init(key: jax.Array, task: TaskSpec):
-        num_layers = len(cfg.sizes(task.input_dim, task.num_classes)) - 1
+        num_layers = len(layer_sizes(cfg, task.input_dim, task.num_classes)) - 1
         return init_network_params(key, cfg, num_layers)
 
     def init(meta_params, task: TaskSpec, key: jax.Array):

@@ -9,82 +9,42 @@ update of a single cell; :mod:`vsml_jax.vsml.layers` vmaps it over the grid.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 
 import chex
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-MATMUL_DTYPES = ("float32", "bfloat16")
-# jax's matmul precisions: 'default' lets a TPU multiply float32 operands in one bfloat16
-# pass, 'highest' multiplies them as float32 (6 passes); CPUs compute float32 either way
-PRECISIONS = ("default", "high", "highest")
+from vsml_jax.config import CellConfig
 
 
 def matmul(a: jax.Array, b: jax.Array, dtype: str = "float32") -> jax.Array:
     """``a @ b``; with ``dtype='bfloat16'`` the inputs are rounded to bfloat16 and the
     products accumulated in float32.
 
-    On CPU the rounded inputs are multiplied as float32, which gives the same numbers (a
-    product of two bfloat16 values is exact in float32): XLA's CPU dot has no
+    Lowered for CPU, the rounded inputs are multiplied as float32, which gives the same
+    numbers (a product of two bfloat16 values is exact in float32): XLA's CPU dot has no
     bfloat16 x bfloat16 -> float32 kernel for some operand layouts (a vmapped
-    ``[4H, H] @ [H, B * A]``), and this CPU has no bfloat16 arithmetic to gain from."""
+    ``[4H, H] @ [H, B * A]``), and this CPU has no bfloat16 arithmetic to gain from. The
+    platform is the one the program is lowered for (``lax.platform_dependent``), not the
+    process's default backend: a TPU program compiled on a CPU host multiplies bfloat16."""
     if dtype == "float32":
         return a @ b
-    if jax.default_backend() == "cpu":
-        rounded = lambda x: x.astype(dtype).astype(jnp.float32)  # noqa: E731
-        return rounded(a) @ rounded(b)
+    return jax.lax.platform_dependent(
+        a,
+        b,
+        cpu=functools.partial(_matmul_rounded, dtype=dtype),
+        default=functools.partial(_matmul_native, dtype=dtype),
+    )
+
+
+def _matmul_rounded(a: jax.Array, b: jax.Array, dtype: str) -> jax.Array:
+    return a.astype(dtype).astype(jnp.float32) @ b.astype(dtype).astype(jnp.float32)
+
+
+def _matmul_native(a: jax.Array, b: jax.Array, dtype: str) -> jax.Array:
     return jnp.matmul(a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32)
-
-
-@dataclasses.dataclass(frozen=True)
-class CellConfig:
-    """Sizes and initialisation of the shared sub-LSTM (defaults: the paper's code)."""
-
-    hidden: int = 16
-    message: int = 8
-    forget_bias: float = 5.0
-    input_bias: float = -5.0
-    random_cell_fraction: float = 0.5  # leading fraction of the cell state drawn at random
-    random_cell_std: float | None = None  # None: 1/sqrt(A), like a weight init (paper's code)
-    # each random draw fills this many consecutive units (1: independent units, the paper's);
-    # copies let several units hold the same initial value (vsml/backprop.py's cell)
-    random_cell_copies: int = 1
-    layer_norm: bool = False  # layer norm on outgoing messages (disables the fast path)
-    # dtype of the matmul inputs ('float32' or 'bfloat16'); state, gates and accumulation
-    # stay float32. bfloat16 pays off only where the hardware multiplies it natively
-    # (accelerators, CPUs with AVX-512 BF16 / AMX); see docs/BENCHMARKS.md
-    matmul_dtype: str = "float32"
-    # precision of every matmul of the network (jax.default_matmul_precision; PRECISIONS)
-    precision: str = "highest"
-
-    def __post_init__(self):
-        if self.hidden < 1 or self.message < 1:
-            raise ValueError(f"cell.hidden and cell.message must be >= 1, got {self}")
-        if self.matmul_dtype not in MATMUL_DTYPES:
-            raise ValueError(
-                f"cell.matmul_dtype must be one of {', '.join(MATMUL_DTYPES)}, "
-                f"got {self.matmul_dtype!r}"
-            )
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"cell.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
-            )
-        if not 0.0 <= self.random_cell_fraction <= 1.0:
-            raise ValueError(
-                f"cell.random_cell_fraction must be in [0, 1], got {self.random_cell_fraction}"
-            )
-
-        if self.random_cell_copies < 1 or self.num_random % self.random_cell_copies:
-            raise ValueError(
-                f"cell.random_cell_copies ({self.random_cell_copies}) must be >= 1 and divide "
-                f"the {self.num_random} randomly initialised units"
-            )
-
-    @property
-    def num_random(self) -> int:
-        return int(round(self.random_cell_fraction * self.hidden))
 
 
 @struct.dataclass

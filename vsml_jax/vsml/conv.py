@@ -53,6 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vsml_jax.config import CONV_BACKWARDS
 from vsml_jax.vsml.cell import (
     CellConfig,
     CellParams,
@@ -64,7 +65,6 @@ from vsml_jax.vsml.cell import (
 )
 
 LayerOut = tuple[CellState, jax.Array, jax.Array]
-CONV_BACKWARDS = ("paper", "transpose")
 
 
 @dataclasses.dataclass(frozen=True)

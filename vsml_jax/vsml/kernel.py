@@ -20,9 +20,18 @@ loaded only if it matches that stamp (a truncated file would crash the process w
 bus error when loaded) and exports the kernel's symbol; otherwise it is rebuilt, and
 where that fails too, one line says why.
 It needs a CPU with AVX-512 (elsewhere XLA's fast path is faster), hidden size 16 and
-float32 matmuls; on accelerators ``impl: fused`` runs the fast path. A differentiated tick runs
-the fast path instead (``custom_vjp``: reverse mode only); the ES and meta-test
-evaluations are not differentiated.
+float32 matmuls. The choice is made by ``lax.platform_dependent``, for the platform the
+program is lowered for: lowered for an accelerator (or compiled for a TPU topology on a
+CPU host, ``benchmarks/plan.py``) ``impl: fused`` runs the fast path, and nothing is
+built; only a CPU lowering builds the kernel and raises, in one line, why it cannot run.
+A differentiated tick runs the fast path instead (``custom_vjp``: reverse mode only);
+the ES and meta-test evaluations are not differentiated.
+
+The kernel stays an optional module of the package, not an extra built at install time:
+it is one source file compiled lazily on first use for the machine that runs it
+(``-march=native``, its cache keyed by the CPU), so an install-time build would bake in
+the build host's CPU and make every install need a compiler, for an opt-in path.
+Importing it (or collecting the tests) compiles nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +48,8 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+from jax.extend.core import Primitive
+from jax.interpreters import batching, mlir
 
 from vsml_jax.vsml.cell import CellParams, CellState, lstm_update_grid
 
@@ -201,15 +212,33 @@ def lstm_update_grid_fused(
 ) -> CellState:
     """:func:`~vsml_jax.vsml.cell.lstm_update_grid` with the gate input
     ``rows[:, None, :] + cols[:, :, None]`` (``rows`` ``[4H, A]``, ``cols`` ``[4H, B]``),
-    on the fused kernel where the computation is on CPU (XLA's fast path elsewhere)."""
-    if jax.default_backend() != "cpu":
-        return _reference(params, state, rows, cols)
-    if state.h.shape[0] != HIDDEN:
-        raise ValueError(f"network.impl 'fused' needs cell.hidden {HIDDEN}, got {state.h.shape[0]}")
+    on the fused kernel where the computation is lowered for CPU (XLA's fast path
+    elsewhere: ``lax.platform_dependent`` traces both and lowers only the platform's)."""
+    return jax.lax.platform_dependent(params, state, rows, cols, cpu=_fused, default=_reference)
+
+
+def _check(hidden: int) -> None:
+    """Raise, in one line, why the kernel cannot run a tick of hidden size ``hidden``
+    here; else build (or find) it and register it with XLA. Called when a CPU program is
+    lowered, so that a program lowered for another platform builds nothing."""
+    if hidden != HIDDEN:
+        raise ValueError(f"network.impl 'fused' needs cell.hidden {HIDDEN}, got {hidden}")
     why = _load()
     if why:
         raise KernelUnavailable(why)
-    return _fused(params, state, rows, cols)
+
+
+# the identity on one of the kernel's operands, whose lowering runs _check: it ties the
+# kernel's build and its errors to the CPU lowering (the custom call's operand depends on
+# it, so it is lowered first and never dropped as dead code)
+_ready_p = Primitive("vsml_fused_kernel_ready")
+_ready_p.def_abstract_eval(lambda x, *, hidden: x)
+_ready_p.def_impl(lambda x, *, hidden: _check(hidden) or x)
+mlir.register_lowering(_ready_p, lambda ctx, x, *, hidden: _check(hidden) or [x])
+batching.primitive_batchers[_ready_p] = lambda xs, dims, *, hidden: (
+    _ready_p.bind(*xs, hidden=hidden),
+    dims[0],
+)
 
 
 def _reference(params, state, rows, cols):
@@ -220,12 +249,13 @@ def _reference(params, state, rows, cols):
 def _fused(params: CellParams, state: CellState, rows, cols) -> CellState:
     f32 = [jnp.asarray(x, jnp.float32) for x in (params.w_h.T, state.h, state.c, rows, cols)]
     out = jax.ShapeDtypeStruct(state.h.shape, jnp.float32)
+    b = _ready_p.bind(jnp.asarray(params.b, jnp.float32), hidden=state.h.shape[0])
     h, c = jax.ffi.ffi_call(
         TARGET,
         (out, out),
         vmap_method="sequential",
         input_output_aliases={1: 0, 2: 1},  # h and c are updated in place
-    )(*f32, jnp.asarray(params.b, jnp.float32))
+    )(*f32, b)
     return CellState(h=h, c=c)
 
 

@@ -25,101 +25,42 @@ separate top-down sweep over the previous input before the new input is read
 
 from __future__ import annotations
 
-import dataclasses
-
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from vsml_jax.vsml.cell import CellConfig, CellParams, CellState, init_cell_params, init_cell_state
-from vsml_jax.vsml.conv import CONV_BACKWARDS, ConvGeometry, conv, init_conv_state
+from vsml_jax.config import NetworkConfig
+from vsml_jax.vsml.cell import CellParams, CellState, init_cell_params, init_cell_state
+from vsml_jax.vsml.conv import ConvGeometry, conv, init_conv_state
 from vsml_jax.vsml.layers import dense, forward_output
 
 
-@dataclasses.dataclass(frozen=True)
-class NetworkConfig:
-    """Architecture and dynamics of a VSML network."""
+def conv_geometries(cfg: NetworkConfig) -> tuple[ConvGeometry, ...]:
+    """The static shape of each conv layer (``()`` without ``conv_channels``)."""
+    geoms, shape = [], cfg.image_shape
+    for channels in cfg.conv_channels:
+        geoms.append(
+            ConvGeometry(
+                tuple(shape), channels, cfg.conv_kernel, cfg.conv_stride, cfg.conv_backward
+            )
+        )
+        shape = geoms[-1].out_shape
+    return tuple(geoms)
 
-    cell: CellConfig = CellConfig()
-    hidden_layers: tuple[int, ...] = ()  # sizes between input and output; () is one layer
-    num_micro_ticks: int = 2
-    output_channel: int = 1
-    output_scale: float = 100.0
-    feed_label: bool = False
-    backward_pass: bool = False
-    # with backward_pass: lower layers read, in the bottom-up sweep, the backward messages
-    # the top-down sweep left (True, the paper's code) or zeros (False, like backprop's
-    # forward pass; what a cloned backprop expects)
-    forward_sweep_feedback: bool = True
-    share_layers: bool = True  # one V_M for all layers (the paper), else one per layer
-    # 'auto' (fast when valid, else direct), 'fast', 'direct', or 'fused': the fast path
-    # with its LSTM tick on a CPU kernel (vsml_jax.vsml.kernel; AVX-512 CPUs, opt-in)
-    impl: str = "auto"
-    # conv VSML layers before the dense ones: output channels per conv layer
-    conv_channels: tuple[int, ...] = ()
-    conv_kernel: int = 3
-    conv_stride: int = 2
-    image_shape: tuple[int, int, int] | None = None  # (H, W, C) of the input, for conv
-    # conv layers' backward message: 'paper' (the paper's code, masked for stride 2) or
-    # 'transpose' (the exact transpose of the forward gather); see vsml_jax.vsml.conv
-    conv_backward: str = "paper"
 
-    def __post_init__(self):
-        m = self.cell.message
-        if self.conv_backward not in CONV_BACKWARDS:
-            raise ValueError(
-                f"conv_backward must be one of {', '.join(CONV_BACKWARDS)}, "
-                f"got {self.conv_backward!r}"
-            )
-        if self.conv_channels:
-            if self.image_shape is None:
-                raise ValueError("conv_channels need image_shape (H, W, C) of the input images")
-            self.conv_geometries()  # checks the sizes
-        if self.num_micro_ticks < 1:
-            raise ValueError(f"num_micro_ticks must be >= 1, got {self.num_micro_ticks}")
-        if not 0 <= self.output_channel < m:
-            raise ValueError(f"output_channel must be in [0, {m}), got {self.output_channel}")
-        if self.feed_label and m < 2:
-            raise ValueError("feed_label needs cell.message >= 2 (label uses channel 1)")
-        if self.impl not in ("auto", "fast", "fused", "direct"):
-            raise ValueError(f"impl must be 'auto', 'fast', 'fused' or 'direct', got {self.impl!r}")
-        if self.impl in ("fast", "fused") and self.cell.layer_norm:
-            raise ValueError(
-                f"impl={self.impl!r} is invalid with cell.layer_norm; use 'auto' or 'direct'"
-            )
-        if self.impl == "fused" and (self.cell.hidden != 16 or self.cell.matmul_dtype != "float32"):
-            raise ValueError(
-                "impl='fused' needs cell.hidden 16 and cell.matmul_dtype float32 (its kernel's); "
-                f"got {self.cell.hidden} and {self.cell.matmul_dtype}: use 'auto' or 'fast'"
-            )
-        if any(s < 1 for s in self.hidden_layers):
-            raise ValueError(f"hidden_layers must be positive, got {self.hidden_layers}")
-
-    def conv_geometries(self) -> tuple[ConvGeometry, ...]:
-        """The static shape of each conv layer (``()`` without ``conv_channels``)."""
-        geoms, shape = [], self.image_shape
-        for channels in self.conv_channels:
-            geoms.append(
-                ConvGeometry(
-                    tuple(shape), channels, self.conv_kernel, self.conv_stride, self.conv_backward
-                )
-            )
-            shape = geoms[-1].out_shape
-        return tuple(geoms)
-
-    def sizes(self, input_dim: int, num_classes: int) -> tuple[int, ...]:
-        """``A_l`` of every layer boundary; a conv layer's is its flat grid ``H * W * C``."""
-        geoms = self.conv_geometries()
-        if geoms and input_dim != int(np.prod(self.image_shape)):
-            raise ValueError(
-                f"network.image_shape {self.image_shape} has {int(np.prod(self.image_shape))} "
-                f"pixels but the inputs have {input_dim}; set image_shape to the image size "
-                "(and use no projection: data.input_dim null)"
-            )
-        convs = tuple(int(np.prod(g.out_shape)) for g in geoms)
-        return (input_dim, *convs, *self.hidden_layers, num_classes)
+def layer_sizes(cfg: NetworkConfig, input_dim: int, num_classes: int) -> tuple[int, ...]:
+    """``A_l`` of every layer boundary; a conv layer's is its flat grid ``H * W * C``."""
+    geoms = conv_geometries(cfg)
+    if geoms and input_dim != int(np.prod(cfg.image_shape)):
+        raise ValueError(
+            f"network.image_shape {cfg.image_shape} has {int(np.prod(cfg.image_shape))} "
+            f"pixels but the inputs have {input_dim}; set image_shape to the image size "
+            "(and use no projection: data.input_dim null)"
+        )
+    convs = tuple(int(np.prod(g.out_shape)) for g in geoms)
+    return (input_dim, *convs, *cfg.hidden_layers, num_classes)
 
 
 @struct.dataclass
@@ -142,9 +83,9 @@ def init_network_params(key, cfg: NetworkConfig, num_layers: int) -> tuple[CellP
 
 
 def init_network_state(key, cfg: NetworkConfig, input_dim: int, num_classes: int) -> NetworkState:
-    sizes = cfg.sizes(input_dim, num_classes)
+    sizes = layer_sizes(cfg, input_dim, num_classes)
     keys = jax.random.split(key, len(sizes) - 1)
-    geoms = cfg.conv_geometries()
+    geoms = conv_geometries(cfg)
     cells = tuple(
         init_conv_state(k, cfg.cell, geoms[i])
         if i < len(geoms)
@@ -166,7 +107,7 @@ def _layer_params(params: tuple[CellParams, ...], layer: int) -> CellParams:
 def _tick(cfg: NetworkConfig, params, layer: int, cell, fwd_in, bwd_in):
     """One tick of layer ``layer`` on flat messages ``[A_l, m]`` / ``[A_{l+1}, m]``."""
     p = _layer_params(params, layer)
-    geoms = cfg.conv_geometries()
+    geoms = conv_geometries(cfg)
     if layer >= len(geoms):
         return dense(p, cell, fwd_in, bwd_in, cfg.cell.layer_norm, cfg.impl, cfg.cell.matmul_dtype)
     g, m = geoms[layer], fwd_in.shape[-1]
