@@ -1,16 +1,11 @@
 """The fast-association metrics on a hand-computed example, and the command end to end."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from experiments.introspection.protocol import by_occurrence, fast_association, occurrence_index
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # one stream: class 0 at t = 0, 2, 3 and class 1 at t = 1, 4, 5
 LABELS = np.array([[0, 1, 0, 0, 1, 1]])
@@ -47,7 +42,10 @@ def test_accuracy_by_occurrence_by_hand():
 
 
 @pytest.mark.slow
-def test_introspection_command_writes_its_outputs(tmp_path):
+@pytest.mark.needs_data("mnist")
+def test_introspection_command_writes_its_outputs(tmp_path, capsys):
+    from experiments.introspection.main import main
+
     sets = [
         "num_streams=4",
         "stream_length=12",
@@ -58,12 +56,10 @@ def test_introspection_command_writes_its_outputs(tmp_path):
         "cpu_devices=1",
         f"out_dir={tmp_path}",
     ]
-    cmd = [sys.executable, "-m", "experiments.introspection"]
-    cmd += [a for s in sets for a in ("--set", s)]
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr
-    run = Path(next(x for x in p.stdout.splitlines() if x.startswith("run dir: "))[9:])
+    rc = main([a for s in sets for a in ("--set", s)])  # in-process
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    run = Path(next(x for x in out.out.splitlines() if x.startswith("run dir: "))[9:])
     for f in ("heatmap.png", "occurrence.png", "results.md"):
         assert (run / f).stat().st_size > 0, f
     rows = (run / "results.csv").read_text().splitlines()

@@ -1,8 +1,6 @@
 """Omniglot few-shot: settings, disjoint characters, fixed-output LAs, and a tiny end-to-end run."""
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -71,11 +69,10 @@ def test_which_las_have_a_fixed_output_size():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not shared_tfds_dirs(), reason="../shared/datasets/tfds is not available")
-def test_omniglot_command_end_to_end(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "experiments.omniglot",
+def test_omniglot_command_end_to_end(tmp_path, capsys):
+    from experiments.omniglot.main import main
+
+    argv = [
         "--set",
         f"out_dir={tmp_path}",
         "--set",
@@ -110,8 +107,8 @@ def test_omniglot_command_end_to_end(tmp_path):
         "la_overrides={'vsml@conv': ['network.conv_channels=[1]', 'network.image_shape=[6, 6, 1]'],"
         " maml: [trainer=grad, grad.batch_size=1, 'learner_args={hidden: [2]}']}",
     ]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
+    rc = main(argv)  # in-process
+    assert rc == 0, capsys.readouterr().err[-2000:]
     run = next((tmp_path / "omniglot").iterdir())
     rows = list(csv.DictReader((run / "results.csv").open()))
     assert [(r["la"], r["setting"]) for r in rows] == [

@@ -1,5 +1,6 @@
 # meta-test a meta-trained clone (meta-gradients or ES) at 784 inputs on the la_cloning
-# run's episodes: grad_test.py RUN_DIR META_RUN_DIR [TEST_SET ...]
+# run's episodes: python -m experiments.la_cloning.scripts.grad_test RUN_DIR META_RUN_DIR[@STEP]
+# [TEST_SET ...] (STEP: a checkpoint of META_RUN_DIR; default its latest)
 import sys
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import jax
 import numpy as np
 import yaml
 
-from vsml_jax import la_cloning as L
+from experiments.la_cloning import protocol as L
 from vsml_jax.build import episode_spec, load_data, run_key
 from vsml_jax.evaluation import cached_accuracy, summarize
 from vsml_jax.learners.vsml import vsml
@@ -15,9 +16,10 @@ from vsml_jax.loading import load_meta_params
 from vsml_jax.runtime.devices import population_mesh
 
 rd = Path(sys.argv[1])
-gd = Path(sys.argv[2])
+gd, _, step = sys.argv[2].partition("@")
+gd, step = Path(gd), int(step) if step else None
 cfg = L.load(yaml.safe_load((rd / "config.yaml").read_text()))
-_, _, params = load_meta_params(gd)
+_, _, params = load_meta_params(gd, step)
 net = L.clone_network(cfg)
 base = cfg.base
 spec = episode_spec(base, base.eval.episode_length)
@@ -28,7 +30,7 @@ for i, t in enumerate(cfg.test_sets):
     data = load_data(base, [t], "test", population_mesh())
     key = jax.random.fold_in(run_key(base.seed, "meta_test"), i)
     acc = cached_accuracy(
-        gd / f"{t}__784.npz", vsml(net), params, data, spec, base.eval.num_episodes, key
+        gd / f"{t}__784{f'_step{step}' if step else ''}.npz", vsml(net), params, data, spec, base.eval.num_episodes, key
     )
     mt = rd / "meta_test"
     others = {

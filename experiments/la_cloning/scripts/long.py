@@ -5,7 +5,7 @@ from pathlib import Path
 import jax
 import yaml
 
-from vsml_jax import la_cloning as L
+from experiments.la_cloning import protocol as L
 from vsml_jax.build import episode_spec, load_data, run_key
 from vsml_jax.learners.grid_sgd import grid_sgd
 from vsml_jax.learners.vsml import vsml
