@@ -185,22 +185,9 @@ def run(cfg: IntrospectionConfig, run_dir: Path) -> list[dict]:
         occurrence[label] = occ_acc
         row = {"learner": label, "lr": lr, **fast_association(p_correct, curves.accuracy, labels)}
         row["mean_acc"] = float(curves.accuracy.mean())
-        for k, ((a, _, _), (p, _, _)) in enumerate(zip(occ_acc, occ_p, strict=True), 1):
-            row[f"acc_occ{k}"] = a
-            row[f"p_occ{k}"] = p
+        row.update({f"acc_occ{k}": a for k, (a, _, _) in enumerate(occ_acc, 1)})
+        row.update({f"p_occ{k}": p for k, (p, _, _) in enumerate(occ_p, 1)})
         rows.append(row)
-    columns = (
-        "learner",
-        "lr",
-        "p_next",
-        "p_next_ci95",
-        "acc_next",
-        "acc_next_ci95",
-        "streams",
-        "mean_acc",
-        *(f"acc_occ{k}" for k in range(1, cfg.max_occurrence + 1)),
-        *(f"p_occ{k}" for k in range(1, cfg.max_occurrence + 1)),
-    )
     notes = (
         f"VSML: {source}.",
         f"{cfg.num_streams} {cfg.dataset}/{cfg.split} streams of {cfg.stream_length} steps, "
@@ -210,7 +197,7 @@ def run(cfg: IntrospectionConfig, run_dir: Path) -> list[dict]:
         "after the first error on it (per-stream means, 95% CI over streams); acc_occK: "
         "accuracy at the K-th occurrence of a class.",
     )
-    write_table(rows, columns, run_dir, notes)
+    write_table(rows, run_dir, notes)
     (run_dir / "occurrence.json").write_text(json.dumps(occurrence, indent=1))
     plot_occurrence(occurrence, run_dir / "occurrence.png")
     heatmaps(cfg, learners, data, spec, key, run_dir / "heatmap.png")

@@ -37,6 +37,7 @@ from vsml_jax.evaluation import (
     cached_hand_designed,
     sample_eval_episodes,
     summarize,
+    summary_row,
     write_table,
 )
 from vsml_jax.learners.base import TaskSpec
@@ -260,7 +261,13 @@ def _test_learners(prefix: Path, learners: dict, data, spec, num, key) -> dict:
 
 def _rows(stage: str, test_set: str, network: str, accs: dict) -> list[dict]:
     return [
-        {"stage": stage, "test_set": test_set, "network": network, "learner": k, **summarize(a)}
+        {
+            "stage": stage,
+            "test_set": test_set,
+            "network": network,
+            "learner": k,
+            **summary_row(summarize(a)),
+        }
         for k, a in accs.items()
     ]
 
@@ -367,7 +374,7 @@ def run(cfg: LACloningConfig, run_dir: Path) -> list[dict]:
             t, f"shallow, {cfg.long_steps} steps", panel["VSML clone"], panel[sgd_label], 1000
         )
     (run_dir / "windows").mkdir(exist_ok=True)
-    write_table(windows, WINDOW_COLUMNS, run_dir / "windows")
+    write_table(windows, run_dir / "windows")
     plots.plot_accuracy_curves(fig5, run_dir / "fig5.png", title="VSML clone of backprop vs SGD")
 
     if cfg.improve:
@@ -378,9 +385,6 @@ def run(cfg: LACloningConfig, run_dir: Path) -> list[dict]:
         )
     write_results(rows, run_dir, extra)
     return rows
-
-
-WINDOW_COLUMNS = ("test_set", "network", "window", "clone_acc", "sgd_acc", "diff", "diff_ci95")
 
 
 def paired_windows(test_set: str, network: str, clone, sgd, window: int) -> list[dict]:
@@ -444,23 +448,8 @@ def improve(cfg: LACloningConfig, run_dir, test_data, train_data, spec, keys, co
     return rows
 
 
-COLUMNS = (
-    "stage",
-    "test_set",
-    "network",
-    "learner",
-    "first100_acc",
-    "first100_ci95",
-    "mean_acc",
-    "ci95",
-    "last100_acc",
-    "episodes",
-    "steps",
-)
-
-
 def write_results(rows: list[dict], run_dir: Path, extra: dict):
-    write_table(rows, COLUMNS, run_dir, tuple(f"{k}: {v:.4f}" for k, v in extra.items()))
+    write_table(rows, run_dir, tuple(f"{k}: {v:.4f}" for k, v in extra.items()))
 
 
 def load(tree: dict) -> LACloningConfig:
