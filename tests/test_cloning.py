@@ -23,7 +23,7 @@ def trained():
     losses = []
     for start in range(0, CFG.train_steps, 100):
         state, metrics = block(state, jax.random.PRNGKey(1), start)
-        losses.append(np.asarray(metrics["clone_loss"]))
+        losses.append(np.asarray(metrics["meta_loss"]))
     return state, np.concatenate(losses)
 
 

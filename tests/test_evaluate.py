@@ -181,3 +181,21 @@ def test_evaluate_cli_bad_input_is_one_line_naming_the_flag(argv, messages, caps
     assert err.startswith("error: ") and len(err.splitlines()) == 1, err
     assert all(m in err for m in messages), err
     assert "data." not in err and "eval." not in err  # config keys the user never typed
+
+
+def test_table_columns_come_from_the_rows(tmp_path):
+    """write_table: the columns are the rows' keys in first-seen order; a row without a
+    key leaves its cell empty (None too); the Markdown table may show fewer columns."""
+    from vsml_jax.evaluation import table_columns, write_table
+
+    rows = [{"b": 1, "a": 0.5}, {"b": 2, "c": None}, {"a": 0.25, "c": "x", "b": 3}]
+    assert table_columns(rows) == ("b", "a", "c")
+    write_table(rows, tmp_path, ("a note",), md_columns=("b", "a"))
+    assert (tmp_path / "results.csv").read_text().splitlines() == [
+        "b,a,c",
+        "1,0.5,",
+        "2,,",
+        "3,0.25,x",
+    ]
+    md = (tmp_path / "results.md").read_text().splitlines()
+    assert md[0] == "| b | a |" and md[2] == "| 1 | 0.500 |" and md[-1] == "a note"

@@ -1,12 +1,18 @@
 """End to end, in-process: `python -m experiments.la_cloning` on real MNIST, tiny; resume
 recomputes nothing."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from jax.flatten_util import ravel_pytree
 
+from experiments.la_cloning import protocol
 from experiments.la_cloning.main import main
+from vsml_jax.config import from_dict
+from vsml_jax.loading import load_meta_params, restore_run
+from vsml_jax.runtime.metrics import read_metrics
 
 TINY = [
     "clone.train_steps=40",
@@ -76,3 +82,42 @@ def test_unknown_key_is_one_line_error(tmp_path, capsys):
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1
     assert lines[0].startswith("error: unknown config key clone.stepz")
+
+
+def test_trained_clone_is_a_run_of_the_one_loop_that_loads_and_resumes(tmp_path, capsys):
+    """``clone_method=train``: the cloning trainer runs in vsml_jax.train.train, which
+    writes a VSML run dir (its read-out in the trainer state); a killed run resumes from
+    its last checkpoint to the same clone."""
+    tree = {
+        "clone_method": "train",
+        "clone_block": 2,
+        "clone": {"train_steps": 4, "grids": 2, "grid": [6, 4], "steps": 3},
+        "base": {"cpu_devices": 1, "data": {"input_dim": 8}},
+    }
+    cfg = from_dict(protocol.LACloningConfig, tree)
+    assert protocol.clone_run_config(cfg).schedule == (4, 2, "grad.step")
+    run = tmp_path / "clone"
+    cell, readout = protocol.train_clone(cfg, run)
+    rows = read_metrics(run)
+    assert [r["generation"] for r in rows] == [1, 2, 3, 4]
+    assert all(np.isfinite(r["meta_loss"]) and r["skipped"] == 0 for r in rows)
+    assert readout.shape == (2, cfg.cell.hidden)
+    # a VSML learner's run dir: its meta-parameters are the clone's cell
+    run_cfg, learner, meta_params = load_meta_params(run)
+    assert learner.name == "vsml" and run_cfg.trainer == "grad"
+    flat = ravel_pytree(cell)[0]
+    np.testing.assert_array_equal(ravel_pytree(meta_params)[0], flat)
+    raw = restore_run(run)[3]
+    np.testing.assert_array_equal(raw["state"]["params"]["readout"], readout)
+    steps = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps == [2, 4]
+
+    # killed after step 2: it goes on from there to the same clone
+    shutil.rmtree(run / "checkpoints" / "4")
+    (run / "summary.json").unlink()
+    capsys.readouterr()
+    cell2, readout2 = protocol.train_clone(cfg, run)
+    assert "resumed from step 2" in capsys.readouterr().out
+    np.testing.assert_array_equal(ravel_pytree(cell2)[0], flat)
+    np.testing.assert_array_equal(readout2, readout)
+    assert [r["generation"] for r in read_metrics(run)] == [1, 2, 3, 4]

@@ -1,4 +1,7 @@
-"""Figures: the meta-loss curve and accuracy-vs-step curves (like the paper's Fig. 6)."""
+"""Figures: the meta-loss curve and accuracy-vs-step curves (like the paper's Fig. 6),
+bar charts (Figs. 7, 8), per-step class-probability heat maps (Fig. 9), and general
+curves (several series, with or without error bars; pairs of traces). Every figure of
+the library and of the experiments is drawn here; the experiments compute, then call."""
 
 from __future__ import annotations
 
@@ -64,6 +67,126 @@ def plot_accuracy_curves(
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _save(fig, path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_curves(
+    series: dict[str, tuple],
+    path,
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str = "",
+    log_y: bool = False,
+    smooth_window: int = 1,
+):
+    """Several curves on one axes: ``series[label] = (x, y)``, one colour each. ``log_y``
+    puts the y axis on a log scale (losses spanning decades); ``smooth_window`` > 1 draws
+    each ``y`` as its trailing moving average over that many points (:func:`smooth`)."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for color, (label, (x, y)) in zip(colors(len(series)), series.items()):
+        ax.plot(x, smooth(np.asarray(y, np.float64), smooth_window), color=color, label=label)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_errorbar_curves(
+    series: dict[str, tuple],
+    path,
+    xlabel: str = "",
+    ylabel: str = "",
+    ylim: tuple[float, float] | None = (0, 1),
+):
+    """Several curves with error bars: ``series[label] = (x, mean, err)``, markers at the
+    points, one colour each (e.g. the accuracy at the k-th occurrence of a class with its
+    95% interval)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for color, (label, (x, mean, err)) in zip(colors(len(series)), series.items()):
+        ax.errorbar(x, mean, yerr=err, marker="o", capsize=3, label=label, color=color)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_paired_traces(
+    reference: np.ndarray,
+    other: np.ndarray,
+    path,
+    labels: tuple[str, str] = ("reference", "other"),
+    title: str = "",
+    ylabel: str = "",
+    xlabel: str = "step",
+):
+    """``n`` quantities traced over ``T`` steps by two methods, ``reference`` and ``other``
+    ``[T, n]`` (e.g. the weights of explicit SGD and those read out of its clone): each
+    quantity in its own colour, the reference solid and the other dashed; ``labels``
+    names the two line styles."""
+    reference, other = np.asarray(reference), np.asarray(other)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    steps = np.arange(1, len(reference) + 1)
+    for i in range(reference.shape[1]):
+        (line,) = ax.plot(steps, reference[:, i], lw=1.0)
+        ax.plot(steps, other[:, i], "--", color=line.get_color(), lw=1.0)
+    ax.plot([], [], "k-", label=labels[0])
+    ax.plot([], [], "k--", label=labels[1])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_class_probabilities(
+    panels: dict[str, np.ndarray], labels: np.ndarray, path, shown: int | None = None
+):
+    """The paper's Fig. 9: per step of one stream, the predicted probability of every class
+    as a heat map, one panel per learner (``panels[title] = probs [T, C]``), with the true
+    ``labels`` ``[T]`` marked (a white ring; a red cross where the most probable class is
+    another). ``shown``: draw only classes ``0..shown-1`` (default: all ``C``)."""
+    labels = np.asarray(labels)
+    shown = shown or next(iter(panels.values())).shape[1]
+    fig, axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=(9, 1.0 + (0.45 + 0.3 * shown) * len(panels)),
+        constrained_layout=True,
+    )
+    axes = np.atleast_1d(axes)
+    steps = np.arange(len(labels))
+    for ax, (title, probs) in zip(axes, panels.items()):
+        probs = np.asarray(probs)
+        im = ax.imshow(
+            probs[:, :shown].T, aspect="auto", cmap="viridis", vmin=0, vmax=1, origin="lower"
+        )
+        wrong = probs.argmax(1) != labels
+        ax.scatter(steps, labels, s=18, facecolors="none", edgecolors="white", linewidths=1.0)
+        ax.scatter(steps[wrong], labels[wrong], s=14, marker="x", color="red", linewidths=1.0)
+        ax.set_yticks(range(shown))
+        ax.set_ylabel("class")
+        ax.set_title(title, fontsize=9)
+    axes[-1].set_xlabel("step")
+    fig.colorbar(im, ax=list(axes), fraction=0.02, label="predicted probability")
+    _save(fig, path)
 
 
 def plot_meta_loss(records: list[dict], path):

@@ -33,12 +33,12 @@ from vsml_jax.config import (
 )
 from vsml_jax.data import DatasetNotFoundError, available_splits
 from vsml_jax.evaluation import (
-    PAIRED_KEYS,
     Entry,
     meta_test,
     paired_difference,
     paired_rows,
     summarize,
+    summary_row,
     write_table,
 )
 from vsml_jax.learners import LEARNERS
@@ -188,16 +188,7 @@ def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
 
             saved = cached_curves(run_dir / "meta_test" / f"{run_cfg.name}.npz", compute)
             for t in tests:
-                summary = summarize(saved[t])
-                rows.append(
-                    {
-                        "la": la,
-                        "train_sets": "+".join(group),
-                        "test_set": t,
-                        "seen": t in group,
-                        **summary,
-                    }
-                )
+                rows.append(result_row(la, group, t, saved[t]))
                 curves.setdefault("+".join(group), {}).setdefault(t, {})[la] = saved[t]
             log.info("%s on %s: done", la, "+".join(group))
     add_comparisons(rows, curves)
@@ -207,28 +198,30 @@ def run(cfg: CrossDatasetConfig, run_dir: Path) -> list[dict]:
     return rows
 
 
-COLUMNS = (
-    "la",
-    "train_sets",
-    "test_set",
-    "seen",
-    "mean_acc",
-    "first100_acc",
-    "last100_acc",
-    "ci95",
-    "first100_ci95",
-    "gap_mean",
-    "gap_first100",
-    "vs_adam_first100",
-    "vs_adam_first100_ci95",
-    "steps_to_50",
-    "steps_to_80",
-    "episodes",
-    "steps",
-)
+REFERENCE = "adam"  # every row's paired difference to this LA (add_comparisons)
 
 
-def add_comparisons(rows: list[dict], curves: dict, reference: str = "adam") -> None:
+def result_row(la: str, group: tuple[str, ...], test_set: str, acc) -> dict:
+    """A row of ``results.csv``: ``la`` meta-trained on ``group``, meta-tested on
+    ``test_set`` (accuracy ``acc`` ``[N, T]``). Its generalisation gap and paired
+    difference to :data:`REFERENCE` need the other rows: :func:`add_comparisons` fills
+    them in."""
+    s = summarize(acc)
+    return {
+        "la": la,
+        "train_sets": "+".join(group),
+        "test_set": test_set,
+        "seen": test_set in group,
+        **summary_row(s, ("mean_acc", "first100_acc", "last100_acc", "ci95", "first100_ci95")),
+        "gap_mean": None,
+        "gap_first100": None,
+        f"vs_{REFERENCE}_first100": None,
+        f"vs_{REFERENCE}_first100_ci95": None,
+        **summary_row(s, ("steps_to_50", "steps_to_80", "episodes", "steps")),
+    }
+
+
+def add_comparisons(rows: list[dict], curves: dict, reference: str = REFERENCE) -> None:
     """Add to every row its LA's generalisation gap and its paired difference to
     ``reference``.
 
@@ -296,20 +289,17 @@ def plot_meta_losses(run_dir: Path, num_classes: int) -> None:
     )
 
 
-PAIRED_COLUMNS = ("train_sets", "test_set", "la", "reference", *PAIRED_KEYS)
-
-
 def write_outputs(rows: list[dict], curves: dict, run_dir: Path):
     """results.csv/.md, paired.csv/.md (every LA minus each hand-designed LA of its
     meta-training group, on the same episodes), the curves and the figure."""
-    write_table(rows, COLUMNS, run_dir, notes=gap_notes(rows))
+    write_table(rows, run_dir, notes=gap_notes(rows))
     refs = [la for la in dict.fromkeys(r["la"] for r in rows) if learner_name(la) in HAND_DESIGNED]
     paired = [
         {"train_sets": group, "test_set": p.pop("dataset"), "la": p.pop("learner"), **p}
         for group, by_test in curves.items()
         for p in paired_rows(by_test, refs)
     ]
-    write_table(paired, PAIRED_COLUMNS, run_dir, stem="paired")
+    write_table(paired, run_dir, stem="paired")
     for group, by_test in curves.items():
         title = f"meta-trained on {group}; seen: " + ", ".join(
             t for t in by_test if t in group.split("+")

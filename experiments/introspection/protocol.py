@@ -26,6 +26,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from vsml_jax import plots
 from vsml_jax.build import load_data, run_key
 from vsml_jax.config import ConfigError
 from vsml_jax.data.episodes import EpisodeSpec
@@ -184,22 +185,9 @@ def run(cfg: IntrospectionConfig, run_dir: Path) -> list[dict]:
         occurrence[label] = occ_acc
         row = {"learner": label, "lr": lr, **fast_association(p_correct, curves.accuracy, labels)}
         row["mean_acc"] = float(curves.accuracy.mean())
-        for k, ((a, _, _), (p, _, _)) in enumerate(zip(occ_acc, occ_p, strict=True), 1):
-            row[f"acc_occ{k}"] = a
-            row[f"p_occ{k}"] = p
+        row.update({f"acc_occ{k}": a for k, (a, _, _) in enumerate(occ_acc, 1)})
+        row.update({f"p_occ{k}": p for k, (p, _, _) in enumerate(occ_p, 1)})
         rows.append(row)
-    columns = (
-        "learner",
-        "lr",
-        "p_next",
-        "p_next_ci95",
-        "acc_next",
-        "acc_next_ci95",
-        "streams",
-        "mean_acc",
-        *(f"acc_occ{k}" for k in range(1, cfg.max_occurrence + 1)),
-        *(f"p_occ{k}" for k in range(1, cfg.max_occurrence + 1)),
-    )
     notes = (
         f"VSML: {source}.",
         f"{cfg.num_streams} {cfg.dataset}/{cfg.split} streams of {cfg.stream_length} steps, "
@@ -209,7 +197,7 @@ def run(cfg: IntrospectionConfig, run_dir: Path) -> list[dict]:
         "after the first error on it (per-stream means, 95% CI over streams); acc_occK: "
         "accuracy at the K-th occurrence of a class.",
     )
-    write_table(rows, columns, run_dir, notes)
+    write_table(rows, run_dir, notes)
     (run_dir / "occurrence.json").write_text(json.dumps(occurrence, indent=1))
     plot_occurrence(occurrence, run_dir / "occurrence.png")
     heatmaps(cfg, learners, data, spec, key, run_dir / "heatmap.png")
@@ -218,57 +206,27 @@ def run(cfg: IntrospectionConfig, run_dir: Path) -> list[dict]:
 
 def heatmaps(cfg, learners: dict, data, spec, key, path: Path, stream: int = 0):
     """Fig. 9: per step, the predicted probability of every class for one stream, with the
-    true label marked (white ring; a cross where the prediction was wrong)."""
-    import matplotlib.pyplot as plt
-
+    true label marked (:func:`vsml_jax.plots.plot_class_probabilities`)."""
     xs, labels, init_keys = sample_eval_episodes(data, spec, stream + 1, key)
     x, y, k = xs[stream], labels[stream], init_keys[stream]
     c = spec.num_classes
     shown = int(np.asarray(y).max()) + 1  # the classes of this stream (labels 0..k-1)
-    fig, axes = plt.subplots(
-        len(learners),
-        1,
-        figsize=(9, 1.0 + (0.45 + 0.3 * shown) * len(learners)),
-        constrained_layout=True,
-    )
-    axes = np.atleast_1d(axes)
-    steps = np.arange(len(y))
-    for ax, (label, (lrn, mp, lr)) in zip(axes, learners.items()):
+    panels = {}
+    for label, (lrn, mp, lr) in learners.items():
         logits = jax.jit(lambda mp, lrn=lrn: run_episode(lrn, mp, x, y, k, c).logits)(mp)
-        probs = np.asarray(jax.nn.softmax(logits))
-        im = ax.imshow(
-            probs[:, :shown].T, aspect="auto", cmap="viridis", vmin=0, vmax=1, origin="lower"
-        )
-        yy = np.asarray(y)
-        wrong = probs.argmax(1) != yy
-        ax.scatter(steps, yy, s=18, facecolors="none", edgecolors="white", linewidths=1.0)
-        ax.scatter(steps[wrong], yy[wrong], s=14, marker="x", color="red", linewidths=1.0)
-        ax.set_yticks(range(shown))
-        ax.set_ylabel("class")
         title = label if lr is None else f"{label} (lr={lr:g})"
-        ax.set_title(f"{title}: classes 0-{shown - 1} of {c} outputs", fontsize=9)
-    axes[-1].set_xlabel("step")
-    fig.colorbar(im, ax=list(axes), fraction=0.02, label="predicted probability")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        panels[f"{title}: classes 0-{shown - 1} of {c} outputs"] = np.asarray(
+            jax.nn.softmax(logits)
+        )
+    plots.plot_class_probabilities(panels, np.asarray(y), path, shown)
 
 
 def plot_occurrence(occurrence: dict, path: Path):
-    import matplotlib.pyplot as plt
-
-    from vsml_jax.plots import colors
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for (label, rows), col in zip(occurrence.items(), colors(len(occurrence))):
-        ks = np.arange(1, len(rows) + 1)
-        mean = np.array([r[0] for r in rows])
-        ci = np.array([r[1] for r in rows])
-        ax.errorbar(ks, mean, yerr=ci, marker="o", capsize=3, label=label, color=col)
-    ax.set_xlabel("k-th occurrence of a class in the stream")
-    ax.set_ylabel("online accuracy")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    """The accuracy (95% CI) at the k-th occurrence of a class, per learner."""
+    series = {
+        label: (np.arange(1, len(rows) + 1), [r[0] for r in rows], [r[1] for r in rows])
+        for label, rows in occurrence.items()
+    }
+    plots.plot_errorbar_curves(
+        series, path, xlabel="k-th occurrence of a class in the stream", ylabel="online accuracy"
+    )

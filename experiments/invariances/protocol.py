@@ -35,7 +35,13 @@ from vsml_jax.build import load_arrays, run_key
 from vsml_jax.config import ConfigError, RunConfig
 from vsml_jax.data import to_device
 from vsml_jax.data.episodes import DeviceDataset, EpisodeSpec
-from vsml_jax.evaluation import cached_accuracy, cached_hand_designed, summarize, write_table
+from vsml_jax.evaluation import (
+    cached_accuracy,
+    cached_hand_designed,
+    summarize,
+    summary_row,
+    write_table,
+)
 from vsml_jax.learners.base import TaskSpec
 from vsml_jax.learners.vsml import vsml
 from vsml_jax.loading import restore_run
@@ -291,7 +297,7 @@ def run(cfg: InvariancesConfig, run_dir: Path) -> list[dict]:
                         "learner": label,
                         "lr": lr,
                         "seen": _seen(cfg, case),
-                        **summarize(acc),
+                        **summary_row(summarize(acc)),
                     }
                 )
             log.info("meta-tested %s / %s", test_set, case.label)
@@ -308,22 +314,6 @@ def _seen(cfg: InvariancesConfig, case: TestCase) -> bool:
     return size in cfg.train_sizes and classes_seen and proj_ok and not case.permute
 
 
-COLUMNS = (
-    "test_set",
-    "config",
-    "learner",
-    "lr",
-    "seen",
-    "first100_acc",
-    "first100_ci95",
-    "mean_acc",
-    "ci95",
-    "last100_acc",
-    "episodes",
-    "steps",
-)
-
-
 def write_results(cfg: InvariancesConfig, rows: list[dict], run_dir: Path) -> None:
     unseen = sorted({t.size or cfg.native_size for t in cfg.test_cases} - {cfg.native_size})
     notes = (
@@ -335,7 +325,7 @@ def write_results(cfg: InvariancesConfig, rows: list[dict], run_dir: Path) -> No
             sizes=", ".join(f"{s}x{s}" for s in unseen), c=cfg.base.data.num_classes
         ),
     )
-    write_table(rows, COLUMNS, run_dir, notes)
+    write_table(rows, run_dir, notes)
 
 
 def plot_results(rows: list[dict], path: Path) -> None:

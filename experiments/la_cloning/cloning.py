@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from vsml_jax.meta.base import Trainer
 from vsml_jax.vsml.backprop import reference_cell
 from vsml_jax.vsml.cell import (
     CellConfig,
@@ -111,17 +112,22 @@ class CloneBatch(NamedTuple):
     e: jax.Array
 
 
-def init_clone_params(key: jax.Array, cell_cfg: CellConfig, cfg: CloneConfig) -> CloneParams:
-    """Paper-style cell initialisation and a starting read-out (it is trained):
-    ``w = readout_scale * (c_0 - c_1)`` and ``beta = readout_scale * (c_2 - c_3)``, units
-    of the random half of VSML's initial state, which so gives the initial weights."""
+def initial_readout(cell_cfg: CellConfig, cfg: CloneConfig) -> jax.Array:
+    """The starting read-out (it is trained): ``w = readout_scale * (c_0 - c_1)`` and
+    ``beta = readout_scale * (c_2 - c_3)``, units of the random half of VSML's initial
+    state, which so gives the initial weights."""
     if cell_cfg.num_random < 4:
         raise ValueError("cloning needs >= 4 randomly initialised cell units")
     if cell_cfg.layer_norm:
         raise ValueError("cloning needs linear message heads (cell.layer_norm=false)")
     s = cfg.readout_scale
     readout = jnp.zeros((2, cell_cfg.hidden), jnp.float32)
-    readout = readout.at[0, 0].set(s).at[0, 1].set(-s).at[1, 2].set(s).at[1, 3].set(-s)
+    return readout.at[0, 0].set(s).at[0, 1].set(-s).at[1, 2].set(s).at[1, 3].set(-s)
+
+
+def init_clone_params(key: jax.Array, cell_cfg: CellConfig, cfg: CloneConfig) -> CloneParams:
+    """Paper-style cell initialisation and the starting read-out (:func:`initial_readout`)."""
+    readout = initial_readout(cell_cfg, cfg)
     return CloneParams(cell=init_cell_params(key, cell_cfg), readout=readout)
 
 
@@ -265,16 +271,18 @@ def make_optimizer(cfg: CloneConfig) -> optax.GradientTransformation:
 
 
 def init_clone_state(key, cell_cfg: CellConfig, cfg: CloneConfig) -> CloneState:
+    """A fresh training state: paper-style cell, starting read-out, fresh layer pool."""
     k_params, k_pool = jax.random.split(key)
-    params = init_clone_params(k_params, cell_cfg, cfg)
-    pool = fresh_states(k_pool, cell_cfg, cfg)
-    return CloneState(params, make_optimizer(cfg).init(params), pool)
+    cell = init_cell_params(k_params, cell_cfg)
+    return make_clone_trainer(cell_cfg, cfg, 1).init((cell,), k_pool)
 
 
 def make_clone_block(cell_cfg: CellConfig, cfg: CloneConfig, num_steps: int):
     """``block(state, base_key, start) -> (state, metrics)``: ``num_steps`` cloning steps,
     each on fresh random inputs and errors (step ``g`` uses ``fold_in(base_key, g)``),
-    continuing the pooled layer states (a ``reset_prob`` share restarts), in one scan."""
+    continuing the pooled layer states (a ``reset_prob`` share restarts), in one scan.
+    ``metrics`` has one row per step: ``meta_loss`` (the cloning loss), its terms
+    ``clone_<term>``, ``skipped``, ``grad_norm`` and ``pool_abs_w``."""
     optimizer = make_optimizer(cfg)
     grad_fn = jax.value_and_grad(clone_loss, has_aux=True)
 
@@ -292,7 +300,10 @@ def make_clone_block(cell_cfg: CellConfig, cfg: CloneConfig, num_steps: int):
         ok &= jnp.isfinite(final.h).all((1, 2, 3), keepdims=True)
         final = jax.lax.stop_gradient(final)
         pool = jax.tree.map(lambda f, p: jnp.where(ok, p, f), fresh, final)
-        metrics = {"clone_loss": loss, **{f"clone_{k}": v for k, v in terms.items()}}
+        # the loop's names (vsml_jax.meta.base): the loss is the meta-loss, and apply_if_finite
+        # kept the previous parameters where the update was not finite
+        metrics = {"meta_loss": loss, **{f"clone_{k}": v for k, v in terms.items()}}
+        metrics["skipped"] = jnp.logical_not(opt_state.last_finite).astype(jnp.int32)
         metrics["grad_norm"] = optax.global_norm(grads)
         metrics["pool_abs_w"] = jnp.abs(readout(params, pool.c)[0]).mean()
         return CloneState(params, opt_state, pool), metrics
@@ -302,6 +313,28 @@ def make_clone_block(cell_cfg: CellConfig, cfg: CloneConfig, num_steps: int):
         return jax.lax.scan(one, state, keys)
 
     return block
+
+
+def make_clone_trainer(cell_cfg: CellConfig, cfg: CloneConfig, steps_per_block: int) -> Trainer:
+    """Cloning as a :class:`~vsml_jax.meta.base.Trainer`, for :func:`vsml_jax.train.train`.
+
+    ``init((cell,), key)`` starts from the VSML learner's meta-parameters ``(cell,)``, the
+    starting read-out (:func:`initial_readout`) and a pool of fresh layer states drawn
+    with ``key``; ``block`` is :func:`make_clone_block`'s; ``mean(state)`` is ``(cell,)``,
+    the VSML learner's meta-parameters. The read-out stays in the state
+    (``state.params.readout``; in a checkpoint ``raw["state"]["params"]["readout"]``).
+    """
+    optimizer = make_optimizer(cfg)
+
+    def init(meta_params, key) -> CloneState:
+        (cell,) = meta_params
+        params = CloneParams(cell=cell, readout=initial_readout(cell_cfg, cfg))
+        return CloneState(params, optimizer.init(params), fresh_states(key, cell_cfg, cfg))
+
+    def mean(state: CloneState):
+        return (state.params.cell,)
+
+    return Trainer(init, make_clone_block(cell_cfg, cfg, steps_per_block), mean, steps_per_block)
 
 
 def forward_message_error(

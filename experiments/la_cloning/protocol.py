@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import time
 from pathlib import Path
 
 import jax
@@ -30,7 +29,7 @@ from jax.flatten_util import ravel_pytree
 
 from experiments.la_cloning import cloning
 from vsml_jax import plots
-from vsml_jax.build import episode_spec, load_data, run_key
+from vsml_jax.build import build_learner, episode_spec, load_data, run_key
 from vsml_jax.config import ConfigError, RunConfig, from_dict
 from vsml_jax.episode import trace_episode
 from vsml_jax.evaluation import (
@@ -38,6 +37,7 @@ from vsml_jax.evaluation import (
     cached_hand_designed,
     sample_eval_episodes,
     summarize,
+    summary_row,
     write_table,
 )
 from vsml_jax.learners.base import TaskSpec
@@ -48,10 +48,11 @@ from vsml_jax.runtime import rundir
 from vsml_jax.runtime.checkpoint import Checkpointer
 from vsml_jax.runtime.devices import population_mesh
 from vsml_jax.runtime.files import write_text
-from vsml_jax.runtime.metrics import MetricsWriter, read_metrics
+from vsml_jax.runtime.metrics import read_metrics
 from vsml_jax.stages import train_or_load
+from vsml_jax.train import Job, NonFiniteFitnessError, train
 from vsml_jax.vsml.backprop import backprop_cell
-from vsml_jax.vsml.cell import CellConfig
+from vsml_jax.vsml.cell import CellConfig, init_cell_params
 from vsml_jax.vsml.network import NetworkConfig
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,9 @@ def clone_network(cfg: LACloningConfig, hidden: tuple[int, ...] = ()) -> Network
 
 
 def clone_run_config(cfg: LACloningConfig) -> RunConfig:
-    """How the clone's run directory describes itself (a VSML run, as ``init_from`` reads):
-    gradient-trained, ``clone.train_steps`` steps, one checkpoint at the end."""
+    """How the clone's run directory describes itself (a VSML run, as ``init_from`` reads)
+    and what :func:`vsml_jax.train.train` runs for ``clone_method: train``: gradient-trained,
+    ``clone.train_steps`` steps in calls of ``clone_block``, a checkpoint after each call."""
     steps = cfg.clone.train_steps
     return dataclasses.replace(
         cfg.base,
@@ -130,45 +132,65 @@ def clone_run_config(cfg: LACloningConfig) -> RunConfig:
         network=dataclasses.replace(clone_network(cfg), impl="auto"),
         init_from=None,
         grad=dataclasses.replace(cfg.base.grad, steps=steps, steps_per_call=cfg.clone_block),
-        checkpoint_every=steps,
-        eval=dataclasses.replace(cfg.base.eval, every=0),
+        checkpoint_every=cfg.clone_block,
+        eval=dataclasses.replace(cfg.base.eval, every=0, datasets=()),
     )
 
 
+def clone_task(cfg: LACloningConfig) -> TaskSpec:
+    return TaskSpec(cfg.base.data.input_dim or 784, cfg.base.data.num_classes)
+
+
+def clone_job(cfg: LACloningConfig) -> Job:
+    """The cloning objective (:func:`cloning.make_clone_trainer`) as a job of
+    :func:`vsml_jax.train.train`, from the paper's initialisation. The cloning draws from
+    its own random streams (``clone_init``: cell and pool, ``clone_data``: the sequences),
+    not from the keys the loop hands a trainer, so a clone is the one it always was."""
+    run_cfg = clone_run_config(cfg)
+    k_cell, k_pool = jax.random.split(run_key(cfg.seed, "clone_init"))
+    data_key = run_key(cfg.seed, "clone_data")
+    cloner = cloning.make_clone_trainer(cfg.cell, cfg.clone, cfg.clone_block)
+    trainer = cloner._replace(
+        init=lambda meta_params, _: cloner.init(meta_params, k_pool),
+        block=lambda state, _, start, key: cloner.block(state, key, start),
+        args=(data_key,),
+    )
+    meta_params = (init_cell_params(k_cell, cfg.cell),)
+    return Job(build_learner(run_cfg), clone_task(cfg), meta_params, trainer)
+
+
 def train_clone(cfg: LACloningConfig, run_dir: Path):
-    """Train (or load) the clone; returns ``(cell_params, readout)``."""
-    steps = cfg.clone.train_steps
+    """Train (``clone_method: train``, by :func:`vsml_jax.train.train`; a killed run goes on
+    from its last checkpoint) or construct the clone, or load it once it is finished
+    (``summary.json``); returns ``(cell_params, readout)``."""
     if not (run_dir / "summary.json").exists() and cfg.clone_method == "construct":
         run_dir.mkdir(parents=True, exist_ok=True)
         params, readout = backprop_cell(cfg.cell, cfg.clone.lr, cfg.clone.bias_lr)
         _save_clone(cfg, run_dir, params, readout, {"method": "construct"})
     if not (run_dir / "summary.json").exists():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        state = cloning.init_clone_state(run_key(cfg.seed, "clone_init"), cfg.cell, cfg.clone)
-        block = jax.jit(cloning.make_clone_block(cfg.cell, cfg.clone, cfg.clone_block))
-        key = run_key(cfg.seed, "clone_data")
-        writer = MetricsWriter(run_dir, tensorboard=False, resume_from=0)
-        t0 = time.time()
+        resume = run_dir if (run_dir / "config.yaml").exists() else False
         try:
-            for start in range(0, steps, cfg.clone_block):
-                state, metrics = block(state, key, start)
-                metrics = jax.device_get(metrics)
-                done = start + cfg.clone_block
-                rec = {k: float(np.mean(v)) for k, v in metrics.items()}
-                writer.write({"generation": done, **rec}, done)
-                log.info("clone step %d: loss %.4f", done, rec["clone_loss"])
-        finally:
-            writer.close()
-        if not np.isfinite(rec["clone_loss"]):
-            raise FloatingPointError("the cloning loss is not finite; lower clone.meta_lr")
-        summary = {"clone_steps": steps, "wall_s": time.time() - t0, **rec}
-        _save_clone(cfg, run_dir, state.params.cell, state.params.readout, summary)
+            train(clone_run_config(cfg), resume, run_dir, job=lambda _, mesh: clone_job(cfg))
+        except NonFiniteFitnessError:
+            raise FloatingPointError(NOT_FINITE) from None
+        if not np.isfinite(read_metrics(run_dir)[-1]["meta_loss"]):
+            (run_dir / "summary.json").unlink()  # not a finished clone
+            raise FloatingPointError(NOT_FINITE)
     _, _, meta_params, raw = restore_run(run_dir)
-    return meta_params[0], np.asarray(raw["readout"])
+    return meta_params[0], clone_readout(raw)
+
+
+NOT_FINITE = "the cloning loss is not finite; lower clone.meta_lr"
+
+
+def clone_readout(raw: dict) -> np.ndarray:
+    """The read-out ``[2, H]`` of a clone's raw checkpoint (:func:`restore_run`): beside the
+    mean of a constructed clone, in the trainer state of a trained one."""
+    return np.asarray(raw["readout"] if "readout" in raw else raw["state"]["params"]["readout"])
 
 
 def _save_clone(cfg: LACloningConfig, run_dir: Path, cell_params, readout, summary: dict):
-    """Write the clone as a run directory (checkpoint, config, task, summary)."""
+    """Write a constructed clone as a run directory (checkpoint, config, task, summary)."""
     steps = cfg.clone.train_steps
     flat, _ = ravel_pytree((cell_params,))
     ckpt = Checkpointer(run_dir / "checkpoints", keep=1)
@@ -176,29 +198,28 @@ def _save_clone(cfg: LACloningConfig, run_dir: Path, cell_params, readout, summa
         ckpt.save(steps, {"mean": flat, "readout": jax.numpy.asarray(readout)})
     finally:
         ckpt.close()
-    run_cfg = clone_run_config(cfg)
-    rundir.write_config(run_dir, run_cfg)
-    task = TaskSpec(cfg.base.data.input_dim or 784, cfg.base.data.num_classes)
-    write_text(run_dir / "task.json", json.dumps(dataclasses.asdict(task)))
+    rundir.write_config(run_dir, clone_run_config(cfg))
+    write_text(run_dir / "task.json", json.dumps(dataclasses.asdict(clone_task(cfg))))
     write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
 
 
-def plot_clone_loss(records: list[dict], path: Path):
-    import matplotlib.pyplot as plt
+CLONE_LOSS_TERMS = {"meta_loss": "loss", "clone_fwd": "fwd", "clone_bwd": "bwd"}
+CLONE_LOSS_TERMS |= {"clone_w": "w", "clone_beta": "beta"}
 
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+
+def plot_clone_loss(records: list[dict], path: Path, smooth_window: int = 1):
+    """The cloning loss and its terms against the cloning step (log scale)."""
     steps = [r["generation"] for r in records]
-    for k in ("clone_loss", "clone_fwd", "clone_bwd", "clone_w", "clone_beta"):
-        ax.plot(steps, [r[k] for r in records], label=k.removeprefix("clone_"))
-    ax.set_yscale("log")
-    ax.set_xlabel("cloning step")
-    ax.set_ylabel("relative squared error")
-    ax.set_title("cloning loss (random sequences)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    series = {name: (steps, [r[k] for r in records]) for k, name in CLONE_LOSS_TERMS.items()}
+    plots.plot_curves(
+        series,
+        path,
+        xlabel="cloning step",
+        ylabel="relative squared error",
+        title="cloning loss (random sequences)",
+        log_y=True,
+        smooth_window=smooth_window,
+    )
 
 
 def weight_traces(cfg, cell_params, readout, data, spec, key, num_cells: int = 6):
@@ -225,26 +246,6 @@ def weight_traces(cfg, cell_params, readout, data, spec, key, num_cells: int = 6
     return np.asarray(w_clone), np.asarray(w_ref), (clone.accuracy, ref.accuracy)
 
 
-def plot_weights(w_clone, w_ref, path: Path, title: str):
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    steps = np.arange(1, len(w_ref) + 1)
-    for i in range(w_ref.shape[1]):
-        (line,) = ax.plot(steps, w_ref[:, i], lw=1.0)
-        ax.plot(steps, w_clone[:, i], "--", color=line.get_color(), lw=1.0)
-    ax.plot([], [], "k-", label="reference SGD w")
-    ax.plot([], [], "k--", label="read-out of the VSML cell")
-    ax.set_xlabel("step")
-    ax.set_ylabel("w_ab")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 # --------------------------------------------------------------------------- meta-tests
 
 
@@ -260,7 +261,13 @@ def _test_learners(prefix: Path, learners: dict, data, spec, num, key) -> dict:
 
 def _rows(stage: str, test_set: str, network: str, accs: dict) -> list[dict]:
     return [
-        {"stage": stage, "test_set": test_set, "network": network, "learner": k, **summarize(a)}
+        {
+            "stage": stage,
+            "test_set": test_set,
+            "network": network,
+            "learner": k,
+            **summary_row(summarize(a)),
+        }
         for k, a in accs.items()
     ]
 
@@ -284,7 +291,9 @@ def run(cfg: LACloningConfig, run_dir: Path) -> list[dict]:
 
     cell_params, readout = train_clone(cfg, run_dir / "clone")
     if cfg.clone_method == "train":
-        plot_clone_loss(read_metrics(run_dir / "clone"), run_dir / "cloning_loss.png")
+        plot_clone_loss(
+            read_metrics(run_dir / "clone"), run_dir / "cloning_loss.png", cfg.clone_block
+        )
 
     test_data = {t: load_data(base, [t], "test", mesh) for t in cfg.test_sets}
     train_data = load_data(base, base.data.train_sets, "train", mesh)
@@ -296,8 +305,13 @@ def run(cfg: LACloningConfig, run_dir: Path) -> list[dict]:
     w_clone, w_ref, _ = weight_traces(
         cfg, cell_params, readout, test_data[first], spec, keys[first]
     )
-    plot_weights(
-        w_clone, w_ref, run_dir / "weights.png", f"shallow clone vs SGD on one {first} episode"
+    plots.plot_paired_traces(
+        w_ref,
+        w_clone,
+        run_dir / "weights.png",
+        labels=("reference SGD w", "read-out of the VSML cell"),
+        title=f"shallow clone vs SGD on one {first} episode",
+        ylabel="w_ab",
     )
     w_err = float(np.abs(w_clone - w_ref).mean() / np.abs(w_ref).mean())
     log.info("weights: mean |w_clone - w_ref| / mean |w_ref| = %.3f over the episode", w_err)
@@ -360,7 +374,7 @@ def run(cfg: LACloningConfig, run_dir: Path) -> list[dict]:
             t, f"shallow, {cfg.long_steps} steps", panel["VSML clone"], panel[sgd_label], 1000
         )
     (run_dir / "windows").mkdir(exist_ok=True)
-    write_table(windows, WINDOW_COLUMNS, run_dir / "windows")
+    write_table(windows, run_dir / "windows")
     plots.plot_accuracy_curves(fig5, run_dir / "fig5.png", title="VSML clone of backprop vs SGD")
 
     if cfg.improve:
@@ -371,9 +385,6 @@ def run(cfg: LACloningConfig, run_dir: Path) -> list[dict]:
         )
     write_results(rows, run_dir, extra)
     return rows
-
-
-WINDOW_COLUMNS = ("test_set", "network", "window", "clone_acc", "sgd_acc", "diff", "diff_ci95")
 
 
 def paired_windows(test_set: str, network: str, clone, sgd, window: int) -> list[dict]:
@@ -437,23 +448,8 @@ def improve(cfg: LACloningConfig, run_dir, test_data, train_data, spec, keys, co
     return rows
 
 
-COLUMNS = (
-    "stage",
-    "test_set",
-    "network",
-    "learner",
-    "first100_acc",
-    "first100_ci95",
-    "mean_acc",
-    "ci95",
-    "last100_acc",
-    "episodes",
-    "steps",
-)
-
-
 def write_results(rows: list[dict], run_dir: Path, extra: dict):
-    write_table(rows, COLUMNS, run_dir, tuple(f"{k}: {v:.4f}" for k, v in extra.items()))
+    write_table(rows, run_dir, tuple(f"{k}: {v:.4f}" for k, v in extra.items()))
 
 
 def load(tree: dict) -> LACloningConfig:

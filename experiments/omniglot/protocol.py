@@ -204,25 +204,13 @@ def run(cfg: OmniglotConfig, run_dir: Path) -> list[dict]:
     return rows
 
 
-COLUMNS = (
-    "setting",
-    "la",
-    "query_acc",
-    "ci95",
-    "chance",
-    "episodes",
-    "queries",
-    "meta_trained_on",
-)
-
-
 def write_outputs(rows: list[dict], run_dir: Path, trained: str, num_test_chars: int):
     notes = (
         f"query_acc: accuracy on the query examples of online N-way K-shot episodes of "
         f"{num_test_chars} Omniglot characters never seen in meta-training; ci95: 95% "
         "interval over episodes.",
     )
-    write_table(rows, COLUMNS, run_dir, notes)
+    write_table(rows, run_dir, notes)
     group = f"omniglot small1, {trained}; tested on unseen characters"
     grid = [{**r, "train_sets": group, "test_set": r["setting"], "seen": False} for r in rows]
     plots.plot_accuracy_grid(grid, Path(run_dir) / "figure.png", metric="query_acc")

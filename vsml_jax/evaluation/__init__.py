@@ -11,6 +11,7 @@
 from vsml_jax.evaluation.core import (
     PAIRED_KEYS,
     PAIRED_WINDOWS,
+    ROW_SUMMARY,
     Curves,
     Entry,
     MetaTest,
@@ -25,6 +26,8 @@ from vsml_jax.evaluation.core import (
     paired_rows,
     sample_eval_episodes,
     summarize,
+    summary_row,
+    table_columns,
     tuned_baselines,
     tuned_learner,
     write_table,
@@ -38,6 +41,7 @@ __all__ = [
     "paired_difference",
     "PAIRED_WINDOWS",
     "PAIRED_KEYS",
+    "ROW_SUMMARY",
     "Curves",
     "Entry",
     "MetaTest",
@@ -48,6 +52,8 @@ __all__ = [
     "meta_test",
     "sample_eval_episodes",
     "summarize",
+    "summary_row",
+    "table_columns",
     "tuned_baselines",
     "write_table",
 ]

@@ -42,9 +42,8 @@ from typing import NamedTuple
 
 from vsml_jax.config import HAND_DESIGNED, DataConfig, EvalConfig, RunConfig
 
-COLUMNS = (
-    "dataset",
-    "learner",
+# the accuracy summaries of a results.csv row (vsml_jax.evaluation.summarize), in order
+SUMMARY = (
     "first100_acc",
     "first100_ci95",
     "mean_acc",
@@ -54,9 +53,23 @@ COLUMNS = (
     "steps_to_80",
     "episodes",
     "steps",
-    "lr",
-    "lr_interior",
 )
+
+
+def result_row(row: dict, search, paired: dict, references) -> tuple[dict, dict]:
+    """A row of ``results.csv`` for a :func:`~vsml_jax.evaluation.meta_test` row: its
+    dataset, learner and summaries (the ``results.md`` part), then the tuned lr
+    (``search``, or None) and the paired differences to each of ``references``
+    (``paired[k_vs_ref]``; empty against itself). Returns ``(md part, the rest)``."""
+    from vsml_jax.evaluation import PAIRED_KEYS, summary_row
+
+    head = {"dataset": row["dataset"], "learner": row["learner"], **summary_row(row, SUMMARY)}
+    tail = {
+        "lr": None if search is None else search.lr,
+        "lr_interior": None if search is None else search.interior,
+        **{f"{k}_vs_{r}": paired.get(f"{k}_vs_{r}") for r in references for k in PAIRED_KEYS},
+    }
+    return head, tail
 
 
 def parse_args(argv=None):
@@ -313,28 +326,33 @@ def run(args) -> Path:
     )
     name_of = {label: name for name, label in prep.labels.items()}
     paired = paired_rows(curves, [prep.labels[r] for r in args.reference])
-    row_of = {(r["dataset"], r["learner"]): r for r in rows}
-    for p in paired:  # results.csv: d_mean_vs_adam, ... (the reference as typed)
+    paired_of = {}  # results.csv: d_mean_vs_adam, ... (the reference as typed)
+    for p in paired:
         suffix = f"_vs_{name_of[p['reference']]}"
-        row_of[p["dataset"], p["learner"]].update({k + suffix: p[k] for k in PAIRED_KEYS})
+        own = paired_of.setdefault((p["dataset"], p["learner"]), {})
+        own.update({k + suffix: p[k] for k in PAIRED_KEYS})
+    parts = [
+        result_row(
+            row,
+            prep.searches.get(name_of[row["learner"]]),
+            paired_of.get((row["dataset"], row["learner"]), {}),
+            args.reference,
+        )
+        for row in rows
+    ]
     notes = []
-    for row in rows:
-        search = prep.searches.get(name_of[row["learner"]])
-        if search is not None:
-            row.update(lr=search.lr, lr_interior=search.interior)
     for name, search in prep.searches.items():
         if not search.interior:
             notes.append(f"Warning: {search.edge_note(name)}.")
     for r in args.reference:
         notes += ["", *paired_markdown(paired, prep.labels[r])]
-    columns = COLUMNS + tuple(f"{k}_vs_{r}" for r in args.reference for k in PAIRED_KEYS)
 
     out = rundir.new_run_dir(Path(args.out_dir) / "evaluate", args.seed)
     if jax.process_index() == 0:
         (out / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
         rundir.write_provenance(out)
-        md = COLUMNS[:-2]  # the lr is in the label, an edge lr in the notes
-        write_table(rows, columns, out, tuple(notes), md_columns=md)
+        md = tuple(parts[0][0])  # the lr is in the label, an edge lr in the notes
+        write_table([{**head, **tail} for head, tail in parts], out, tuple(notes), md_columns=md)
         save_curves(out / "curves.npz", curves)
         searches = {
             name: {

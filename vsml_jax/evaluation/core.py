@@ -120,6 +120,24 @@ def summarize(acc: np.ndarray) -> dict:
     return out
 
 
+# the accuracy columns of a results-table row, in order (:func:`summary_row`)
+ROW_SUMMARY = (
+    "first100_acc",
+    "first100_ci95",
+    "mean_acc",
+    "ci95",
+    "last100_acc",
+    "episodes",
+    "steps",
+)
+
+
+def summary_row(summary: dict, keys: tuple[str, ...] = ROW_SUMMARY) -> dict:
+    """The entries ``keys`` of a :func:`summarize` dict, in that order: the accuracy
+    columns of a results-table row (:func:`write_table` takes its columns from the rows)."""
+    return {k: summary[k] for k in keys}
+
+
 PAIRED_WINDOWS = ("first100", "mean", "last100")  # steps 1-100, all steps, the last 100
 
 
@@ -387,22 +405,29 @@ class MetaTest:
         return rows, curves
 
 
+def table_columns(rows: list[dict]) -> tuple[str, ...]:
+    """A table's columns: the keys of its rows, in first-seen order. The function that
+    builds a row is so the one place that says what a row holds (and in which order)."""
+    return tuple(dict.fromkeys(k for r in rows for k in r))
+
+
 def write_table(
     rows: list[dict],
-    columns: tuple[str, ...],
     out_dir,
     notes: tuple[str, ...] = (),
     md_columns: tuple[str, ...] | None = None,
     stem: str = "results",
 ):
     """``<stem>.csv`` and ``<stem>.md`` (a Markdown table of ``md_columns``, by default
-    ``columns``, then ``notes`` lines) of summary ``rows`` under ``out_dir``."""
+    every column, then ``notes`` lines) of summary ``rows`` under ``out_dir``; the columns
+    are the rows' keys (:func:`table_columns`; a row without a key leaves its cell empty)."""
     import csv
     from pathlib import Path
 
     out_dir = Path(out_dir)
+    columns = table_columns(rows)
     with (out_dir / f"{stem}.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         w.writerows(rows)
     fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
