@@ -39,10 +39,20 @@ def _libtpu_env() -> dict:
     return env
 
 
-def _plan(*argv) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "benchmarks.plan", "--config", QUICKSTART, *argv]
+def _plan(*argvs: list[str]) -> subprocess.CompletedProcess:
+    """``python -m benchmarks.plan`` with each of ``argvs``, in one subprocess (one start-up
+    of JAX and libtpu for all); it stops at the first that fails."""
+    code = (
+        "import json, sys\n"
+        "from benchmarks import plan\n"
+        "for argv in json.loads(sys.argv[1]):\n"
+        "    rc = plan.main(argv)\n"
+        "    if rc:\n"
+        "        sys.exit(rc)\n"
+    )
+    argvs = [["--config", QUICKSTART, *argv] for argv in argvs]
     return subprocess.run(
-        ["timeout", "-s", "KILL", "600", *cmd],
+        ["timeout", "-s", "KILL", "600", sys.executable, "-c", code, json.dumps(argvs)],
         cwd=ROOT,
         env=_libtpu_env(),
         capture_output=True,
@@ -50,25 +60,29 @@ def _plan(*argv) -> subprocess.CompletedProcess:
     )
 
 
-def _run_plan(pairs: int) -> tuple[dict, str]:
-    argv = ["--topology", "v5e:2x2"]
-    for override in [*TINY, f"es.population_pairs={pairs}"]:
-        argv += ["--set", override]
-    p = _plan(*argv)
+def _run_plans(*pairs: int) -> tuple[list[dict], str]:
+    """The plan's JSON line for each population size (``es.population_pairs``) on v5e:2x2."""
+    argvs = []
+    for n in pairs:
+        argv = ["--topology", "v5e:2x2"]
+        for override in [*TINY, f"es.population_pairs={n}"]:
+            argv += ["--set", override]
+        argvs.append(argv)
+    p = _plan(*argvs)
     assert p.returncode == 0, p.stderr[-3000:]
-    line = next(x for x in p.stdout.splitlines() if x.startswith("plan: "))
-    return json.loads(line.removeprefix("plan: ")), p.stdout
+    lines = [x for x in p.stdout.splitlines() if x.startswith("plan: ")]
+    assert len(lines) == len(pairs), p.stdout[-3000:]
+    return [json.loads(x.removeprefix("plan: ")) for x in lines], p.stdout
 
 
 def test_plan_compiles_and_its_costs_scale_with_the_members_per_chip():
     """The command's JSON line for 2 members per chip, then 4 members per chip: both fit,
     twice the members cost about twice the flops and bytes of a step, the same per
     member, and the estimate is the roofline of those numbers."""
-    small_plan, out = _run_plan(4)
-    small = small_plan["runs"][0]
+    (small_plan, large_plan), out = _run_plans(4, 8)
+    small, large = small_plan["runs"][0], large_plan["runs"][0]
     assert "matmul precision: highest" in out
     assert set(small["by_precision"]) == {"default", "highest"}
-    large = _run_plan(8)[0]["runs"][0]
     assert (small["members_per_chip"], large["members_per_chip"]) == (2, 4)
     for q in (small, large):
         assert q["fits"] and 0 < q["peak_bytes"] < q["hbm_bytes"]
@@ -89,6 +103,6 @@ def test_plan_without_libtpu_says_how_to_install_it(monkeypatch, capsys):
 
 
 def test_plan_rejects_an_unknown_topology():
-    p = _plan("--topology", "v9x:2x2")
+    p = _plan(["--topology", "v9x:2x2"])
     assert p.returncode == 2
     assert "unknown topology 'v9x:2x2'" in p.stderr.strip().splitlines()[-1]

@@ -75,6 +75,18 @@ def _save(fig, path) -> None:
     plt.close(fig)
 
 
+def _finish(fig, ax, path, xlabel: str, ylabel: str, title: str = "") -> None:
+    """Label a one-axes figure (grid, legend) and save it to ``path``."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def plot_curves(
     series: dict[str, tuple],
     path,
@@ -92,14 +104,7 @@ def plot_curves(
         ax.plot(x, smooth(np.asarray(y, np.float64), smooth_window), color=color, label=label)
     if log_y:
         ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
+    _finish(fig, ax, path, xlabel, ylabel, title)
 
 
 def plot_errorbar_curves(
@@ -115,14 +120,9 @@ def plot_errorbar_curves(
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for color, (label, (x, mean, err)) in zip(colors(len(series)), series.items()):
         ax.errorbar(x, mean, yerr=err, marker="o", capsize=3, label=label, color=color)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
     if ylim is not None:
         ax.set_ylim(*ylim)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
+    _finish(fig, ax, path, xlabel, ylabel)
 
 
 def plot_paired_traces(
@@ -146,14 +146,7 @@ def plot_paired_traces(
         ax.plot(steps, other[:, i], "--", color=line.get_color(), lw=1.0)
     ax.plot([], [], "k-", label=labels[0])
     ax.plot([], [], "k--", label=labels[1])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
+    _finish(fig, ax, path, xlabel, ylabel, title)
 
 
 def plot_class_probabilities(
@@ -201,13 +194,7 @@ def plot_meta_loss(records: list[dict], path):
     lo = np.array([r.get("meta_loss_min") or np.nan for r in rows])
     hi = np.array([r.get("meta_loss_max") or np.nan for r in rows])
     ax.fill_between(g, lo, hi, alpha=0.15, label="population min/max")
-    ax.set_xlabel("generation")
-    ax.set_ylabel("meta-loss (mean online CE)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(fig, ax, path, "generation", "meta-loss (mean online CE)")
 
 
 def plot_meta_loss_curves(curves: dict[str, np.ndarray], path, chance: float | None = None):
@@ -222,13 +209,8 @@ def plot_meta_loss_curves(curves: dict[str, np.ndarray], path, chance: float | N
         ax.plot(x, smooth(y, max(1, len(y) // 30)), color=color, label=f"{name} ({len(y)})")
     if chance is not None:
         ax.axhline(chance, color="grey", ls="--", lw=1, label=f"chance (ln C = {chance:.2f})")
-    ax.set_xlabel("fraction of meta-training (steps or generations in brackets)")
-    ax.set_ylabel("meta-loss (mean online CE)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    xlabel = "fraction of meta-training (steps or generations in brackets)"
+    _finish(fig, ax, path, xlabel, "meta-loss (mean online CE)")
 
 
 def plot_accuracy_grid(rows: list[dict], path, metric: str = "mean_acc"):

@@ -221,7 +221,8 @@ def _train(cfg: RunConfig, resume: bool, run_dir: Path, mesh, is_main: bool, job
             metrics = to_host(metrics)  # blocks on the result: safe in multi-process runs
             dt = time.time() - t0
             skipped = check_finite(metrics, g, skipped, cfg.max_skipped)
-            warned = warned or _warn_if_diverging(metrics, g, cfg.data.num_classes)
+            if trainer.cross_entropy and not warned:
+                warned = _warn_if_diverging(metrics, g, cfg.data.num_classes)
             for i in range(K):
                 rec = {k: v[i].item() for k, v in metrics.items()}
                 rec.update(generation=g + i + 1, steps_per_s=K / dt)

@@ -334,7 +334,8 @@ def make_clone_trainer(cell_cfg: CellConfig, cfg: CloneConfig, steps_per_block: 
     def mean(state: CloneState):
         return (state.params.cell,)
 
-    return Trainer(init, make_clone_block(cell_cfg, cfg, steps_per_block), mean, steps_per_block)
+    block = make_clone_block(cell_cfg, cfg, steps_per_block)
+    return Trainer(init, block, mean, steps_per_block, cross_entropy=False)
 
 
 def forward_message_error(

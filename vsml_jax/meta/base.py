@@ -7,7 +7,8 @@ metrics)`` running ``steps_per_block`` steps in one program (step ``g`` uses
 so that they are inputs of the compiled program rather than constants baked into it),
 and ``mean(state) -> meta_params``. The state is a pytree that checkpoints, jit and
 sharding handle; ``metrics`` holds one row per step, with ``meta_loss`` and ``skipped``
-(1 where a non-finite update was rejected) in every trainer.
+(1 where a non-finite update was rejected) in every trainer; ``cross_entropy`` says
+whether ``meta_loss`` is an online cross-entropy.
 """
 
 from __future__ import annotations
@@ -24,3 +25,6 @@ class Trainer(NamedTuple):
     mean: Callable[[Any], PyTree]  # state -> meta_params
     steps_per_block: int
     args: tuple = ()
+    # meta_loss is a mean cross-entropy (the loop warns when it is far above chance, ln C);
+    # False for other objectives, e.g. la_cloning's regression onto backprop
+    cross_entropy: bool = True

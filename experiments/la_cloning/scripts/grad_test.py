@@ -10,7 +10,7 @@ import yaml
 
 from experiments.la_cloning import protocol as L
 from vsml_jax.build import episode_spec, load_data, run_key
-from vsml_jax.evaluation import cached_accuracy, summarize
+from vsml_jax.evaluation import cached_accuracy, summarize, write_table
 from vsml_jax.learners.vsml import vsml
 from vsml_jax.loading import load_meta_params
 from vsml_jax.runtime.devices import population_mesh
@@ -24,13 +24,15 @@ net = L.clone_network(cfg)
 base = cfg.base
 spec = episode_spec(base, base.eval.episode_length)
 only = set(sys.argv[3:])
+tag = f"_step{step}" if step else ""
+rows = []
 for i, t in enumerate(cfg.test_sets):
     if only and t not in only:
         continue
     data = load_data(base, [t], "test", population_mesh())
     key = jax.random.fold_in(run_key(base.seed, "meta_test"), i)
     acc = cached_accuracy(
-        gd / f"{t}__784{f'_step{step}' if step else ''}.npz", vsml(net), params, data, spec, base.eval.num_episodes, key
+        gd / f"{t}__784{tag}.npz", vsml(net), params, data, spec, base.eval.num_episodes, key
     )
     mt = rd / "meta_test"
     others = {
@@ -43,6 +45,8 @@ for i, t in enumerate(cfg.test_sets):
         ]
     }
     s = summarize(acc)
+    for name, a in [("VSML clone + meta-gradients", acc), *others.items()]:
+        rows.append({"test_set": t, "network": "shallow", "learner": name, **summarize(a)})
     print(
         t,
         "meta-trained clone: first100 {:.3f} mean {:.3f} last100 {:.3f}".format(
@@ -58,3 +62,6 @@ for i, t in enumerate(cfg.test_sets):
             d = acc[:, sl].mean(1) - o[:, sl].mean(1)
             ci = 1.96 * d.std(ddof=1) / np.sqrt(len(d))
             print(f"   vs {k:5s} {name:8s} diff {d.mean():+.3f} ± {ci:.3f}")
+# results<tag>.csv/.md in META_RUN_DIR: one row per learner and test set of this call
+# (python -m experiments.ship_pretrained ... --results <it> puts them in a model card)
+write_table(rows, gd, stem=f"results{tag}")
