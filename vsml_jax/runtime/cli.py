@@ -1,5 +1,6 @@
 """The one entry shape of every command: ``python -m experiments.<name> [--config PRESET]
-[--set key=value ...] [--resume [RUN_DIR]] [--data-dir DIR]``.
+[--set key=value ...] [--resume [RUN_DIR]] [--data-dir DIR]`` (and ``python -m
+vsml_jax.evaluate``).
 
 An experiment describes itself as a :class:`Command` (its preset, config class and the
 function that does the work in a run directory); :func:`run_command` does the rest, the
@@ -60,10 +61,11 @@ class Command:
     """What one command runs; :func:`run_command` handles everything around it.
 
     ``run(cfg, run_dir, resumed)`` does the work in the (locked) run dir and returns a
-    line for the end (or None). ``config_cls`` is :class:`RunConfig` or an experiment's
+    line for the end (or None). ``config_cls`` is :class:`RunConfig` or a command's own
     config class with ``name``, ``out_dir`` and a ``base`` RunConfig (its seed is
-    ``seed``, else ``base.seed``). ``resume_safe`` are the keys ``--resume`` may change.
-    ``add_args(parser)`` adds the command's own flags and ``overrides(args)`` turns them
+    ``seed``, else ``base.seed``), or without a ``base`` its own ``seed``, ``data_dir`` and
+    ``cpu_devices`` (``EvaluateConfig``). ``resume_safe`` are the keys ``--resume`` may
+    change. ``add_args(parser)`` adds the command's own flags and ``overrides(args)`` turns them
     into ``key=value`` overrides (applied after ``--set``). ``defaults`` are ``key=value``
     overrides of the preset that a fresh start applies before ``--set`` (a resume starts
     from the run's saved config instead). With ``resume_needs_checkpoint``, a bare
