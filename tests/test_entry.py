@@ -1,4 +1,4 @@
-"""The one entry shape (vsml_jax.runtime.cli.run_command), for every experiment: what a
+"""The one entry shape (vsml_jax.runtime.cli.run_command), for every command: what a
 start or a resume may not do to a run dir, and one line for each way a start can fail.
 
 In-process and fast: nothing here trains; each case fails (or is stopped) before any
@@ -13,7 +13,8 @@ from vsml_jax.build import load_run_config
 from vsml_jax.config import RunConfig
 from vsml_jax.runtime import rundir
 
-# experiment, its config class (module:name), a structural change of its config
+# command, its config class (module:name), a structural change of its config; an
+# experiment is experiments.<command>, its config class in its protocol module
 EXPERIMENTS = [
     ("es_mnist", None, "seed=5"),
     ("cross_dataset", "CrossDatasetConfig", "base.seed=5"),
@@ -21,23 +22,37 @@ EXPERIMENTS = [
     ("invariances", "InvariancesConfig", "seed=7"),
     ("omniglot", "OmniglotConfig", "base.eval.num_episodes=3"),
     ("introspection", "IntrospectionConfig", "num_streams=3"),
+    ("simple_baselines", None, "seed=5"),
+    ("evaluate", "vsml_jax.evaluation.cli:EvaluateConfig", "steps=5"),
 ]
 IDS = [e[0] for e in EXPERIMENTS]
+# the function a command's work starts with (what _stub replaces)
+WORK = {
+    "es_mnist": "vsml_jax.train.train_in",
+    "simple_baselines": "vsml_jax.build.load_data",
+    "evaluate": "vsml_jax.evaluation.cli.prepare",
+}
 
 
 def _experiment(name, cls_name):
-    main = importlib.import_module(f"experiments.{name}.main")
+    """``(main module, config class, command)``."""
+    if name == "evaluate":
+        main = importlib.import_module("vsml_jax.evaluation.cli")
+    else:
+        main = importlib.import_module(f"experiments.{name}.main")
     cls = RunConfig
     if cls_name:
-        cls = getattr(importlib.import_module(f"experiments.{name}.protocol"), cls_name)
+        module, _, attr = cls_name.rpartition(":")
+        cls = getattr(importlib.import_module(module or f"experiments.{name}.protocol"), attr)
     return main, cls
 
 
 def _run_dir(tmp_path, name, cls_name):
     """A run dir as a first start leaves it: its config.yaml (and nothing done)."""
     main, cls = _experiment(name, cls_name)
-    preset = main.PRESET
-    cfg = load_run_config(preset, [f"out_dir={tmp_path}"], cls=cls, defaults=preset)
+    preset = getattr(main, "PRESET", None)
+    overrides = [*getattr(main, "DEFAULTS", ()), f"out_dir={tmp_path}"]
+    cfg = load_run_config(preset, overrides, cls=cls, defaults=preset)
     run = tmp_path / cfg.name / "20260101-000000-seed0"
     run.mkdir(parents=True)
     rundir.write_config(run, cfg)
@@ -83,15 +98,12 @@ def test_out_dir_that_is_a_file_is_one_line(name, cls_name, change, tmp_path, ca
 
 
 def _stub(monkeypatch, name, error):
-    """Replace the experiment's work by one that fails at once with ``error``."""
+    """Replace the command's work by one that fails at once with ``error``."""
 
     def fail(*args, **kwargs):
         raise error
 
-    if name == "es_mnist":
-        monkeypatch.setattr("vsml_jax.train.train_in", fail)
-    else:
-        monkeypatch.setattr(f"experiments.{name}.protocol.run", fail)
+    monkeypatch.setattr(WORK.get(name, f"experiments.{name}.protocol.run"), fail)
 
 
 @pytest.mark.parametrize("name,cls_name,change", EXPERIMENTS, ids=IDS)

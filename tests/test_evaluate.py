@@ -24,6 +24,7 @@ from vsml_jax.evaluation import (
 from vsml_jax.learners import make_learner
 from vsml_jax.learners.base import TaskSpec
 from vsml_jax.loading import TrainedLearner
+from vsml_jax.runtime import rundir
 
 
 def test_meta_test_pairs_every_learner_on_the_same_episodes():
@@ -78,9 +79,13 @@ def test_evaluate_cli_writes_table_curves_and_paired_differences(tmp_path, capsy
     assert [(r["dataset"], r["learner"].split(" ")[0]) for r in rows] == [
         (d, n) for d in ("sum", "random") for n in ("pretrained:clone_backprop_es", "adam", "ncm")
     ]
-    files = ("results.md", "curves.png", "curves_logx.png", "args.json", "provenance.json")
+    files = ("results.md", "curves.png", "curves_logx.png", "config.yaml", "provenance.json")
     for name in files:
         assert (out / name).is_file(), name
+    saved = rundir.saved_config(out, cli.EvaluateConfig)  # each flag set its key
+    assert saved.learners == ("pretrained:clone_backprop_es", "adam", "ncm")
+    assert (saved.steps, saved.episodes, saved.lrs, saved.tune_on) == (150, 3, (0.01, 0.1), "sum")
+    assert saved.reference == ("adam", "ncm") and saved.out_dir == str(tmp_path)
     assert all(0 <= float(r["mean_acc"]) <= 1 and r["steps"] == "150" for r in rows)
     adam_rows = [r for r in rows if r["learner"].startswith("adam")]
     assert all(r["learner"] == f"adam (lr={float(r['lr']):g})" for r in adam_rows)
@@ -131,14 +136,17 @@ def _meta_rnn_with_ten_outputs() -> TrainedLearner:
 
 
 def test_every_learner_predicts_among_the_tasks_classes(tmp_path):
-    args = cli.parse_args(
-        [
-            "--learners", "pretrained:clone_backprop_es", *HAND_DESIGNED,
-            "--datasets", "random", "--tune-on", "random", "--classes", "0", "1", "2",
-            "--steps", "30", "--episodes", "2", "--lrs", "0.1", "--lr-extensions", "0",
-            "--out-dir", str(tmp_path),
-        ]
-    )  # fmt: skip
+    args = cli.EvaluateConfig(
+        learners=("pretrained:clone_backprop_es", *HAND_DESIGNED),
+        datasets=("random",),
+        tune_on="random",
+        classes=(0, 1, 2),
+        steps=30,
+        episodes=2,
+        lrs=(0.1,),
+        lr_extensions=0,
+        out_dir=str(tmp_path),
+    )
     prep = cli.prepare(args)
     assert prep.spec.num_classes == 3
     rnn = _meta_rnn_with_ten_outputs()
@@ -173,6 +181,9 @@ def test_every_learner_predicts_among_the_tasks_classes(tmp_path):
         (["--learners", "ncm", "--reference", "adam"], ["--reference adam", "--learners"]),
         (["--learners", "ncm", "--classes", "3"], ["--classes"]),
         (["--learners", "adam", "--lrs", "0"], ["--lrs"]),
+        (["--datasets", "sum"], ["--learners LEARNER"]),
+        (["--learners", "ncm", "--set", "episodes=0"], ["--episodes must be >= 1"]),
+        (["--learners", "ncm", "--set", "epsiodes=3"], ["unknown config key epsiodes"]),
     ],
 )
 def test_evaluate_cli_bad_input_is_one_line_naming_the_flag(argv, messages, capsys, tmp_path):
@@ -181,6 +192,21 @@ def test_evaluate_cli_bad_input_is_one_line_naming_the_flag(argv, messages, caps
     assert err.startswith("error: ") and len(err.splitlines()) == 1, err
     assert all(m in err for m in messages), err
     assert "data." not in err and "eval." not in err  # config keys the user never typed
+    assert [p for p in tmp_path.rglob("*") if not p.is_dir()] == []  # no run dir is left
+
+
+def test_evaluate_flags_and_set_are_the_same_config_keys():
+    from vsml_jax.runtime.cli import parser, resolve
+
+    command = cli.command()
+
+    argv = ["--learners", "ncm", "1nn", "--image-size", "14", "14", "--grey", "--lrs", "1e-5"]
+    argv += ["--set", "episodes=4", "--set", "steps=7", "--steps", "9", "--data-dir", "/d"]
+    cfg, run_dir = resolve(command, parser(command).parse_args(argv))
+    assert run_dir is None and cfg.learners == ("ncm", "1nn") and cfg.image_size == (14, 14)
+    assert cfg.grey and not cfg.permute_pixels and cfg.lrs == (1e-5,)
+    assert (cfg.episodes, cfg.steps, cfg.data_dir) == (4, 9, "/d")  # a flag wins over --set
+    assert cfg.datasets == cli.EvaluateConfig.datasets  # a flag not given keeps its default
 
 
 def test_table_columns_come_from_the_rows(tmp_path):

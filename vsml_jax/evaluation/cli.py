@@ -17,6 +17,11 @@ Each meta-learned learner reads the episodes through the preprocessing it was tr
 with (e.g. its own projection to its input size); every learner sees the same examples
 and labels in the same order.
 
+Every flag sets the config key of its name (``--set KEY=VALUE`` sets any: ``--set
+episodes=32``); the run dir holds that config (config.yaml) and provenance.json, as every
+command's does. ``--resume [RUN_DIR]`` evaluates again into that run dir (default: the
+latest) with its saved config, rewriting the outputs: an evaluation keeps no partial work.
+
 Writes under ``runs/evaluate/<run-id>/``: results.csv (one row per dataset and learner:
 summaries, the tuned ``lr`` and whether it was ``lr_interior``, and with ``--reference
 R`` the paired difference to R: ``d_<window>_vs_R``, its ``_ci95``, ``wins_``/``losses_``
@@ -40,7 +45,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from vsml_jax.config import HAND_DESIGNED, DataConfig, EvalConfig, RunConfig
+from vsml_jax.config import HAND_DESIGNED, ConfigError, DataConfig, EvalConfig, RunConfig
 
 # the accuracy summaries of a results.csv row (vsml_jax.evaluation.summarize), in order
 SUMMARY = (
@@ -72,45 +77,111 @@ def result_row(row: dict, search, paired: dict, references) -> tuple[dict, dict]
     return head, tail
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        prog="python -m vsml_jax.evaluate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    """What one ``python -m vsml_jax.evaluate`` run meta-tests (its ``config.yaml``): each
+    flag sets the key of its name (``--tune-on`` sets ``tune_on``), ``--set KEY=VALUE`` any
+    of them; a flag wins over ``--set``. The value checks name the flag."""
+
+    name: str = "evaluate"
+    out_dir: str = "runs"
+    seed: int = 0
+    learners: tuple[str, ...] = ()
+    datasets: tuple[str, ...] = ("mnist", "fashion_mnist")
+    split: str = "test"
+    steps: int = 2000
+    episodes: int = 16
+    classes: tuple[int, ...] | None = None
+    image_size: tuple[int, int] | None = None
+    grey: bool = False
+    input_dim: int | None = None
+    permute_pixels: bool = False
+    tune_on: str = "mnist"
+    lrs: tuple[float, ...] = EvalConfig.baseline_lrs
+    lr_extensions: int = 6
+    reference: tuple[str, ...] = ()
+    data_dir: str | None = None
+    # the meta-test runs on one device (the data is placed on each): more only split the CPU
+    cpu_devices: int = 1
+
+    def __post_init__(self):
+        check_args(self)
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    """The flags of :class:`EvaluateConfig`'s keys (``--data-dir``, ``--config``, ``--set``,
+    ``--resume`` and ``-v`` are every command's); a flag not given leaves its key as is."""
+    d = EvaluateConfig
+    p.add_argument("--learners", nargs="+", metavar="LEARNER", help="the learners (required)")
+    p.add_argument(
+        "--datasets", nargs="+", metavar="NAME", help=f"(default: {' '.join(d.datasets)})"
     )
-    p.add_argument("--learners", nargs="+", required=True, metavar="LEARNER")
-    p.add_argument("--datasets", nargs="+", default=["mnist", "fashion_mnist"], metavar="NAME")
-    p.add_argument("--split", default="test")
-    p.add_argument("--steps", type=int, default=2000, help="episode length (default %(default)s)")
-    p.add_argument("--episodes", type=int, default=16, help="episodes per dataset")
+    p.add_argument("--split", help=f"(default: {d.split})")
+    p.add_argument("--steps", type=int, help=f"episode length (default {d.steps})")
+    p.add_argument("--episodes", type=int, help=f"episodes per dataset (default {d.episodes})")
     p.add_argument("--classes", type=int, nargs="+", help="keep these classes (relabelled)")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="resize images")
-    p.add_argument("--grey", action="store_true", help="convert to grey scale")
+    p.add_argument("--grey", action="store_const", const=True, help="convert to grey scale")
     p.add_argument("--input-dim", type=int, help="random projection to this many inputs")
-    p.add_argument("--permute-pixels", action="store_true", help="a random pixel permutation")
-    p.add_argument("--tune-on", default="mnist", help="training split for sgd/adam lr tuning")
-    p.add_argument("--lrs", type=float, nargs="+", default=list(EvalConfig.baseline_lrs))
+    p.add_argument(
+        "--permute-pixels", action="store_const", const=True, help="a random pixel permutation"
+    )
+    p.add_argument(
+        "--tune-on", help=f"training split for sgd/adam lr tuning (default: {d.tune_on})"
+    )
+    p.add_argument(
+        "--lrs", type=float, nargs="+", help=f"(default: {' '.join(f'{x:g}' for x in d.lrs)})"
+    )
     p.add_argument(
         "--lr-extensions",
         type=int,
-        default=6,
         metavar="N",
-        help="rates tried beyond the --lrs grid's edges, at most (default %(default)s)",
+        help=f"rates tried beyond the --lrs grid's edges, at most (default {d.lr_extensions})",
     )
     p.add_argument(
         "--reference",
         nargs="+",
-        default=[],
         metavar="LEARNER",
         help="learners of --learners to compare every other one with, on the same episodes",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out-dir", default="runs")
-    p.add_argument("--data-dir", default=None, help="TFDS data dir")
-    p.add_argument("-v", "--verbose", action="store_true")
-    args = p.parse_args(argv)
-    args.learners = expand_learners(args.learners)
-    return args
+    p.add_argument("--seed", type=int, help=f"(default: {d.seed})")
+    p.add_argument("--out-dir", help=f"writes under OUT_DIR/evaluate/ (default: {d.out_dir})")
+
+
+# the keys add_args sets (each flag's dest is its key)
+FLAG_KEYS = (
+    "learners",
+    "datasets",
+    "split",
+    "steps",
+    "episodes",
+    "classes",
+    "image_size",
+    "grey",
+    "input_dim",
+    "permute_pixels",
+    "tune_on",
+    "lrs",
+    "lr_extensions",
+    "reference",
+    "seed",
+    "out_dir",
+)
+
+
+def overrides(args) -> list[str]:
+    """The flags given, as ``key=value`` overrides of :class:`EvaluateConfig` (JSON values,
+    which YAML reads as they are), with ``pretrained:all`` expanded
+    (:func:`expand_learners`), so that ``config.yaml`` names every learner."""
+    out = []
+    for key in FLAG_KEYS:
+        value = getattr(args, key)
+        if value is None:
+            continue
+        if key == "learners":
+            value = expand_learners(value)
+        out.append(f"{key}={json.dumps(value)}")
+    return out
 
 
 ALL_SHIPPED = "pretrained:all"
@@ -128,38 +199,38 @@ def expand_learners(names: list[str]) -> list[str]:
 
 
 def check_args(args) -> None:
-    """Raise ValueError (one line, naming the flag as typed) for bad flag values."""
+    """Raise ConfigError (one line, naming the flag as typed) for bad flag values."""
     for flag, value in (
         ("--steps", args.steps),
         ("--episodes", args.episodes),
         ("--input-dim", args.input_dim),
     ):
         if value is not None and value < 1:
-            raise ValueError(f"{flag} must be >= 1, got {value}")
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
     if args.lr_extensions < 0:
-        raise ValueError(f"--lr-extensions must be >= 0, got {args.lr_extensions}")
+        raise ConfigError(f"--lr-extensions must be >= 0, got {args.lr_extensions}")
     if args.image_size and min(args.image_size) < 1:
-        raise ValueError(
+        raise ConfigError(
             f"--image-size needs two sizes >= 1, got {' '.join(map(str, args.image_size))}"
         )
     bad = [x for x in args.lrs if not (math.isfinite(x) and x > 0)]
     if bad:
-        raise ValueError(f"--lrs must be finite and > 0, got {' '.join(map(str, bad))}")
+        raise ConfigError(f"--lrs must be finite and > 0, got {' '.join(map(str, bad))}")
     if args.classes is not None:
         if len(set(args.classes)) < 2 or len(set(args.classes)) != len(args.classes):
-            raise ValueError(
+            raise ConfigError(
                 f"--classes needs at least two different classes, no repeats; got "
                 f"{' '.join(map(str, args.classes))}"
             )
         if min(args.classes) < 0:
-            raise ValueError(f"--classes are labels >= 0, got {' '.join(map(str, args.classes))}")
+            raise ConfigError(f"--classes are labels >= 0, got {' '.join(map(str, args.classes))}")
     for flag, names in (("--learners", args.learners), ("--datasets", args.datasets)):
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
-            raise ValueError(f"{flag} names {', '.join(twice)} more than once")
-    stray = [r for r in args.reference if r not in args.learners]
+            raise ConfigError(f"{flag} names {', '.join(twice)} more than once")
+    stray = [r for r in args.reference if r not in expand_learners(args.learners)]
     if stray:
-        raise ValueError(
+        raise ConfigError(
             f"--reference {' '.join(stray)}: not among --learners ({' '.join(args.learners)}); "
             "a reference must be evaluated too"
         )
@@ -255,13 +326,15 @@ class Prepared(NamedTuple):
     searches: dict
 
 
-def prepare(args) -> Prepared:
+def prepare(args: EvaluateConfig) -> Prepared:
     """Load the data and the learners of ``args`` and tune sgd/adam (see :class:`Prepared`)."""
     from vsml_jax.build import episode_spec, load_arrays, place_data, run_key
     from vsml_jax.evaluation import tuned_baselines
     from vsml_jax.runtime.devices import population_mesh
 
-    check_args(args)
+    if not args.learners:
+        raise ConfigError("give the learners to meta-test: --learners LEARNER [LEARNER ...]")
+    args = dataclasses.replace(args, learners=tuple(expand_learners(args.learners)))
     mesh = population_mesh()
     hand = [n for n in args.learners if n in HAND_DESIGNED]
     trained = {n: load_trained(n) for n in args.learners if n not in HAND_DESIGNED}
@@ -306,7 +379,9 @@ def save_curves(path: Path, curves: dict) -> None:
     save_npz(path, learners=np.array(learners), **arrays)
 
 
-def run(args) -> Path:
+def run(args: EvaluateConfig, out: Path, resumed: bool = False) -> str | None:
+    """Meta-test ``args`` and write the outputs into the run dir ``out`` (on ``--resume``:
+    again, over the outputs there); returns the table and where it is (process 0)."""
     import jax
 
     from vsml_jax import plots
@@ -318,7 +393,7 @@ def run(args) -> Path:
         paired_rows,
         write_table,
     )
-    from vsml_jax.runtime import rundir
+    from vsml_jax.runtime.cli import staged_results
 
     prep = prepare(args)
     rows, curves = meta_test(
@@ -347,37 +422,56 @@ def run(args) -> Path:
     for r in args.reference:
         notes += ["", *paired_markdown(paired, prep.labels[r])]
 
-    out = rundir.new_run_dir(Path(args.out_dir) / "evaluate", args.seed)
-    if jax.process_index() == 0:
-        (out / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
-        rundir.write_provenance(out)
-        md = tuple(parts[0][0])  # the lr is in the label, an edge lr in the notes
-        write_table([{**head, **tail} for head, tail in parts], out, tuple(notes), md_columns=md)
-        save_curves(out / "curves.npz", curves)
-        searches = {
-            name: {
-                "lr": s.lr,
-                "interior": s.interior,
-                "lrs": list(s.lrs),
-                "mean_online_loss": [float(x) if math.isfinite(x) else None for x in s.losses],
-            }
-            for name, s in prep.searches.items()
+    if jax.process_index() != 0:
+        return None
+    md = tuple(parts[0][0])  # the lr is in the label, an edge lr in the notes
+    write_table([{**head, **tail} for head, tail in parts], out, tuple(notes), md_columns=md)
+    save_curves(out / "curves.npz", curves)
+    searches = {
+        name: {
+            "lr": s.lr,
+            "interior": s.interior,
+            "lrs": list(s.lrs),
+            "mean_online_loss": [float(x) if math.isfinite(x) else None for x in s.losses],
         }
-        (out / "lr_search.json").write_text(json.dumps(searches, indent=2) + "\n")
-        title = f"{args.episodes} episodes of {args.steps} steps per dataset"
-        plots.plot_accuracy_curves(curves, out / "curves.png", title=title)
-        plots.plot_accuracy_curves(curves, out / "curves_logx.png", title=title, log_x=True)
-        print((out / "results.md").read_text())
-        print(f"done: {out} (results.csv, results.md, curves.npz, curves.png)")
-    return out
+        for name, s in prep.searches.items()
+    }
+    (out / "lr_search.json").write_text(json.dumps(searches, indent=2) + "\n")
+    title = f"{args.episodes} episodes of {args.steps} steps per dataset"
+    plots.plot_accuracy_curves(curves, out / "curves.png", title=title)
+    plots.plot_accuracy_curves(curves, out / "curves_logx.png", title=title, log_x=True)
+    return staged_results(out, "results.csv, results.md, curves.npz, curves.png")
+
+
+RESUME_HELP = (
+    "evaluate again, with the config saved there, into the latest evaluate run (or "
+    "RUN_DIR), rewriting its outputs: an evaluation keeps no partial work, and only "
+    "out_dir, data_dir and cpu_devices may change"
+)
+
+
+def command():
+    """``python -m vsml_jax.evaluate`` as a :class:`~vsml_jax.runtime.cli.Command`."""
+    from vsml_jax.runtime.cli import Command
+
+    return Command(
+        description=__doc__,
+        preset=None,
+        run=run,
+        config_cls=EvaluateConfig,
+        set_example="episodes=32",
+        resume_safe=("name", "out_dir", "data_dir", "cpu_devices"),
+        add_args=add_args,
+        overrides=overrides,
+        resume_help=RESUME_HELP,
+        prog="python -m vsml_jax.evaluate",
+    )
 
 
 def main(argv=None) -> int:
-    from vsml_jax.runtime.cli import guarded, setup_logging
+    from vsml_jax.runtime.cli import run_command
 
-    args = parse_args(argv)
-    setup_logging(args.verbose)
-    return guarded(lambda: run(args), args.verbose)
+    return run_command(command(), argv)
 
 
 if __name__ == "__main__":

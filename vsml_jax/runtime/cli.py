@@ -1,5 +1,6 @@
 """The one entry shape of every command: ``python -m experiments.<name> [--config PRESET]
-[--set key=value ...] [--resume [RUN_DIR]] [--data-dir DIR]``.
+[--set key=value ...] [--resume [RUN_DIR]] [--data-dir DIR]`` (and ``python -m
+vsml_jax.evaluate``).
 
 An experiment describes itself as a :class:`Command` (its preset, config class and the
 function that does the work in a run directory); :func:`run_command` does the rest, the
@@ -60,12 +61,17 @@ class Command:
     """What one command runs; :func:`run_command` handles everything around it.
 
     ``run(cfg, run_dir, resumed)`` does the work in the (locked) run dir and returns a
-    line for the end (or None). ``config_cls`` is :class:`RunConfig` or an experiment's
+    line for the end (or None). ``config_cls`` is :class:`RunConfig` or a command's own
     config class with ``name``, ``out_dir`` and a ``base`` RunConfig (its seed is
-    ``seed``, else ``base.seed``). ``resume_safe`` are the keys ``--resume`` may change.
-    ``add_args(parser)`` adds the command's own flags and ``overrides(args)`` turns them
-    into ``key=value`` overrides. With ``resume_needs_checkpoint``, a bare ``--resume``
-    picks the newest run that wrote a checkpoint (else: one that has a config.yaml).
+    ``seed``, else ``base.seed``), or without a ``base`` its own ``seed``, ``data_dir`` and
+    ``cpu_devices`` (``EvaluateConfig``). ``resume_safe`` are the keys ``--resume`` may
+    change. ``add_args(parser)`` adds the command's own flags and ``overrides(args)`` turns them
+    into ``key=value`` overrides (applied after ``--set``). ``defaults`` are ``key=value``
+    overrides of the preset that a fresh start applies before ``--set`` (a resume starts
+    from the run's saved config instead). With ``resume_needs_checkpoint``, a bare
+    ``--resume`` picks the newest run that wrote a checkpoint (else: one that has a
+    config.yaml). ``resume_help`` says what ``--resume`` does, where it is not continuing
+    finished work.
     """
 
     description: str
@@ -77,6 +83,8 @@ class Command:
     add_args: Callable[[argparse.ArgumentParser], None] | None = None
     overrides: Callable[[argparse.Namespace], list[str]] | None = None
     resume_needs_checkpoint: bool = False
+    defaults: tuple[str, ...] = ()
+    resume_help: str = "continue the latest run of this config (or RUN_DIR); finished work is kept"
     print_config: bool = False
     prog: str | None = None  # the command as usage shows it, e.g. python -m experiments.x
 
@@ -108,7 +116,7 @@ def parser(command: Command) -> argparse.ArgumentParser:
         const=True,
         default=False,
         metavar="RUN_DIR",
-        help="continue the latest run of this config (or RUN_DIR); finished work is kept",
+        help=command.resume_help,
     )
     p.add_argument(
         "--data-dir",
@@ -138,10 +146,12 @@ def resolve(command: Command, args) -> tuple[Any, Path | None]:
         fields = {f.name for f in dataclasses.fields(cls)}
         key = "base.data.data_dir" if "base" in fields else "data_dir"
         overrides.append(f"{'data.data_dir' if cls is RunConfig else key}={args.data_dir}")
+    if not args.resume or args.resume is True:
+        fresh = [*command.defaults, *overrides]
+        cfg = load_run_config(args.config, fresh, cls=cls, defaults=preset)
     if not args.resume:
-        return load_run_config(args.config, overrides, cls=cls, defaults=preset), None
+        return cfg, None
     if args.resume is True:
-        cfg = load_run_config(args.config, overrides, cls=cls, defaults=preset)
         run_dir = rundir.latest_run_dir(
             Path(cfg.out_dir) / cfg.name, with_checkpoint=command.resume_needs_checkpoint
         )
