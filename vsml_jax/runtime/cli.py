@@ -238,8 +238,10 @@ def run_command(command: Command, argv=None) -> int:
         if done and is_main:
             print(done, flush=True)
 
-    def kept() -> str:
-        return f"interrupted; finished work is kept: --resume {opened[0]}" if opened else ""
+    def kept() -> str:  # a start interrupted before any work leaves no run dir
+        if opened and opened[0].is_dir():
+            return f"interrupted; finished work is kept: --resume {opened[0]}"
+        return ""
 
     return guarded(work, args.verbose, kept)
 
