@@ -18,9 +18,9 @@ D, C, T = 8, 2, 30
 def test_es_meta_training_makes_vsml_learn_within_episodes():
     learner = vsml(NetworkConfig())
     meta = learner.meta_init(jax.random.PRNGKey(0), TaskSpec(D, C))
-    strategy = es.make_strategy(ESConfig(population_pairs=32, lr=0.05), meta)
+    strategy = es.make_strategy(ESConfig(population_pairs=32, lr=0.1), meta)
     evaluate = es.make_evaluate(learner, prototype_data(C, D), prototype_spec(T, D, C), C)
-    block = jax.jit(es.make_train_block(es.make_generation(strategy, evaluate), 400))
+    block = jax.jit(es.make_train_block(es.make_generation(strategy, evaluate), 200))
     state = es.init_strategy(strategy, jax.random.PRNGKey(1), meta)
     _, metrics = block(state, jax.random.PRNGKey(2), 0)
     loss = np.asarray(metrics["meta_loss"])
