@@ -95,13 +95,17 @@ def plot_curves(
     title: str = "",
     log_y: bool = False,
     smooth_window: int = 1,
+    markers: bool = False,
 ):
     """Several curves on one axes: ``series[label] = (x, y)``, one colour each. ``log_y``
     puts the y axis on a log scale (losses spanning decades); ``smooth_window`` > 1 draws
-    each ``y`` as its trailing moving average over that many points (:func:`smooth`)."""
+    each ``y`` as its trailing moving average over that many points (:func:`smooth`);
+    ``markers`` marks each point (sparse measurements, a series of one point)."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
+    marker = "o" if markers else None
     for color, (label, (x, y)) in zip(colors(len(series)), series.items()):
-        ax.plot(x, smooth(np.asarray(y, np.float64), smooth_window), color=color, label=label)
+        y = smooth(np.asarray(y, np.float64), smooth_window)
+        ax.plot(x, y, color=color, label=label, marker=marker)
     if log_y:
         ax.set_yscale("log")
     _finish(fig, ax, path, xlabel, ylabel, title)

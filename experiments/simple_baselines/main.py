@@ -31,18 +31,6 @@ DEFAULTS = (
     "eval.num_episodes=32",
     f"eval.baselines=[{','.join(HAND_DESIGNED)}]",
 )
-# results.csv's summaries of a row (vsml_jax.evaluation.summarize), as evaluate's
-SUMMARY = (
-    "first100_acc",
-    "first100_ci95",
-    "mean_acc",
-    "ci95",
-    "last100_acc",
-    "last100_ci95",
-    "steps_to_80",
-    "episodes",
-    "steps",
-)
 
 
 def add_args(p) -> None:
@@ -82,7 +70,7 @@ def baselines(cfg, run_dir: Path, resumed: bool = False) -> str | None:
     import jax
 
     from vsml_jax.build import load_data
-    from vsml_jax.evaluation import MetaTest, meta_test, summary_row, write_table
+    from vsml_jax.evaluation import EVAL_SUMMARY, MetaTest, meta_test, summary_row, write_table
     from vsml_jax.runtime.devices import population_mesh
     from vsml_jax.runtime.files import write_text
 
@@ -103,7 +91,7 @@ def baselines(cfg, run_dir: Path, resumed: bool = False) -> str | None:
         {
             "dataset": m["dataset"],
             "learner": m["learner"],
-            **summary_row(m, SUMMARY),
+            **summary_row(m, EVAL_SUMMARY),
             "lr": tester.baseline_lrs.get(m["learner"].split(" ")[0]),
         }
         for m in rows

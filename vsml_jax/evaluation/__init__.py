@@ -9,6 +9,7 @@
 """
 
 from vsml_jax.evaluation.core import (
+    EVAL_SUMMARY,
     PAIRED_KEYS,
     PAIRED_WINDOWS,
     ROW_SUMMARY,
@@ -52,6 +53,7 @@ __all__ = [
     "meta_test",
     "sample_eval_episodes",
     "summarize",
+    "EVAL_SUMMARY",
     "summary_row",
     "table_columns",
     "tuned_baselines",

@@ -47,28 +47,15 @@ from typing import NamedTuple
 
 from vsml_jax.config import HAND_DESIGNED, ConfigError, DataConfig, EvalConfig, RunConfig
 
-# the accuracy summaries of a results.csv row (vsml_jax.evaluation.summarize), in order
-SUMMARY = (
-    "first100_acc",
-    "first100_ci95",
-    "mean_acc",
-    "ci95",
-    "last100_acc",
-    "last100_ci95",
-    "steps_to_80",
-    "episodes",
-    "steps",
-)
-
 
 def result_row(row: dict, search, paired: dict, references) -> tuple[dict, dict]:
     """A row of ``results.csv`` for a :func:`~vsml_jax.evaluation.meta_test` row: its
     dataset, learner and summaries (the ``results.md`` part), then the tuned lr
     (``search``, or None) and the paired differences to each of ``references``
     (``paired[k_vs_ref]``; empty against itself). Returns ``(md part, the rest)``."""
-    from vsml_jax.evaluation import PAIRED_KEYS, summary_row
+    from vsml_jax.evaluation import EVAL_SUMMARY, PAIRED_KEYS, summary_row
 
-    head = {"dataset": row["dataset"], "learner": row["learner"], **summary_row(row, SUMMARY)}
+    head = {"dataset": row["dataset"], "learner": row["learner"], **summary_row(row, EVAL_SUMMARY)}
     tail = {
         "lr": None if search is None else search.lr,
         "lr_interior": None if search is None else search.interior,

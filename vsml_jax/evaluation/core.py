@@ -132,6 +132,20 @@ ROW_SUMMARY = (
 )
 
 
+# the summaries of a row of the evaluate/simple_baselines results.csv, in order
+EVAL_SUMMARY = (
+    "first100_acc",
+    "first100_ci95",
+    "mean_acc",
+    "ci95",
+    "last100_acc",
+    "last100_ci95",
+    "steps_to_80",
+    "episodes",
+    "steps",
+)
+
+
 def summary_row(summary: dict, keys: tuple[str, ...] = ROW_SUMMARY) -> dict:
     """The entries ``keys`` of a :func:`summarize` dict, in that order: the accuracy
     columns of a results-table row (:func:`write_table` takes its columns from the rows)."""

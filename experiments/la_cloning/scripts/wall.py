@@ -38,6 +38,6 @@ for arg in sys.argv[2:]:
         first100[f"{label}, {t}"] = (w, a)
         mean[f"{label}, {t}"] = (w, b)
 plots.plot_curves(loss, f"{out}_meta_loss.png", "wall time (min)", "meta-loss (500-step episodes)")
-kw = {"xlabel": "wall time (min)", "ylabel": "online accuracy at 784 inputs"}
+kw = {"xlabel": "wall time (min)", "ylabel": "online accuracy at 784 inputs", "markers": True}
 plots.plot_curves(first100, f"{out}_first100.png", title="steps 1-100", **kw)
 plots.plot_curves(mean, f"{out}_mean.png", title="mean over 2000 steps", **kw)
