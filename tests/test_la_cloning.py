@@ -34,8 +34,8 @@ TINY = [
     "base.eval.baselines=[sgd,ncm]",
     "clone_baselines=[sgd,ncm]",
     "impl=auto",
-    "long_steps=60",
-    "long_episodes=2",
+    "long_steps=40",  # the meta-test's episodes' shape: its compiled programs serve again
+    "long_episodes=3",
     "improve=true",
     "test_sets=[mnist]",
 ]

@@ -57,7 +57,17 @@ def _kill_all(procs):
 def test_killed_process_makes_the_survivor_exit_in_one_line_then_resume(tmp_path):
     port = _port()
     procs = [
-        _launch(port, i, "--set", f"out_dir={tmp_path}", "--set", "es.generations=100000")
+        # a peer silent for 5 s is dead (the default 20 s would only make the test wait)
+        _launch(
+            port,
+            i,
+            "--set",
+            f"out_dir={tmp_path}",
+            "--set",
+            "es.generations=100000",
+            "--set",
+            "distributed_heartbeat_timeout_s=5",
+        )
         for i in range(2)
     ]
     try:
