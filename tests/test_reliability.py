@@ -787,3 +787,36 @@ def test_orbax_noise_after_a_failed_restore_is_dropped_and_nothing_else(monkeypa
     ):
         checkpoint._drop_closed_loop_noise(types.SimpleNamespace(exc_value=error))
     assert [str(u.exc_value) for u in seen] == ["something else"]
+
+
+def test_ctrl_c_swallowed_by_a_gc_callback_is_raised_at_the_next_check(monkeypatch, capsys):
+    """Python ignores an exception raised inside a garbage-collector callback (jax has one),
+    so a Ctrl-C landing there is remembered, not printed, and the training loop's
+    ``interrupts.check()`` raises it."""
+    import gc
+    import signal
+
+    from vsml_jax.runtime import interrupts
+
+    monkeypatch.setattr(interrupts, "_installed", True)
+    monkeypatch.setattr(interrupts, "_pending", False)
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+    previous = signal.getsignal(signal.SIGINT)
+    interrupts.raise_from_now_on()
+    try:
+        handler = signal.getsignal(signal.SIGINT)
+
+        def callback(phase, info):
+            if phase == "start":
+                handler(signal.SIGINT, None)  # as if Ctrl-C arrived during the collection
+
+        gc.callbacks.append(callback)
+        try:
+            gc.collect()
+        finally:
+            gc.callbacks.remove(callback)
+        assert "KeyboardInterrupt" not in capsys.readouterr().err
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.check()
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -29,7 +29,7 @@ from vsml_jax.learners.base import Learner, PyTree, TaskSpec
 from vsml_jax.loading import initial_meta_params
 from vsml_jax.meta.base import Trainer
 from vsml_jax.meta.trainer import make_trainer
-from vsml_jax.runtime import rundir
+from vsml_jax.runtime import interrupts, rundir
 from vsml_jax.runtime.checkpoint import Checkpointer
 from vsml_jax.runtime.devices import (
     PeerWatchdog,
@@ -219,6 +219,7 @@ def _train(cfg: RunConfig, resume: bool, run_dir: Path, mesh, is_main: bool, job
             t0 = time.time()
             state, metrics = block(state, k_run, g, *trainer.args)
             metrics = to_host(metrics)  # blocks on the result: safe in multi-process runs
+            interrupts.check()  # a Ctrl-C that a gc callback swallowed
             dt = time.time() - t0
             skipped = check_finite(metrics, g, skipped, cfg.max_skipped)
             if trainer.cross_entropy and not warned:

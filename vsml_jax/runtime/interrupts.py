@@ -17,6 +17,7 @@ import signal
 import sys
 
 _installed = False
+_pending = False  # a Ctrl-C arrived (after raise_from_now_on)
 
 
 def _exit_now(signum, frame) -> None:
@@ -31,10 +32,33 @@ def install() -> None:
     signal.signal(signal.SIGINT, _exit_now)
 
 
+def _raise(signum, frame) -> None:
+    global _pending
+    _pending = True
+    raise KeyboardInterrupt
+
+
 def raise_from_now_on() -> None:
-    """Ctrl-C raises ``KeyboardInterrupt`` again (after :func:`install`)."""
+    """Ctrl-C raises ``KeyboardInterrupt`` again (after :func:`install`), and is remembered
+    for :func:`check`."""
     if _installed:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, _raise)
+        sys.unraisablehook = _unraisable
+
+
+def _unraisable(info) -> None:
+    """A Ctrl-C raised where Python cannot propagate it (a gc callback) is not printed as a
+    traceback: :func:`check` raises it again where it can."""
+    if not isinstance(info.exc_value, KeyboardInterrupt):
+        sys.__unraisablehook__(info)
+
+
+def check() -> None:
+    """Raise ``KeyboardInterrupt`` if a Ctrl-C came and was swallowed: Python ignores an
+    exception raised inside a garbage-collector callback (jax has one), so a long loop
+    calls this between its steps."""
+    if _pending:
+        raise KeyboardInterrupt
 
 
 def leave(rc: int) -> int:
