@@ -48,12 +48,8 @@ TOPOLOGY ?= v5e:4x4
 plan: $(LIBTPU)/.stamp  ## TPU pod plan without a TPU; e.g. TOPOLOGY=v5e:2x2 ARGS="--num-slices 2"
 	PYTHONPATH=$(LIBTPU) $(PY) -m benchmarks.plan --config experiments/es_mnist/configs/es_mnist.yaml --topology $(TOPOLOGY) $(ARGS)
 
-# one xdist worker more than CPUs: the subprocess and multi-process tests leave a worker
-# waiting, which the extra one fills (2 cores: 3 workers)
-TEST_WORKERS ?= $(shell python3 -c 'import os; print((os.cpu_count() or 1) + 1)')
-
 test: $(STAMP) $(LIBTPU)/.stamp
-	VSML_LIBTPU_DIR=$(LIBTPU) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal $(ARGS)
+	VSML_LIBTPU_DIR=$(LIBTPU) $(PY) -m pytest -q -n auto --dist worksteal $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench $(ARGS)
