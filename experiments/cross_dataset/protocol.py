@@ -42,9 +42,7 @@ from vsml_jax.evaluation import (
     write_table,
 )
 from vsml_jax.learners import LEARNERS
-from vsml_jax.runtime.devices import (
-    population_mesh,
-)
+from vsml_jax.runtime.devices import population_mesh
 from vsml_jax.stages import (
     cached_curves,
     learner_name,

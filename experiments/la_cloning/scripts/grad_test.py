@@ -10,7 +10,13 @@ import yaml
 
 from experiments.la_cloning import protocol as L
 from vsml_jax.build import episode_spec, load_data, run_key
-from vsml_jax.evaluation import cached_accuracy, summarize, write_table
+from vsml_jax.evaluation import (
+    PAIRED_WINDOWS,
+    cached_accuracy,
+    paired_difference,
+    summarize,
+    write_table,
+)
 from vsml_jax.learners.vsml import vsml
 from vsml_jax.loading import load_meta_params
 from vsml_jax.runtime.devices import population_mesh
@@ -44,9 +50,9 @@ for i, t in enumerate(cfg.test_sets):
             ("1nn", "1nn"),
         ]
     }
-    s = summarize(acc)
     for name, a in [("VSML clone + meta-gradients", acc), *others.items()]:
         rows.append({"test_set": t, "network": "shallow", "learner": name, **summarize(a)})
+    s = rows[-1 - len(others)]
     print(
         t,
         "meta-trained clone: first100 {:.3f} mean {:.3f} last100 {:.3f}".format(
@@ -54,14 +60,9 @@ for i, t in enumerate(cfg.test_sets):
         ),
     )
     for k, o in others.items():
-        for name, sl in [
-            ("1-100", slice(0, 100)),
-            ("all", slice(None)),
-            ("last100", slice(-100, None)),
-        ]:
-            d = acc[:, sl].mean(1) - o[:, sl].mean(1)
-            ci = 1.96 * d.std(ddof=1) / np.sqrt(len(d))
-            print(f"   vs {k:5s} {name:8s} diff {d.mean():+.3f} ± {ci:.3f}")
+        d = paired_difference(acc, o)
+        for w in PAIRED_WINDOWS:  # steps 1-100, all steps, the last 100
+            print(f"   vs {k:5s} {w:8s} diff {d[f'd_{w}']:+.3f} ± {d[f'd_{w}_ci95']:.3f}")
 # results<tag>.csv/.md in META_RUN_DIR: one row per learner and test set of this call
 # (python -m experiments.ship_pretrained ... --results <it> puts them in a model card)
 write_table(rows, gd, stem=f"results{tag}")
