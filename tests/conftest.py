@@ -65,9 +65,12 @@ _OWN_CACHE = pytest.StashKey[str]()
 # compiles a little more but runs such a test 5 times slower, and its scalar tanh gives
 # tanh(x) = 1 - 1.8e-7 for 8 < x < 20 where the optimised code rounds to 1 (which the
 # constructed clone's forget gate, sigmoid(30) = (1 + tanh(15)) / 2, relies on).
-# Subprocesses inherit the flag through the environment (tests that set their own
+# XLA's older loop emitters (--xla_cpu_use_fusion_emitters=false) compile the suite's
+# small programs faster still: the suite took 438 s instead of 491 s with them, every test
+# passing (results differ from the default emitters' by float rounding at most).
+# Subprocesses inherit the flags through the environment (tests that set their own
 # XLA_FLAGS append to :func:`xla_flags`).
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=2"
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=2 --xla_cpu_use_fusion_emitters=false"
 
 
 def xla_flags(*extra: str) -> str:

@@ -42,10 +42,10 @@ def test_trained_layer_forward_message_matches_tanh_x_w_plus_b(trained):
     state, _ = trained
     key = jax.random.PRNGKey(7)
 
+    error = jax.jit(cloning.forward_message_error, static_argnums=(3, 4))
+
     def rel_error(params):
-        return float(
-            cloning.forward_message_error(params.cell, params.readout, key, CELL, CFG.grid)
-        )
+        return float(error(params.cell, params.readout, key, CELL, CFG.grid))
 
     untrained = rel_error(cloning.init_clone_params(jax.random.PRNGKey(0), CELL, CFG))
     trained = rel_error(state.params)
@@ -59,13 +59,14 @@ def test_layer_tick_means_are_the_dense_layer():
     A, B = CFG.grid
     x = jax.random.normal(jax.random.PRNGKey(2), (CFG.grids, A))
     e = jax.random.normal(jax.random.PRNGKey(3), (CFG.grids, B))
-    new, fwd, bwd = cloning.layer_tick(params.cell, cells, x, e)
+    new, fwd, bwd = jax.jit(cloning.layer_tick)(params.cell, cells, x, e)
     m = CELL.message
+    direct = jax.jit(dense_direct)
     for g in range(CFG.grids):
         one = jax.tree.map(lambda a, g=g: a[g].T, cells)  # the layer's [H, B, A]
         f_in = jnp.zeros((A, m)).at[:, 0].set(x[g])
         b_in = jnp.zeros((B, m)).at[:, 0].set(e[g])
-        s, f, b = dense_direct(params.cell, one, f_in, b_in)
+        s, f, b = direct(params.cell, one, f_in, b_in)
         np.testing.assert_allclose(new.c[g], s.c.T, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(fwd[g].mean(0), f, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(bwd[g].mean(1), b, rtol=1e-5, atol=1e-6)

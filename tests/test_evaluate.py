@@ -156,8 +156,8 @@ def test_every_learner_predicts_among_the_tasks_classes(tmp_path):
         spec = e.spec(data) if callable(e.spec) else e.spec or prep.spec
         assert spec.num_classes == 3, label
         xs, ys, keys = sample_eval_episodes(data, spec, 2, jax.random.PRNGKey(0))
-        logits = jax.vmap(
-            lambda x, y, k, e=e: run_episode(e.learner, e.meta_params, x, y, k, 3).logits
+        logits = jax.jit(
+            jax.vmap(lambda x, y, k, e=e: run_episode(e.learner, e.meta_params, x, y, k, 3).logits)
         )(xs, ys, keys)
         assert logits.shape == (2, 30, 3), label
         assert set(np.unique(np.asarray(logits).argmax(-1))) <= {0, 1, 2}, label

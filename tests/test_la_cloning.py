@@ -23,6 +23,7 @@ TINY = [
     "deep_hidden=[4]",
     "base.cpu_devices=1",
     "base.data.input_dim=8",
+    "base.data.projection_prob=1.0",  # 784 pixels projected to 8
     "base.data.episode_length=10",
     "base.es.population_pairs=2",
     "base.es.generations=10",

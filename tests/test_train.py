@@ -118,9 +118,9 @@ def test_run_writes_metrics_checkpoints_and_plots(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.needs_data("mnist", "fashion_mnist")
-def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
+def test_resume_after_kill_equals_uninterrupted_run(tmp_path, capsys):
     gens = ["--set", "es.generations=40", "--set", "eval.datasets=[]"]
-    rc, out, err = _run(tmp_path / "a", *gens)
+    rc, out, err = _main(capsys, tmp_path / "a", *gens)  # the reference, in this process
     assert rc == 0, err
     reference = _final_mean(_run_dir(out), 40)
 

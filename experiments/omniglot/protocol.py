@@ -28,7 +28,7 @@ import jax
 import numpy as np
 
 from vsml_jax import plots
-from vsml_jax.build import place_data, run_key
+from vsml_jax.build import build_learner, place_data, run_key
 from vsml_jax.config import HAND_DESIGNED, ConfigError, RunConfig
 from vsml_jax.data import load_split
 from vsml_jax.data.fewshot import FewShotSpec, query_accuracy
@@ -158,26 +158,30 @@ def run(cfg: OmniglotConfig, run_dir: Path) -> list[dict]:
             def compute(
                 i=i, ways=ways, spec=spec, run_cfg=run_cfg, sub=sub, hand=hand, learners=learners
             ):
-                note = trained
-                if d.ways not in learners:
-                    learners[d.ways] = (
-                        (tuned_hand_designed(run_cfg, sub, mesh)[0], {})
-                        if hand
-                        else train_or_load(run_cfg, sub)
-                    )
-                learner, params = learners[d.ways]
+                a = spec.input_dim or test_data.input_dim
+                # a learner whose meta-parameters fit one output size is trained for this
+                # setting's ways (and only for it); the others reuse the trained setting's
+                fixed = not hand and _fixed_outputs(build_learner(run_cfg), a, ways, d.ways)
+                if fixed:
+                    wcfg = _ways_config(run_cfg, ways)
+                    if ways not in learners:
+                        learners[ways] = train_or_load(wcfg, run_dir / "meta_train" / wcfg.name)
+                    learner, params = learners[ways]
+                    note = setting_name(ways, d.shots) + " (fixed output size)"
+                else:
+                    if d.ways not in learners:
+                        learners[d.ways] = (
+                            (tuned_hand_designed(run_cfg, sub, mesh)[0], {})
+                            if hand
+                            else train_or_load(run_cfg, sub)
+                        )
+                    learner, params = learners[d.ways]
+                    note = trained
                 if hand:
                     lr_file = sub / "lr.json"
                     note = (
                         f"lr {json.loads(lr_file.read_text())['lr']:g}" if lr_file.exists() else "-"
                     )
-                a = spec.input_dim or test_data.input_dim
-                if not hand and _fixed_outputs(learner, a, ways, d.ways):
-                    if ways not in learners:
-                        wcfg = _ways_config(run_cfg, ways)
-                        learners[ways] = train_or_load(wcfg, run_dir / "meta_train" / wcfg.name)
-                    learner, params = learners[ways]
-                    note = setting_name(ways, d.shots) + " (fixed output size)"
                 key = jax.random.fold_in(run_key(base.seed, "meta_test"), i)
                 acc = evaluate(learner, params, test_data, spec, cfg.eval_episodes, key).accuracy
                 return {"accuracy": acc, "note": np.array(note)}

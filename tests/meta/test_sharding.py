@@ -52,21 +52,6 @@ def _finish(proc):
     return out
 
 
-@pytest.mark.slow
-def test_sharded_over_8_devices_equals_one_device(tmp_path):
-    sharded = _worker(tmp_path / "sharded.npz", "all", 8)
-    single = _worker(tmp_path / "single.npz", "one", 8)
-    log = _finish(sharded)
-    _finish(single)
-    assert "devices 8" in log
-    a, b = np.load(tmp_path / "sharded.npz"), np.load(tmp_path / "single.npz")
-    # each of the 8 devices evaluates its own eighth of the population
-    assert int(a["fitness_shard"]) * 8 == int(a["population_size"]) == int(b["fitness_shard"])
-    # a population that does not divide over the 8 devices is refused; any divides over 1
-    assert bool(a["rejects_nondividing"]) and not bool(b["rejects_nondividing"])
-    _assert_same(a, b)
-
-
 def _assert_same(a, b):
     # both runs start from the same mean, and ES moves it far more than the tolerance
     np.testing.assert_array_equal(a["mean0"], b["mean0"])
@@ -85,9 +70,11 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 @pytest.mark.multiprocess
-def test_two_processes_equal_one_process(tmp_path):
+def test_sharded_over_8_devices_and_over_2_processes_equals_one_device(tmp_path):
+    """The same ES generations on one device, sharded over 8 emulated devices, and over
+    the 4 devices of 2 ``jax.distributed`` processes."""
     port = _free_port()
-    procs = [
+    multi = [
         _worker(
             tmp_path / f"multi{i}.npz",
             "all",
@@ -100,14 +87,24 @@ def test_two_processes_equal_one_process(tmp_path):
         )
         for i in range(2)
     ]
+    sharded = _worker(tmp_path / "sharded.npz", "all", 8)
     single = _worker(tmp_path / "single.npz", "one", 1)
-    logs = [_finish(p) for p in procs]
+    logs = [_finish(p) for p in multi]
+    log = _finish(sharded)
     _finish(single)
+    one = np.load(tmp_path / "single.npz")
+    assert "devices 8" in log
+    a = np.load(tmp_path / "sharded.npz")
+    # each of the 8 devices evaluates its own eighth of the population
+    assert int(a["fitness_shard"]) * 8 == int(a["population_size"]) == int(one["fitness_shard"])
+    # a population that does not divide over the 8 devices is refused; any divides over 1
+    assert bool(a["rejects_nondividing"]) and not bool(one["rejects_nondividing"])
+    _assert_same(a, one)
     assert "devices 4 processes 2" in logs[0], logs[0]
-    multi = np.load(tmp_path / "multi0.npz")
+    two = np.load(tmp_path / "multi0.npz")
     # the population is split over the 4 devices of both processes
-    assert int(multi["fitness_shard"]) * 4 == int(multi["population_size"])
-    _assert_same(multi, np.load(tmp_path / "single.npz"))
+    assert int(two["fitness_shard"]) * 4 == int(two["population_size"])
+    _assert_same(two, one)
 
 
 _SHARE_HOST = """
@@ -163,14 +160,14 @@ def test_wide_cpu_vectors_are_set_respect_the_user_and_change_no_bits(tmp_path):
     runs = {}
     for name, flags in (("default", ""), ("user", "--xla_cpu_prefer_vector_width=256")):
         cmd = ["timeout", "-s", "KILL", "120", sys.executable, "-c", _VECTOR_WIDTH]
-        env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags)
+        env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(flags))
         p = subprocess.run(
             [*cmd, str(tmp_path / name)], cwd=ROOT, env=env, capture_output=True, text=True
         )
         assert p.returncode == 0, p.stderr
         runs[name] = p.stdout.strip().splitlines()[0]
-    assert runs["default"] == "--xla_cpu_prefer_vector_width=512"
-    assert runs["user"] == "--xla_cpu_prefer_vector_width=256"  # not overridden
+    assert runs["default"] == xla_flags("--xla_cpu_prefer_vector_width=512")
+    assert runs["user"] == xla_flags("--xla_cpu_prefer_vector_width=256")  # not overridden
     for impl in ("fast", "direct"):
         wide, narrow = (np.load(tmp_path / f"{n}-{impl}.npy") for n in ("default", "user"))
         assert np.isfinite(wide).all()

@@ -67,23 +67,22 @@ def test_shallow_grid_sgd_is_online_sgd_on_cross_entropy():
     xs = jax.random.normal(k[0], (T, D))
     labels = jax.random.randint(k[1], (T,), 0, C)
     learner = grid_sgd(LR, BIAS_LR, _net(), init_std=0.5)
-    result = run_episode(learner, {}, xs, labels, k[2], C)
+    result = jax.jit(lambda xs: run_episode(learner, {}, xs, labels, k[2], C))(xs)
     g0 = learner.init({}, TaskSpec(D, C), k[2]).layers[0]
     W, b = g0.w / D, g0.bias
 
     def logits_fn(W, b, x):
         return jnp.tanh(x) @ W + b
 
+    @jax.jit
+    def grads(W, b, x, y):
+        ce = lambda W, b: optax.softmax_cross_entropy_with_integer_labels(logits_fn(W, b, x), y)  # noqa: E731
+        return jax.grad(ce, argnums=(0, 1))(W, b)
+
     expected = []
     for t in range(T):
         if t > 0:
-
-            def ce(W, b, t=t):
-                return optax.softmax_cross_entropy_with_integer_labels(
-                    logits_fn(W, b, xs[t - 1]), labels[t - 1]
-                )
-
-            dW, db = jax.grad(ce, argnums=(0, 1))(W, b)
+            dW, db = grads(W, b, xs[t - 1], labels[t - 1])
             W, b = W - (LR / D) * dW, b - BIAS_LR * db
         expected.append(logits_fn(W, b, xs[t]))
     np.testing.assert_allclose(result.logits, jnp.stack(expected), rtol=1e-4, atol=1e-5)
@@ -113,7 +112,8 @@ def test_deep_grid_sgd_learns_a_separable_task():
     k = jax.random.split(jax.random.PRNGKey(4), 3)
     xs = jax.random.normal(k[0], (T, D))
     labels = (xs[:, 0] + xs[:, 1] > 0).astype(jnp.int32)
-    result = run_episode(grid_sgd(1.0, 0.03, _net((8,)), init_std=3.0), {}, xs, labels, k[2], C)
+    learner = grid_sgd(1.0, 0.03, _net((8,)), init_std=3.0)
+    result = jax.jit(lambda xs: run_episode(learner, {}, xs, labels, k[2], C))(xs)
     assert result.accuracy[-100:].mean() > 0.85
 
 
@@ -145,8 +145,8 @@ def test_backprop_cell_is_grid_sgd_over_a_long_episode(hidden):
     T, D, C = 1500, 12, 4
     labels = jax.random.randint(k[0], (T,), 0, C)
     xs = jax.random.normal(k[1], (C, D))[labels] + jax.random.normal(k[2], (T, D))
-    clone = run_episode(vsml(net), (params,), xs, labels, k[3], C)
-    ref = run_episode(grid_sgd(1.0, 0.03, net, readout), {}, xs, labels, k[3], C)
+    clone = jax.jit(lambda p: run_episode(vsml(net), p, xs, labels, k[3], C))((params,))
+    ref = jax.jit(lambda: run_episode(grid_sgd(1.0, 0.03, net, readout), {}, xs, labels, k[3], C))()
     assert float(ref.accuracy[-500:].mean()) > 0.8  # it learns (a real test of the rule)
     scale = float(jnp.abs(ref.logits).mean())
     tol = 0.02 if not hidden else 0.05

@@ -88,7 +88,7 @@ dense_fused = functools.partial(dense_fast, fused=True)
 )
 def test_layer_equals_big_sparse_rnn(layer):
     params, state, f, e = _setup(3, 2)
-    new, fwd, bwd = layer(params, state, f, e)
+    new, fwd, bwd = jax.jit(layer)(params, state, f, e)
     h, c, fwd_ref, bwd_ref = big_rnn_layer(params, state, f, e)
     np.testing.assert_allclose(new.h, h, atol=1e-5)
     np.testing.assert_allclose(new.c, c, atol=1e-5)
@@ -174,7 +174,7 @@ def test_two_layer_network_with_micro_ticks_equals_big_sparse_rnn(impl, share_la
 @pytest.mark.parametrize("A,B", [(3, 2), (17, 10), (64, 5)])
 def test_fast_equals_direct(A, B):
     params, state, f, e = _setup(A, B, seed=A)
-    s1, f1, b1 = dense_direct(params, state, f, e)
+    s1, f1, b1 = jax.jit(dense_direct)(params, state, f, e)
     s2, f2, b2 = jax.jit(dense_fast)(params, state, f, e)
     for x, y in [(s1.h, s2.h), (s1.c, s2.c), (f1, f2), (b1, b2)]:
         np.testing.assert_allclose(x, y, atol=2e-5, rtol=1e-5)
@@ -196,11 +196,11 @@ def test_fast_path_refuses_layer_norm_and_auto_picks_direct():
     params, state, f, e = _setup(4, 3, cfg)
     with pytest.raises(ValueError, match="linear message heads"):
         dense_fast(params, state, f, e, layer_norm=True)
-    auto = dense(params, state, f, e, layer_norm=True, impl="auto")
-    direct = dense_direct(params, state, f, e, layer_norm=True)
+    auto = jax.jit(functools.partial(dense, layer_norm=True, impl="auto"))(params, state, f, e)
+    direct = jax.jit(functools.partial(dense_direct, layer_norm=True))(params, state, f, e)
     np.testing.assert_allclose(auto[1], direct[1])
     # layer norm really changes the messages
-    plain = dense_direct(params, state, f, e, layer_norm=False)
+    plain = jax.jit(dense_direct)(params, state, f, e)
     assert not np.allclose(plain[1], direct[1])
 
 
@@ -210,9 +210,10 @@ def test_permuting_inputs_permutes_nothing_in_the_output():
     A, B = 7, 4
     params, state, f, e = _setup(A, B)
     perm = np.random.RandomState(0).permutation(A)
-    s1, fwd1, bwd1 = dense_fast(params, state, f, e)
+    fast = jax.jit(dense_fast)
+    s1, fwd1, bwd1 = fast(params, state, f, e)
     state_p = jax.tree.map(lambda x: x[..., perm], state)  # [H, B, A]
-    s2, fwd2, bwd2 = dense_fast(params, state_p, f[perm], e)
+    s2, fwd2, bwd2 = fast(params, state_p, f[perm], e)
     np.testing.assert_allclose(fwd1, fwd2, atol=1e-6)
     np.testing.assert_allclose(bwd1[perm], bwd2, atol=1e-6)
     np.testing.assert_allclose(s1.h[..., perm], s2.h, atol=1e-6)
@@ -251,7 +252,8 @@ def test_accelerator_tick_equals_the_cpu_tick(dtype):
     m = f.shape[-1]
     rows = params.w_in[:m].T @ f.T
     cols = params.w_in[m:].T @ e.T
-    want = lstm_update_grid(params, state, rows[:, None, :] + cols[:, :, None], dtype)
+    grid = rows[:, None, :] + cols[:, :, None]
+    want = jax.jit(lstm_update_grid, static_argnums=3)(params, state, grid, dtype)
     got = jax.jit(lstm_update_grid_elementwise, static_argnums=4)(params, state, rows, cols, dtype)
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_allclose(g, w, atol=2e-6, rtol=1e-5)
