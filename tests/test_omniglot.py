@@ -118,5 +118,8 @@ def test_omniglot_command_end_to_end(tmp_path, capsys):
     notes = {(r["la"], r["setting"]): r["meta_trained_on"] for r in rows}
     assert notes[("vsml@conv", "3-way 2-shot")] == "5-way 1-shot"  # the same V_M
     assert notes[("maml", "3-way 2-shot")].startswith("3-way")  # retrained: fixed outputs
+    # ... and only for the ways it is tested on, not also for the 5 it would not be tested at
+    maml = [p.name for p in (run / "meta_train").iterdir() if p.name.startswith("maml")]
+    assert len(maml) == 1 and maml[0].endswith("-3way"), maml
     assert (run / "figure.png").stat().st_size > 0
     assert (run / "meta_train" / "maml__omniglot-3way" / "summary.json").exists()
