@@ -177,11 +177,13 @@ def run(cfg: OmniglotConfig, run_dir: Path) -> list[dict]:
                         )
                     learner, params = learners[d.ways]
                     note = trained
-                if hand:
-                    lr_file = sub / "lr.json"
-                    note = (
-                        f"lr {json.loads(lr_file.read_text())['lr']:g}" if lr_file.exists() else "-"
-                    )
+                    if hand:
+                        lr_file = sub / "lr.json"
+                        note = (
+                            f"lr {json.loads(lr_file.read_text())['lr']:g}"
+                            if lr_file.exists()
+                            else "-"
+                        )
                 key = jax.random.fold_in(run_key(base.seed, "meta_test"), i)
                 acc = evaluate(learner, params, test_data, spec, cfg.eval_episodes, key).accuracy
                 return {"accuracy": acc, "note": np.array(note)}

@@ -50,9 +50,11 @@ for i, t in enumerate(cfg.test_sets):
             ("1nn", "1nn"),
         ]
     }
-    for name, a in [("VSML clone + meta-gradients", acc), *others.items()]:
-        rows.append({"test_set": t, "network": "shallow", "learner": name, **summarize(a)})
-    s = rows[-1 - len(others)]
+    s, *refs = (
+        {"test_set": t, "network": "shallow", "learner": name, **summarize(a)}
+        for name, a in {"VSML clone + meta-gradients": acc, **others}.items()
+    )
+    rows += [s, *refs]
     print(
         t,
         "meta-trained clone: first100 {:.3f} mean {:.3f} last100 {:.3f}".format(
