@@ -123,3 +123,25 @@ def test_trained_clone_is_a_run_of_the_one_loop_that_loads_and_resumes(tmp_path,
     np.testing.assert_array_equal(ravel_pytree(cell2)[0], flat)
     np.testing.assert_array_equal(readout2, readout)
     assert [r["generation"] for r in read_metrics(run)] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("preset", ["la_cloning.yaml", "la_cloning_paper.yaml"])
+def test_presets_feed_the_standardised_pixels_themselves(preset):
+    """The paper's format: every learner reads the 784 standardised pixels, not a random
+    784 x 784 projection of them (``data.projection_prob`` defaults to 1)."""
+    import jax
+
+    from vsml_jax.build import episode_spec
+    from vsml_jax.config import load_config
+    from vsml_jax.data import DatasetArrays, to_device
+    from vsml_jax.data.episodes import sample_episode_full
+
+    path = Path(protocol.__file__).parent / "configs" / preset
+    base = load_config(path, cls=protocol.LACloningConfig).base
+    images = np.arange(4 * 784, dtype=np.uint8).reshape(4, 28, 28, 1)
+    labels = np.arange(4, dtype=np.int32) % 2
+    data = to_device([DatasetArrays("mnist", "t", "test", images, labels, 2, 0.5, 0.25)])
+    ep = sample_episode_full(jax.random.PRNGKey(0), data, episode_spec(base, 6))
+    assert not bool(ep.projected)
+    want = (images.reshape(4, 784)[np.asarray(ep.indices)] / 255.0 - 0.5) / 0.25
+    np.testing.assert_allclose(ep.xs, want, rtol=1e-5, atol=1e-5)

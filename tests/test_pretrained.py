@@ -85,3 +85,11 @@ def test_bfloat16_matmuls_stay_within_tolerance_of_float32_over_a_whole_episode(
     assert abs(float(f32.loss.mean()) - float(bf.loss.mean())) < 5e-3
     assert float(jnp.abs(f32.loss - bf.loss).max()) < 0.05
     assert abs(float(f32.accuracy[:, -100:].mean()) - float(bf.accuracy[:, -100:].mean())) <= 0.02
+
+
+@pytest.mark.parametrize("name", ["clone_backprop", "clone_backprop_grad"])
+def test_the_shipped_clones_read_the_784_pixels_as_they_are(name):
+    """No projection, no resize: the format the clones were meta-tested at (RESULTS §4)."""
+    from vsml_jax.loading import load_learner
+
+    assert load_learner(name).input_plan(784, (28, 28, 1)) == ("as_is", 784)
