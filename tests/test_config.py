@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vsml_jax.build import load_run_config
+from vsml_jax.build import episode_spec, load_run_config
 from vsml_jax.config import ConfigError, RunConfig, load_config, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,6 +194,12 @@ def test_grad_curriculum_parses_round_trips_and_is_checked():
 def test_few_shot_settings_are_checked_by_the_few_shot_spec():
     with pytest.raises(ConfigError, match="^data: few-shot shots must be an int >= 1, got 0$"):
         load_run_config(None, ["data.ways=10", "data.shots=0"])
+    with pytest.raises(ConfigError, match="^data.early_steps must be >= 0"):
+        load_run_config(None, ["data.early_weight=0"])
+    with pytest.raises(ConfigError, match="few-shot episodes .* data.fitness_steps"):
+        load_run_config(None, ["data.ways=10", "data.early_steps=3"])
+    spec = episode_spec(load_run_config(None, ["data.early_steps=2", "data.early_weight=5"]), 3)
+    assert spec.loss_weights == (5.0, 5.0, 1.0)
     with pytest.raises(ConfigError, match="^data: fitness_steps must be 'all' or 'queries'"):
         load_run_config(None, ["data.ways=10", "data.fitness_steps=last"])
 

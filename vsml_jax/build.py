@@ -88,6 +88,8 @@ def episode_spec(cfg: RunConfig, length: int) -> EpisodeSpec | FewShotSpec:
         projection_prob=d.projection_prob,
         permute_pixels=d.permute_pixels,
         permute_labels=d.permute_labels,
+        early_steps=d.early_steps,
+        early_weight=d.early_weight,
     )
 
 

@@ -173,6 +173,9 @@ class DataConfig:
     permute_pixels: bool = False
     permute_labels: bool = False
     episode_length: int = 100
+    # the meta-loss weights each of the first early_steps steps early_weight times
+    early_steps: int = 0
+    early_weight: float = 1.0
     # N-way K-shot episodes (vsml_jax.data.fewshot) instead: N = ways (= num_classes),
     # K = shots, then `queries` query examples (episode_length is unused: T = N * K + queries)
     ways: int | None = None
@@ -346,6 +349,18 @@ class RunConfig:
         if not 0.0 <= self.data.projection_prob <= 1.0:
             raise ConfigError(
                 f"data.projection_prob must be in [0, 1], got {self.data.projection_prob}"
+            )
+        if self.data.early_steps < 0 or not (
+            math.isfinite(self.data.early_weight) and self.data.early_weight > 0
+        ):
+            raise ConfigError(
+                "data.early_steps must be >= 0 and data.early_weight a finite number > 0, got "
+                f"{self.data.early_steps} and {self.data.early_weight}"
+            )
+        if self.data.ways is not None and self.data.early_steps:
+            raise ConfigError(
+                "data.early_steps weights online episodes; few-shot episodes (data.ways) "
+                "weight their steps with data.fitness_steps"
             )
         # data.ways, shots, queries and fitness_steps are checked by FewShotSpec
         # (vsml_jax.build.check_names)

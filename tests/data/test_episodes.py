@@ -86,6 +86,30 @@ def test_spec_validation():
         sample_episode(jax.random.key(0), data, EpisodeSpec(length=3, dataset_probs=(1, 1)))
 
 
+def test_early_steps_weight_the_first_steps_of_the_meta_loss():
+    from vsml_jax.episode import episode_loss, run_episode
+    from vsml_jax.learners import make_learner
+
+    assert EpisodeSpec(length=5).loss_weights is None
+    assert EpisodeSpec(length=5, early_steps=2, early_weight=1.0).loss_weights is None
+    assert EpisodeSpec(length=5, early_steps=2, early_weight=3.0).loss_weights == (
+        3.0, 3.0, 1.0, 1.0, 1.0,
+    )  # fmt: skip
+    assert EpisodeSpec(length=2, early_steps=9, early_weight=3.0).loss_weights == (3.0, 3.0)
+    with pytest.raises(ValueError, match="early_steps must be an int >= 0"):
+        EpisodeSpec(length=3, early_steps=-1)
+    with pytest.raises(ValueError, match="early_weight must be a finite number > 0"):
+        EpisodeSpec(length=3, early_weight=float("nan"))
+    data = to_device([_tiny("a", 30, 3)])
+    spec = EpisodeSpec(length=12, early_steps=4, early_weight=3.0)
+    xs, labels = sample_episode(jax.random.key(0), data, spec)
+    ncm, key = make_learner("ncm"), jax.random.key(1)
+    loss = np.asarray(run_episode(ncm, {}, xs, labels, key, 3).loss)
+    weighted = episode_loss(ncm, {}, xs, labels, key, 3, spec.loss_weights)
+    expected = (3 * loss[:4].sum() + loss[4:].sum()) / (3 * 4 + 8)
+    np.testing.assert_allclose(weighted, expected, rtol=1e-6)
+
+
 def test_shapes_determinism_and_label_range(mnist_device):
     spec = EpisodeSpec(
         length=50,

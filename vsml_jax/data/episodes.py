@@ -60,6 +60,10 @@ class EpisodeSpec:
         fixed_projection: unprojected tasks get one fixed projection ``D -> A`` (the same
             in every episode) instead of zero-padding: tasks whose input-label map can be
             memorised across episodes, as in a curriculum's first stage.
+        early_steps, early_weight: the meta-training loss weights each of the first
+            ``early_steps`` steps ``early_weight`` times as much as a later step (a
+            learner rewarded for learning fast, not only for where it ends); see
+            :attr:`loss_weights`.
     """
 
     length: int
@@ -71,6 +75,8 @@ class EpisodeSpec:
     dataset_probs: tuple[float, ...] | None = None
     class_subset_sizes: tuple[int, ...] | None = None
     fixed_projection: bool = False
+    early_steps: int = 0
+    early_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if not _is_int(self.length) or self.length < 1:
@@ -98,6 +104,18 @@ class EpisodeSpec:
                     f"class_subset_sizes must be positive ints, got {self.class_subset_sizes!r}"
                 )
             object.__setattr__(self, "class_subset_sizes", sizes)
+        if not _is_int(self.early_steps) or self.early_steps < 0:
+            raise ValueError(f"early_steps must be an int >= 0, got {self.early_steps!r}")
+        if not math.isfinite(self.early_weight) or self.early_weight <= 0:
+            raise ValueError(f"early_weight must be a finite number > 0, got {self.early_weight}")
+
+    @property
+    def loss_weights(self) -> tuple[float, ...] | None:
+        """Per-step weights of the meta-training loss (None: the plain mean)."""
+        early = min(self.early_steps, self.length)
+        if early == 0 or self.early_weight == 1.0:
+            return None
+        return (float(self.early_weight),) * early + (1.0,) * (self.length - early)
 
     def dims(self, data: DeviceDataset) -> tuple[int, int]:
         """``(A, C)`` for ``data``, after checking that they fit it."""
