@@ -32,7 +32,7 @@ es-mnist: $(STAMP)    ## paper Section 4.2 scale; e.g. ARGS="--set es.population
 cross-dataset: $(STAMP)  ## paper Section 4.4: meta-train on some datasets, test on unseen ones
 	$(PY) -m experiments.cross_dataset $(ARGS)
 
-la-cloning: $(STAMP)  ## paper Section 4.1: clone backprop into VSML, then improve it with ES
+la-cloning: $(STAMP)  ## paper Section 4.1: clone backprop into VSML at 784 inputs, meta-test it against SGD
 	$(PY) -m experiments.la_cloning $(ARGS)
 
 invariances: $(STAMP)  ## paper Section 4.3: one V_M on unseen class counts, input sizes, projections

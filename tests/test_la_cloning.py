@@ -25,19 +25,23 @@ TINY = [
     "base.data.input_dim=8",
     "base.data.projection_prob=1.0",  # 784 pixels projected to 8
     "base.data.episode_length=10",
-    "base.es.population_pairs=2",
-    "base.es.generations=10",
-    "base.es.generations_per_call=5",
-    "base.checkpoint_every=5",
+    "improve.image_size=null",
+    "improve.episode_length=10",
+    "improve.early_steps=3",
+    "improve.es.population_pairs=2",
+    "improve.es.generations=4",
+    "improve.es.generations_per_call=2",
+    "improve.grad.steps=4",
+    "improve.grad.steps_per_call=2",
+    "improve.grad.batch_size=2",
     "base.eval.num_episodes=3",
     "base.eval.episode_length=40",
     "base.eval.baseline_lrs=[0.01,0.1]",
-    "base.eval.baselines=[sgd,ncm]",
-    "clone_baselines=[sgd,ncm]",
+    "clone_baselines=[adam,ncm]",
     "impl=auto",
     "long_steps=40",  # the meta-test's episodes' shape: its compiled programs serve again
     "long_episodes=3",
-    "improve=true",
+    "improve.trainers=[grad,es]",
     "test_sets=[mnist]",
 ]
 
@@ -60,11 +64,22 @@ def test_la_cloning_writes_its_outputs_and_resume_recomputes_nothing(tmp_path, c
         assert (run / f).stat().st_size > 0, f
     rows = (run / "results.csv").read_text().splitlines()
     # 1 test set x 2 networks x 4 learners, the long shallow episodes (clone, SGD), then
-    # 1 test set x (2 ES runs + 2 baselines + clone)
-    assert len(rows) == 1 + 8 + 2 + 5
+    # the clone improved by meta-gradients and by ES
+    assert len(rows) == 1 + 8 + 2 + 2
     # paired clone - SGD windows of 250 steps (one per 40-step episode) and of 1000 (long)
     assert len((run / "windows" / "results.csv").read_text().splitlines()) == 1 + 2 + 1
     assert any("VSML clone + ES" in r for r in rows)
+    assert any("VSML clone + meta-gradients" in r for r in rows)
+    # each improved learner minus the clone, tuned Adam and NCM (1-NN is not in this run)
+    paired = (run / "improve" / "results.csv").read_text().splitlines()
+    assert len(paired) == 1 + 2 * 3 and "d_first100_ci95" in paired[0]
+    clone_flat = ravel_pytree(load_meta_params(run / "clone")[2])[0]
+    for trainer, steps in (("grad", 4), ("es", 4)):
+        meta = run / "meta_train" / f"clone_{trainer}"
+        run_cfg, _, params = load_meta_params(meta)
+        assert run_cfg.init_from == str(run / "clone") and run_cfg.data.early_steps == 3
+        assert [r["generation"] for r in read_metrics(meta)][-1] == steps
+        assert not np.array_equal(ravel_pytree(params)[0], clone_flat), trainer
     clone = run / "clone"
     assert (clone / "config.yaml").exists() and (clone / "task.json").exists()
     cached = {f: f.stat().st_mtime_ns for f in (run / "meta_test").glob("*.npz")}

@@ -8,11 +8,15 @@ With no arguments this runs the CPU default of experiments/la_cloning/configs/la
             clones (same network, lr and initial weights), tuned online SGD/Adam, NCM,
             k-NN and 1-NN, all on the same 32 episodes; paired clone - SGD differences
             per 250-step window; then 16 shallow MNIST episodes of 10,000 steps
-  improve   (--set improve=true) ES from the clone and from scratch, same budget
+  improve   (--set improve.trainers=[grad,es]) meta-gradients and/or ES from the clone on
+            14x14 MNIST-train images, 500-step episodes with the first 100 steps weighted
+            up, meta-tested at 784 on the same episodes (paired differences against the
+            clone, tuned Adam, NCM and 1-NN in improve/results.md)
 experiments/la_cloning/configs/la_cloning_paper.yaml is the preset with 32 episodes everywhere.
 
 Outputs go to runs/la_cloning/<run-id>/: weights.png, fig5.png, results.csv, results.md,
-windows/results.md (and improve.png, improve_logx.png; cloning_loss.png when trained);
+windows/results.md (and improve.png, improve_logx.png, improve/results.md; cloning_loss.png
+when trained);
 the clone is a run directory (clone/) that `--set init_from=<run-id>/clone` or
 vsml_jax.load_learner read. --resume [RUN_DIR] continues a killed run; finished stages
 are not recomputed.

@@ -8,9 +8,11 @@
    episodes of test splits, against the explicit SGD it clones
    (:mod:`vsml_jax.learners.grid_sgd`: same shape, same learning rate, same initial
    weights, same episodes) and a learning-rate-tuned online SGD on an ordinary MLP.
-3. **Improve it.** Meta-train with ES (the §4.2 setup) starting from the clone
-   (``init_from``), and from scratch on the same budget; meta-test both, the clone, and
-   the hand-designed baselines on the same episodes.
+3. **Improve it.** Meta-train from the clone (``init_from``) with meta-gradients and/or
+   ES (``improve.trainers``) on downscaled training images (the V_M is grid-size
+   invariant), with the meta-loss of each episode's first steps weighted up; meta-test
+   each at the test format against the clone and the hand-designed baselines on the same
+   episodes, with paired differences.
 
 Every stage writes under ``run_dir`` and is skipped when its output exists, so rerunning
 on the same folder (``--resume``) continues where a killed run stopped.
@@ -30,11 +32,12 @@ from jax.flatten_util import ravel_pytree
 from experiments.la_cloning import cloning
 from vsml_jax import plots
 from vsml_jax.build import build_learner, episode_spec, load_data, run_key
-from vsml_jax.config import ConfigError, RunConfig, from_dict
+from vsml_jax.config import ConfigError, ESConfig, GradConfig, RunConfig, from_dict
 from vsml_jax.episode import trace_episode
 from vsml_jax.evaluation import (
     cached_accuracy,
     cached_hand_designed,
+    paired_difference,
     sample_eval_episodes,
     summarize,
     summary_row,
@@ -59,13 +62,42 @@ log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
-class LACloningConfig:
-    """The cloning target and its training, the test networks, and the ES comparison.
+class ImproveConfig:
+    """Stage 3: meta-train from the clone with each of ``trainers`` (``grad``: meta-gradients
+    with relative steps, ``es``: OpenAI-ES; give them the same wall-time budget through
+    ``grad.steps`` and ``es.generations``) on ``base.data``'s training episodes resized to
+    ``image_size`` and ``episode_length`` steps long, the first ``early_steps`` of each
+    weighted ``early_weight`` in the meta-loss; then meta-test each at the test format.
 
-    ``base`` holds the §4.2 ES settings shared by fine-tuning and training from scratch
-    (``base.network`` is the from-scratch architecture; fine-tuning runs the clone's),
-    the episode format (``base.data``) and the meta-test (``base.eval``: episodes,
-    length, hand-designed baselines).
+    Every meta-training call ends with a checkpoint. The presets' settings are the runs
+    behind docs/RESULTS.md §4: a perturbation of the clone's stored weights is amplified
+    2000-fold (``w = 2000 (c_P - c_Q)``), hence ES's small sigma, and the V_M's entries
+    span 0 to 2000, hence grad's relative steps."""
+
+    trainers: tuple[str, ...] = ()  # any of 'grad', 'es'
+    image_size: tuple[int, int] | None = (14, 14)  # None: the test images' size
+    episode_length: int = 500
+    early_steps: int = 100
+    early_weight: float = 4.0
+    grad: GradConfig = GradConfig()  # the presets set both (docs/RESULTS.md §4's runs)
+    es: ESConfig = ESConfig()
+
+    def __post_init__(self):
+        unknown = [t for t in self.trainers if t not in ("grad", "es")]
+        if unknown or len(set(self.trainers)) != len(self.trainers):
+            raise ConfigError(
+                f"improve.trainers takes each of 'grad' and 'es' at most once, got "
+                f"{list(self.trainers)}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class LACloningConfig:
+    """The cloning target and its training, the test networks, and the improvement.
+
+    ``base`` holds the episode format (``base.data``) and the meta-test (``base.eval``:
+    episodes, length, hand-designed baselines); ``improve`` the meta-training from the
+    clone.
     """
 
     name: str = "la_cloning"
@@ -86,7 +118,7 @@ class LACloningConfig:
     long_episodes: int = 32
     deep_hidden: tuple[int, ...] = (32,)
     test_sets: tuple[str, ...] = ("mnist", "fashion_mnist")
-    improve: bool = True  # stage 3: ES from the clone and from scratch
+    improve: ImproveConfig = ImproveConfig()  # stage 3: meta-training from the clone
     base: RunConfig = RunConfig()
 
     def __post_init__(self):
@@ -101,6 +133,8 @@ class LACloningConfig:
             )
         if self.base.learner != "vsml":
             raise ConfigError("la_cloning meta-trains VSML; base.learner must be vsml")
+        for trainer in self.improve.trainers:  # a bad schedule stops the run before it starts
+            improve_run_config(self, trainer, Path("clone"))
 
 
 def clone_network(cfg: LACloningConfig, hidden: tuple[int, ...] = ()) -> NetworkConfig:
@@ -355,7 +389,7 @@ def run(cfg: LACloningConfig, run_dir: Path) -> list[dict]:
             rows += _rows("clone", t, shape, panel)
             windows += paired_windows(t, shape, panel["VSML clone"], panel[sgd_label], cfg.window)
             if shape == "shallow":
-                compare[t] = {"VSML clone (before ES)": panel["VSML clone"]}
+                compare[t] = panel
     if cfg.long_steps:
         t = cfg.test_sets[0]
         long_spec = episode_spec(base, cfg.long_steps)
@@ -377,8 +411,8 @@ def run(cfg: LACloningConfig, run_dir: Path) -> list[dict]:
     write_table(windows, run_dir / "windows")
     plots.plot_accuracy_curves(fig5, run_dir / "fig5.png", title="VSML clone of backprop vs SGD")
 
-    if cfg.improve:
-        rows += improve(cfg, run_dir, test_data, train_data, spec, keys, compare)
+    if cfg.improve.trainers:
+        rows += improve(cfg, run_dir, test_data, spec, keys, compare)
         plots.plot_accuracy_curves(compare, run_dir / "improve.png", title="improving the clone")
         plots.plot_accuracy_curves(
             compare, run_dir / "improve_logx.png", title="improving the clone", log_x=True
@@ -411,40 +445,59 @@ def paired_windows(test_set: str, network: str, clone, sgd, window: int) -> list
     return out
 
 
-def improve(cfg: LACloningConfig, run_dir, test_data, train_data, spec, keys, compare):
-    """Stage 3: ES from the clone and from scratch (same budget), then meta-test."""
-    base = cfg.base
-    ev = base.eval
-    off = dataclasses.replace(ev, datasets=(), every=0)  # meta-tested here, on our episodes
-    runs = {
-        "VSML, ES from scratch": dataclasses.replace(base, name="scratch", eval=off),
-        "VSML clone + ES": dataclasses.replace(
-            base,
-            name="finetune",
-            eval=off,
-            network=clone_network(cfg),
-            init_from=str(run_dir / "clone"),
+IMPROVED = {"grad": "VSML clone + meta-gradients", "es": "VSML clone + ES"}
+IMPROVE_REFERENCES = ("VSML clone", "adam", "ncm", "1nn")  # paired differences against these
+
+
+def improve_run_config(cfg: LACloningConfig, trainer: str, clone_dir: Path) -> RunConfig:
+    """The meta-training run of ``trainer`` from the clone in ``clone_dir``."""
+    imp = cfg.improve
+    return dataclasses.replace(
+        cfg.base,
+        name=f"clone_{trainer}",
+        trainer=trainer,
+        network=clone_network(cfg),
+        init_from=str(clone_dir),
+        data=dataclasses.replace(
+            cfg.base.data,
+            image_size=imp.image_size,
+            episode_length=imp.episode_length,
+            early_steps=imp.early_steps,
+            early_weight=imp.early_weight,
         ),
-    }
+        grad=imp.grad,
+        es=imp.es,
+        checkpoint_every=imp.grad.steps_per_call
+        if trainer == "grad"
+        else imp.es.generations_per_call,
+        eval=dataclasses.replace(cfg.base.eval, every=0, datasets=()),
+    )
+
+
+def improve(cfg: LACloningConfig, run_dir, test_data, spec, keys, compare):
+    """Stage 3: meta-train from the clone with each trainer, meta-test each on the shallow
+    meta-test's episodes; ``improve/results.md`` holds the paired differences against
+    the clone, tuned Adam, NCM and 1-NN."""
+    net = clone_network(cfg)
     learners = {}
-    for label, run_cfg in runs.items():
-        learners[label] = train_or_load(run_cfg, run_dir / "meta_train" / run_cfg.name)
-    for name in ev.baselines:
-        learner, lr = _tuned(
-            name,
-            cfg,
-            train_data,
-            spec,
-            ev.baseline_hidden,
-            run_dir / "meta_test" / f"{name}_lr.json",
-        )
-        learners[name if lr is None else f"{name} (lr={lr:g})"] = (learner, {})
-    rows = []
+    for trainer in cfg.improve.trainers:
+        run_cfg = improve_run_config(cfg, trainer, run_dir / "clone")
+        _, meta_params = train_or_load(run_cfg, run_dir / "meta_train" / run_cfg.name)
+        learners[IMPROVED[trainer]] = (vsml(net), meta_params)
+    rows, paired = [], []
     for t, data in test_data.items():
         prefix = run_dir / "meta_test" / f"{t}__improve__"
-        accs = _test_learners(prefix, learners, data, spec, ev.num_episodes, keys[t])
-        compare[t].update(accs)
-        rows += _rows("improve", t, "shallow", compare[t])
+        accs = _test_learners(prefix, learners, data, spec, cfg.base.eval.num_episodes, keys[t])
+        refs = {k.split(" (")[0]: v for k, v in compare[t].items()}
+        compare[t] = {**accs, **{k: v for k, v in compare[t].items() if k.split(" (")[0] in refs}}
+        rows += _rows("improve", t, "shallow", accs)
+        for label, acc in accs.items():
+            for ref in IMPROVE_REFERENCES:
+                if ref in refs:
+                    d = paired_difference(acc, refs[ref])
+                    paired.append({"test_set": t, "learner": label, "minus": ref, **d})
+    (run_dir / "improve").mkdir(exist_ok=True)
+    write_table(paired, run_dir / "improve")
     return rows
 
 
@@ -453,4 +506,8 @@ def write_results(rows: list[dict], run_dir: Path, extra: dict):
 
 
 def load(tree: dict) -> LACloningConfig:
+    """The config of a run's ``config.yaml``; a run saved before ``improve`` became a
+    section has ``improve: false`` (nothing improved), read as no trainers."""
+    if tree.get("improve") is False:
+        tree = {**tree, "improve": {"trainers": []}}
     return from_dict(LACloningConfig, tree)
