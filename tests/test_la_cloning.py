@@ -160,3 +160,28 @@ def test_presets_feed_the_standardised_pixels_themselves(preset):
     assert not bool(ep.projected)
     want = (images.reshape(4, 784)[np.asarray(ep.indices)] / 255.0 - 0.5) / 0.25
     np.testing.assert_allclose(ep.xs, want, rtol=1e-5, atol=1e-5)
+
+
+def test_improve_runs_meta_train_from_the_clone_on_their_own_episodes():
+    from vsml_jax.build import load_config
+    from vsml_jax.config import ConfigError
+
+    preset = "experiments/la_cloning/configs/la_cloning.yaml"
+    cfg = load_config(preset, ["improve.projection_prob=0.25"], cls=protocol.LACloningConfig)
+    for trainer, every in (("grad", cfg.improve.grad.steps_per_call), ("es", 2)):
+        run = protocol.improve_run_config(cfg, trainer, Path("r/clone"))
+        assert (run.trainer, run.init_from, run.checkpoint_every) == (trainer, "r/clone", every)
+        d = run.data
+        assert (d.image_size, d.projection_prob, d.episode_length) == ((14, 14), 0.25, 500)
+        assert (d.early_steps, d.early_weight, d.input_dim) == (100, 4.0, None)
+        assert run.network == protocol.clone_network(cfg)
+    # the meta-test keeps the test format: all 784 pixels, not projected
+    assert cfg.base.data.image_size is None and cfg.base.data.projection_prob == 0.0
+    with pytest.raises(ConfigError, match="improve.trainers takes each of 'grad' and 'es'"):
+        load_config(preset, ["improve.trainers=[sgd]"], cls=protocol.LACloningConfig)
+    with pytest.raises(ConfigError, match="must be a multiple of es.generations_per_call"):
+        load_config(
+            preset,
+            ["improve.trainers=[es]", "improve.es.generations=5"],
+            cls=protocol.LACloningConfig,
+        )

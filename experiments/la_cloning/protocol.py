@@ -66,8 +66,9 @@ class ImproveConfig:
     """Stage 3: meta-train from the clone with each of ``trainers`` (``grad``: meta-gradients
     with relative steps, ``es``: OpenAI-ES; give them the same wall-time budget through
     ``grad.steps`` and ``es.generations``) on ``base.data``'s training episodes resized to
-    ``image_size`` and ``episode_length`` steps long, the first ``early_steps`` of each
-    weighted ``early_weight`` in the meta-loss; then meta-test each at the test format.
+    ``image_size``, a share ``projection_prob`` of them randomly projected,
+    ``episode_length`` steps long, the first ``early_steps`` of each weighted
+    ``early_weight`` in the meta-loss; then meta-test each at the test format.
 
     Every meta-training call ends with a checkpoint. The presets' settings are the runs
     behind docs/RESULTS.md §4: a perturbation of the clone's stored weights is amplified
@@ -76,6 +77,7 @@ class ImproveConfig:
 
     trainers: tuple[str, ...] = ()  # any of 'grad', 'es'
     image_size: tuple[int, int] | None = (14, 14)  # None: the test images' size
+    projection_prob: float = 0.0  # share of tasks with a fresh random projection of the pixels
     episode_length: int = 500
     early_steps: int = 100
     early_weight: float = 4.0
@@ -461,6 +463,7 @@ def improve_run_config(cfg: LACloningConfig, trainer: str, clone_dir: Path) -> R
         data=dataclasses.replace(
             cfg.base.data,
             image_size=imp.image_size,
+            projection_prob=imp.projection_prob,
             episode_length=imp.episode_length,
             early_steps=imp.early_steps,
             early_weight=imp.early_weight,

@@ -25,7 +25,8 @@ rd = Path(sys.argv[1])
 gd, _, step = sys.argv[2].partition("@")
 gd, step = Path(gd), int(step) if step else None
 cfg = L.load(yaml.safe_load((rd / "config.yaml").read_text()))
-_, _, params = load_meta_params(gd, step)
+meta_cfg, _, params = load_meta_params(gd, step)
+label = L.IMPROVED[meta_cfg.trainer]
 net = L.clone_network(cfg)
 base = cfg.base
 spec = episode_spec(base, base.eval.episode_length)
@@ -52,12 +53,13 @@ for i, t in enumerate(cfg.test_sets):
     }
     s, *refs = (
         {"test_set": t, "network": "shallow", "learner": name, **summarize(a)}
-        for name, a in {"VSML clone + meta-gradients": acc, **others}.items()
+        for name, a in {label: acc, **others}.items()
     )
     rows += [s, *refs]
     print(
         t,
-        "meta-trained clone: first100 {:.3f} mean {:.3f} last100 {:.3f}".format(
+        label
+        + ": first100 {:.3f} mean {:.3f} last100 {:.3f}".format(
             s["first100_acc"], s["mean_acc"], s["last100_acc"]
         ),
     )
