@@ -26,6 +26,7 @@ TINY = [
     "base.data.projection_prob=1.0",  # 784 pixels projected to 8
     "base.data.episode_length=10",
     "improve.image_size=null",
+    "improve.projection_prob=1.0",  # 784 pixels projected to 8, as the meta-test's
     "improve.episode_length=10",
     "improve.early_steps=3",
     "improve.es.population_pairs=2",
