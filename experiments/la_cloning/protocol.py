@@ -492,7 +492,10 @@ def improve(cfg: LACloningConfig, run_dir, test_data, spec, keys, compare):
         prefix = run_dir / "meta_test" / f"{t}__improve__"
         accs = _test_learners(prefix, learners, data, spec, cfg.base.eval.num_episodes, keys[t])
         refs = {k.split(" (")[0]: v for k, v in compare[t].items()}
-        compare[t] = {**accs, **{k: v for k, v in compare[t].items() if k.split(" (")[0] in refs}}
+        compare[t] = {
+            **accs,
+            **{k: v for k, v in compare[t].items() if k.split(" (")[0] in IMPROVE_REFERENCES},
+        }
         rows += _rows("improve", t, "shallow", accs)
         for label, acc in accs.items():
             for ref in IMPROVE_REFERENCES:
