@@ -191,11 +191,13 @@ def test_grad_curriculum_parses_round_trips_and_is_checked():
         load_config(None, ["grad.curriculum=[{until: 0, classes: [2]}]"])
 
 
-def test_few_shot_settings_are_checked_by_the_few_shot_spec():
+def test_episode_settings_are_checked_by_the_episode_specs():
     with pytest.raises(ConfigError, match="^data: few-shot shots must be an int >= 1, got 0$"):
         load_run_config(None, ["data.ways=10", "data.shots=0"])
-    with pytest.raises(ConfigError, match="^data.early_steps must be >= 0"):
+    with pytest.raises(ConfigError, match="^data: early_weight must be a finite number > 0"):
         load_run_config(None, ["data.early_weight=0"])
+    with pytest.raises(ConfigError, match=r"^data: projection_prob must be in \[0, 1\], got 1.5$"):
+        load_run_config(None, ["data.projection_prob=1.5"])
     with pytest.raises(ConfigError, match="few-shot episodes .* data.fitness_steps"):
         load_run_config(None, ["data.ways=10", "data.early_steps=3"])
     spec = episode_spec(load_run_config(None, ["data.early_steps=2", "data.early_weight=5"]), 3)

@@ -31,8 +31,8 @@ def run_key(seed: int, purpose: str) -> jax.Array:
 def check_names(cfg) -> None:
     """The names a config takes from other modules' registries, checked by their owners:
     the learner and its ``learner_args`` (:mod:`vsml_jax.learners`), the ES fitness
-    shaping (:mod:`vsml_jax.meta.es`) and the few-shot episode (``data.ways``, ``shots``,
-    ``queries``, ``fitness_steps``: :class:`~vsml_jax.data.fewshot.FewShotSpec`), for
+    shaping (:mod:`vsml_jax.meta.es`) and the episodes (``data``'s episode fields:
+    :func:`episode_spec`'s EpisodeSpec or few-shot FewShotSpec), for
     ``cfg`` and every RunConfig inside it (an experiment's ``base``). Raises ConfigError."""
     import dataclasses
 
@@ -45,11 +45,10 @@ def check_names(cfg) -> None:
             check_fitness_shaping(cfg.es.fitness_shaping)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        if (d := cfg.data).ways is not None:
-            try:
-                FewShotSpec(d.ways, d.shots, d.queries, fitness_steps=d.fitness_steps)
-            except ValueError as e:
-                raise ConfigError(f"data: {e}") from None
+        try:
+            episode_spec(cfg, cfg.data.episode_length)
+        except ValueError as e:
+            raise ConfigError(f"data: {e}") from None
     elif dataclasses.is_dataclass(cfg):
         for field in dataclasses.fields(cfg):
             check_names(getattr(cfg, field.name))

@@ -346,24 +346,13 @@ class RunConfig:
             )
         if self.eval.every < 0:
             raise ConfigError(f"eval.every must be >= 0, got {self.eval.every}")
-        if not 0.0 <= self.data.projection_prob <= 1.0:
-            raise ConfigError(
-                f"data.projection_prob must be in [0, 1], got {self.data.projection_prob}"
-            )
-        if self.data.early_steps < 0 or not (
-            math.isfinite(self.data.early_weight) and self.data.early_weight > 0
-        ):
-            raise ConfigError(
-                "data.early_steps must be >= 0 and data.early_weight a finite number > 0, got "
-                f"{self.data.early_steps} and {self.data.early_weight}"
-            )
         if self.data.ways is not None and self.data.early_steps:
             raise ConfigError(
                 "data.early_steps weights online episodes; few-shot episodes (data.ways) "
                 "weight their steps with data.fitness_steps"
             )
-        # data.ways, shots, queries and fitness_steps are checked by FewShotSpec
-        # (vsml_jax.build.check_names)
+        # the episode fields (projection_prob, early_*, ways, shots, queries,
+        # fitness_steps) are checked by EpisodeSpec / FewShotSpec (build.check_names)
         if self.data.ways is not None:
             if self.data.num_classes != self.data.ways:
                 raise ConfigError(
