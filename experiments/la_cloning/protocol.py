@@ -65,7 +65,8 @@ log = logging.getLogger(__name__)
 class ImproveConfig:
     """Stage 3: meta-train from the clone with each of ``trainers`` (``grad``: meta-gradients
     with relative steps, ``es``: OpenAI-ES; give them the same wall-time budget through
-    ``grad.steps`` and ``es.generations``) on ``base.data``'s training episodes resized to
+    ``grad.steps`` and ``es.generations``) on episodes of ``train_sets`` (None:
+    ``base.data``'s; grey, so colour sets such as cifar10 mix with the digits) resized to
     ``image_size``, a share ``projection_prob`` of them randomly projected,
     ``episode_length`` steps long, the first ``early_steps`` of each weighted
     ``early_weight`` in the meta-loss; then meta-test each at the test format.
@@ -76,6 +77,7 @@ class ImproveConfig:
     span 0 to 2000, hence grad's relative steps."""
 
     trainers: tuple[str, ...] = ()  # any of 'grad', 'es'
+    train_sets: tuple[str, ...] | None = None  # None: base.data.train_sets
     image_size: tuple[int, int] | None = (14, 14)  # None: the test images' size
     projection_prob: float = 0.0  # share of tasks with a fresh random projection of the pixels
     episode_length: int = 500
@@ -462,6 +464,8 @@ def improve_run_config(cfg: LACloningConfig, trainer: str, clone_dir: Path) -> R
         init_from=str(clone_dir),
         data=dataclasses.replace(
             cfg.base.data,
+            train_sets=imp.train_sets or cfg.base.data.train_sets,
+            grey=True,
             image_size=imp.image_size,
             projection_prob=imp.projection_prob,
             episode_length=imp.episode_length,
