@@ -25,7 +25,6 @@ TINY = [
     "base.data.input_dim=8",
     "base.data.projection_prob=1.0",  # 784 pixels projected to 8
     "base.data.episode_length=10",
-    "improve.train_sets=[mnist]",
     "improve.image_size=null",
     "improve.projection_prob=1.0",  # 784 pixels projected to 8, as the meta-test's
     "improve.episode_length=10",
@@ -170,13 +169,14 @@ def test_improve_mixes_grey_cifar10_with_the_digits_at_one_size():
     from vsml_jax.runtime.devices import population_mesh
 
     preset = "experiments/la_cloning/configs/la_cloning.yaml"
-    cfg = load_config(preset, cls=protocol.LACloningConfig)
+    mix = "improve.train_sets=[mnist,mnist,mnist,cifar10]"  # a set listed k times: k shares
+    cfg = load_config(preset, [mix], cls=protocol.LACloningConfig)
     run = protocol.improve_run_config(cfg, "grad", Path("r/clone"))
     arrays = load_arrays(run, run.data.train_sets, "train")
     arrays = [a.replace(images=a.images[:50], labels=a.labels[:50]) for a in arrays]
     data = place_data(run, arrays, population_mesh())
-    assert data.names == ("mnist", "cifar10") and data.input_shape == (14, 14, 1)
-    assert np.asarray(data.sizes).tolist() == [50, 50]
+    assert data.names == ("mnist",) * 3 + ("cifar10",) and data.input_shape == (14, 14, 1)
+    assert np.asarray(data.sizes).tolist() == [50] * 4
 
 
 def test_improve_runs_meta_train_from_the_clone_on_their_own_episodes():
@@ -191,7 +191,7 @@ def test_improve_runs_meta_train_from_the_clone_on_their_own_episodes():
         d = run.data
         assert (d.image_size, d.projection_prob, d.episode_length) == ((14, 14), 0.25, 500)
         assert (d.early_steps, d.early_weight, d.input_dim) == (100, 4.0, None)
-        assert (d.train_sets, d.grey) == (("mnist", "cifar10"), True)
+        assert (d.train_sets, d.grey) == (("mnist",), True)
         assert run.network == protocol.clone_network(cfg)
     # the meta-test keeps the test format: all 784 pixels, not projected
     assert cfg.base.data.image_size is None and cfg.base.data.projection_prob == 0.0

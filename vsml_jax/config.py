@@ -161,7 +161,7 @@ class NetworkConfig:
 class DataConfig:
     """Which data the meta-training episodes come from and how they are shaped."""
 
-    train_sets: tuple[str, ...] = ("mnist",)
+    train_sets: tuple[str, ...] = ("mnist",)  # a task draws one uniformly (k listings: k shares)
     data_dir: str | None = None
     image_size: tuple[int, int] | None = None  # resize (h, w); None keeps the native size
     grey: bool = False
