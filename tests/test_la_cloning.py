@@ -183,8 +183,8 @@ def test_improve_runs_meta_train_from_the_clone_on_their_own_episodes():
     from vsml_jax.build import load_config
     from vsml_jax.config import ConfigError
 
-    preset = "experiments/la_cloning/configs/la_cloning.yaml"
-    cfg = load_config(preset, ["improve.projection_prob=0.25"], cls=protocol.LACloningConfig)
+    preset, L = "experiments/la_cloning/configs/la_cloning.yaml", protocol.LACloningConfig
+    cfg = load_config(preset, ["improve.projection_prob=0.25"], cls=L)
     for trainer, every in (("grad", cfg.improve.grad.steps_per_call), ("es", 2)):
         run = protocol.improve_run_config(cfg, trainer, Path("r/clone"))
         assert (run.trainer, run.init_from, run.checkpoint_every) == (trainer, "r/clone", every)
@@ -196,6 +196,10 @@ def test_improve_runs_meta_train_from_the_clone_on_their_own_episodes():
     # the meta-test keeps the test format: all 784 pixels, not projected
     assert cfg.base.data.image_size is None and cfg.base.data.projection_prob == 0.0
     assert cfg.base.data.train_sets == ("mnist",)
+    with pytest.raises(ConfigError, match="^improve: data: early_weight must be a finite"):
+        load_config(preset, ["improve.trainers=[grad]", "improve.early_weight=0"], cls=L)
+    with pytest.raises(ConfigError, match="^improve: data: projection_prob must be in"):
+        load_config(preset, ["improve.trainers=[es]", "improve.projection_prob=2"], cls=L)
     with pytest.raises(ConfigError, match="improve.trainers takes each of 'grad' and 'es'"):
         load_config(preset, ["improve.trainers=[sgd]"], cls=protocol.LACloningConfig)
     with pytest.raises(ConfigError, match="must be a multiple of es.generations_per_call"):

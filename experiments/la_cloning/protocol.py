@@ -31,7 +31,7 @@ from jax.flatten_util import ravel_pytree
 
 from experiments.la_cloning import cloning
 from vsml_jax import plots
-from vsml_jax.build import build_learner, episode_spec, load_data, run_key
+from vsml_jax.build import build_learner, check_names, episode_spec, load_data, run_key
 from vsml_jax.config import ConfigError, ESConfig, GradConfig, RunConfig, from_dict
 from vsml_jax.episode import trace_episode
 from vsml_jax.evaluation import (
@@ -138,7 +138,11 @@ class LACloningConfig:
         if self.base.learner != "vsml":
             raise ConfigError("la_cloning meta-trains VSML; base.learner must be vsml")
         for trainer in self.improve.trainers:  # a bad schedule stops the run before it starts
-            improve_run_config(self, trainer, Path("clone"))
+            run = improve_run_config(self, trainer, Path("clone"))
+            try:  # and so do bad episodes (improve.projection_prob, early_*, ...)
+                check_names(run)
+            except ConfigError as e:
+                raise ConfigError(f"improve: {e}") from None
 
 
 def clone_network(cfg: LACloningConfig, hidden: tuple[int, ...] = ()) -> NetworkConfig:
