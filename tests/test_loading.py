@@ -2,7 +2,9 @@
 online session (predict/observe/run) and the one-line errors for wrong sources."""
 
 import json
+import runpy
 import shutil
+import sys
 
 import jax
 import numpy as np
@@ -162,3 +164,20 @@ def test_init_from_a_shipped_learner():
         initial_meta_params(
             other, build_learner(other).meta_init(jax.random.PRNGKey(0), TaskSpec(784, 5))
         )
+
+
+def test_an_iterate_average_of_a_run_is_a_run(run_dir, tmp_path, monkeypatch):
+    """experiments/la_cloning/scripts/average.py: a run directory whose checkpoint holds the
+    mean meta-parameters of the named checkpoints, loadable like any run."""
+    out = tmp_path / "averaged"
+    monkeypatch.setattr(sys, "argv", ["average", str(run_dir), str(out), "5", "10"])
+    runpy.run_module("experiments.la_cloning.scripts.average", run_name="__main__")
+    got = vsml_jax.load_learner(out)
+    want = jax.tree.map(
+        lambda a, b: (a + b) / 2, restore_run(run_dir, 5)[2], restore_run(run_dir, 10)[2]
+    )
+    for x, y in zip(jax.tree.leaves(got.meta_params), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
+    assert got.task.input_dim == 8 and sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "10"
+    ]

@@ -89,6 +89,7 @@ def episode_spec(cfg: RunConfig, length: int) -> EpisodeSpec | FewShotSpec:
         permute_labels=d.permute_labels,
         early_steps=d.early_steps,
         early_weight=d.early_weight,
+        input_gain=d.input_gain,
     )
 
 

@@ -110,6 +110,32 @@ def test_early_steps_weight_the_first_steps_of_the_meta_loss():
     np.testing.assert_allclose(weighted, expected, rtol=1e-6)
 
 
+def test_input_gain_scales_each_task_by_one_log_uniform_gain():
+    """data.input_gain: one gain per task, in [lo, hi], on the same examples and labels
+    as without it (its own key), so episodes without a gain are unchanged."""
+    data = to_device([_tiny("a", 30, 3)])
+    plain = EpisodeSpec(length=12)
+    gains = []
+    for i in range(20):
+        key = jax.random.key(i)
+        xs, labels = sample_episode(key, data, plain)
+        gxs, glabels = sample_episode(key, data, dataclasses.replace(plain, input_gain=(0.5, 2)))
+        np.testing.assert_array_equal(labels, glabels)
+        ratio = np.asarray(gxs) / np.asarray(xs)
+        np.testing.assert_allclose(ratio, ratio.flat[0], rtol=1e-5)
+        gains.append(ratio.flat[0])
+    assert 0.5 <= min(gains) < 0.8 and 1.25 < max(gains) <= 2.0
+    fixed, _ = sample_episode(
+        jax.random.key(0), data, dataclasses.replace(plain, input_gain=(3, 3))
+    )
+    np.testing.assert_allclose(
+        fixed, 3 * sample_episode(jax.random.key(0), data, plain)[0], rtol=1e-6
+    )
+    for bad in ((0, 1), (2, 1), (1,), (1, float("inf"))):
+        with pytest.raises(ValueError, match="input_gain must be"):
+            EpisodeSpec(length=3, input_gain=bad)
+
+
 def test_shapes_determinism_and_label_range(mnist_device):
     spec = EpisodeSpec(
         length=50,

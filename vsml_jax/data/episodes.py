@@ -64,6 +64,10 @@ class EpisodeSpec:
             ``early_steps`` steps ``early_weight`` times as much as a later step (a
             learner rewarded for learning fast, not only for where it ends); see
             :attr:`loss_weights`.
+        input_gain: ``(lo, hi)``: per task, the standardised inputs are multiplied by one
+            gain drawn log-uniformly from ``[lo, hi]`` (before projecting): tasks whose
+            inputs differ in scale, for a learner whose step size must not depend on
+            it. None keeps the scale.
     """
 
     length: int
@@ -77,6 +81,7 @@ class EpisodeSpec:
     fixed_projection: bool = False
     early_steps: int = 0
     early_weight: float = 1.0
+    input_gain: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if not _is_int(self.length) or self.length < 1:
@@ -108,6 +113,17 @@ class EpisodeSpec:
             raise ValueError(f"early_steps must be an int >= 0, got {self.early_steps!r}")
         if not math.isfinite(self.early_weight) or self.early_weight <= 0:
             raise ValueError(f"early_weight must be a finite number > 0, got {self.early_weight}")
+        if self.input_gain is not None:
+            gain = tuple(float(g) for g in self.input_gain)
+            if (
+                len(gain) != 2
+                or not all(math.isfinite(g) and g > 0 for g in gain)
+                or gain[0] > gain[1]
+            ):
+                raise ValueError(
+                    f"input_gain must be (lo, hi) with 0 < lo <= hi, got {self.input_gain!r}"
+                )
+            object.__setattr__(self, "input_gain", gain)
 
     @property
     def loss_weights(self) -> tuple[float, ...] | None:
@@ -236,6 +252,9 @@ def sample_episode_full(key: jax.Array, data: DeviceDataset, spec: EpisodeSpec) 
     else:
         idx, labels = _class_subset(key_idx, data, k, spec.class_subset_sizes, t)
     x = standardise(data, k, data.images[idx])
+    if spec.input_gain is not None:  # its own key: episodes without a gain stay as they were
+        lo, hi = (math.log(g) for g in spec.input_gain)
+        x = x * jnp.exp(jax.random.uniform(jax.random.fold_in(key, 1), (), minval=lo, maxval=hi))
     if spec.permute_pixels:
         x = x[:, jax.random.permutation(key_pix, x.shape[-1])]
     x, projected = _to_input_dim(key_proj, x, spec, a)
