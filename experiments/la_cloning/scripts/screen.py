@@ -6,6 +6,7 @@
 # their first 200 steps: accuracy over steps 1-100 and 101-200, paired against NCM on the
 # same episodes. --scale S multiplies the standardised inputs of both by S.
 import argparse
+import functools
 from pathlib import Path
 
 import jax
@@ -33,9 +34,14 @@ cfg = L.load(yaml.safe_load((args.run_dir / "config.yaml").read_text()))
 spec = episode_spec(cfg.base, STEPS)
 
 
+@functools.cache
+def runner(learner):  # one compile per learner, whatever the meta-parameters
+    one = lambda p, x, y, k: run_episode(learner, p, x, y, k, 10).accuracy  # noqa: E731
+    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, 0)))
+
+
 def accuracy(learner, params, xs, ys, keys):
-    run = jax.jit(jax.vmap(lambda x, y, k: run_episode(learner, params, x, y, k, 10).accuracy))
-    return np.asarray(run(xs, ys, keys))
+    return np.asarray(runner(learner)(params, xs, ys, keys))
 
 
 episodes = {}
