@@ -4,20 +4,17 @@
 # META_RUN_DIR@STEP,STEP,... for the mean meta-parameters of those checkpoints (what
 # average.py writes). On 32 MNIST-train and 32 Fashion-MNIST-train episodes at 784 inputs,
 # their first 200 steps: accuracy over steps 1-100 and 101-200, paired against NCM on the
-# same episodes. --scale S multiplies the standardised inputs of both by S.
+# same episodes. --scale S multiplies the standardised inputs of both by S (input_gain S, S).
 import argparse
-import functools
+import dataclasses
 from pathlib import Path
 
 import jax
-import numpy as np
 import yaml
 
 from experiments.la_cloning import protocol as L
 from vsml_jax.build import episode_spec, load_data, run_key
-from vsml_jax.episode import run_episode
-from vsml_jax.evaluation import paired_difference
-from vsml_jax.evaluation.core import sample_eval_episodes
+from vsml_jax.evaluation import evaluate, paired_difference
 from vsml_jax.learners.ncm import ncm
 from vsml_jax.learners.vsml import vsml
 from vsml_jax.loading import load_meta_params
@@ -32,33 +29,22 @@ p.add_argument("--scale", type=float, default=1.0)
 args = p.parse_args()
 cfg = L.load(yaml.safe_load((args.run_dir / "config.yaml").read_text()))
 spec = episode_spec(cfg.base, STEPS)
+if args.scale != 1.0:  # the same examples, every input times the fixed gain S
+    spec = dataclasses.replace(spec, input_gain=(args.scale, args.scale))
 
-
-@functools.cache
-def runner(learner):  # one compile per learner, whatever the meta-parameters
-    one = lambda p, x, y, k: run_episode(learner, p, x, y, k, 10).accuracy  # noqa: E731
-    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, 0)))
-
-
-def accuracy(learner, params, xs, ys, keys):
-    return np.asarray(runner(learner)(params, xs, ys, keys))
-
-
-episodes = {}
+datasets = {}
 for i, t in enumerate(("mnist", "fashion_mnist")):
     data = load_data(cfg.base, [t], "train", population_mesh())
     key = jax.random.fold_in(run_key(cfg.base.seed, "screen"), i)
-    xs, ys, keys = sample_eval_episodes(data, spec, EPISODES, key)
-    xs = xs * args.scale
-    episodes[t] = (xs, ys, keys, accuracy(ncm(), {}, xs, ys, keys))
+    datasets[t] = (data, key, evaluate(ncm(), {}, data, spec, EPISODES, key).accuracy)
 learner = vsml(L.clone_network(cfg))
 for src in args.sources:
     run, _, steps = src.partition("@")
     trees = [load_meta_params(Path(run), int(s))[2] for s in steps.split(",")]
     params = jax.tree.map(lambda *a: sum(a) / len(a), *trees)
     cols = []
-    for t, (xs, ys, keys, nc) in episodes.items():
-        acc = accuracy(learner, params, xs, ys, keys)
+    for t, (data, key, nc) in datasets.items():
+        acc = evaluate(learner, params, data, spec, EPISODES, key).accuracy
         d = paired_difference(acc[:, :100], nc[:, :100])  # its 'mean' window: steps 1-100
         cols.append(
             f"{t} 1-100 {acc[:, :100].mean():.3f} (NCM {d['d_mean']:+.3f} ± "
