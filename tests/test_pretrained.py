@@ -98,6 +98,17 @@ def test_the_shipped_clones_read_the_784_pixels_as_they_are(name):
     assert load_learner(name).input_plan(784, (28, 28, 1)) == ("as_is", 784)
 
 
+@pytest.mark.parametrize("name", ["clone_backprop_grad", "clone_backprop_grad_mix"])
+def test_the_improved_clones_cards_hold_their_meta_test_on_both_test_sets(name):
+    """RESULTS §4 reports each improved clone on MNIST and Fashion-MNIST (32 episodes of
+    2000 steps); its card carries both rows, not only the last test set meta-tested."""
+    rows = pretrained.load(name).card["meta_test"]
+    assert sorted((r["test_set"], r["steps"], r["episodes"]) for r in rows) == [
+        ("fashion_mnist", "2000", "32"),
+        ("mnist", "2000", "32"),
+    ]
+
+
 @pytest.mark.needs_data("kmnist")
 def test_the_clone_improved_on_a_mix_with_cifar10_learns_the_unseen_kmnist():
     """clone_backprop_grad_mix (grey CIFAR-10 in a quarter, then an eighth, of its
