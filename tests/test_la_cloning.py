@@ -163,6 +163,23 @@ def test_presets_feed_the_standardised_pixels_themselves(preset):
     np.testing.assert_allclose(ep.xs, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("has_kernel", [True, False])
+def test_the_default_runs_the_fused_kernel_only_where_it_runs(monkeypatch, has_kernel):
+    """``impl: auto`` (the presets) is the fused CPU kernel on AVX-512 machines and the
+    network's own 'auto' elsewhere, so `make la-cloning` runs on any CPU; an explicit
+    ``impl`` is kept as asked."""
+    from vsml_jax.config import load_config
+
+    monkeypatch.setattr(protocol.kernel, "available", lambda: has_kernel)
+    preset = Path(protocol.__file__).parent / "configs" / "la_cloning.yaml"
+    cfg = load_config(preset, cls=protocol.LACloningConfig)
+    assert protocol.clone_network(cfg).impl == ("fused" if has_kernel else "auto")
+    fast = load_config(preset, ["impl=fast"], cls=protocol.LACloningConfig)
+    assert protocol.clone_network(fast).impl == "fast"
+    small = load_config(preset, ["cell.hidden=8"], cls=protocol.LACloningConfig)
+    assert protocol.clone_network(small).impl == "auto"  # the kernel is for hidden 16
+
+
 @pytest.mark.needs_data("mnist", "cifar10")
 def test_improve_mixes_grey_cifar10_with_the_digits_at_one_size():
     from vsml_jax.build import load_arrays, load_config, place_data

@@ -54,6 +54,7 @@ from vsml_jax.runtime.files import write_text
 from vsml_jax.runtime.metrics import read_metrics
 from vsml_jax.stages import train_or_load
 from vsml_jax.train import Job, NonFiniteFitnessError, train
+from vsml_jax.vsml import kernel
 from vsml_jax.vsml.backprop import backprop_cell
 from vsml_jax.vsml.cell import CellConfig, init_cell_params
 from vsml_jax.vsml.network import NetworkConfig
@@ -114,7 +115,9 @@ class LACloningConfig:
     # 4; cell.random_cell_std sets the initial weights' std / 2000); 'train': the cloning
     # objective of experiments/la_cloning/cloning.py from the paper's initialisation
     clone_method: str = "construct"
-    impl: str = "auto"  # network.impl of the clone's networks ('fused' on AVX-512 CPUs)
+    # network.impl of the clone's networks; 'auto': 'fused' where its kernel runs (AVX-512
+    # CPUs; vsml_jax.vsml.kernel), else the network's own 'auto'
+    impl: str = "auto"
     # hand-designed learners in the clone's meta-test (sgd/adam: same layer sizes, lr tuned)
     clone_baselines: tuple[str, ...] = ("sgd", "adam", "ncm", "knn", "1nn")
     window: int = 250  # paired clone - SGD differences per window of this many steps
@@ -147,6 +150,8 @@ class LACloningConfig:
 
 def clone_network(cfg: LACloningConfig, hidden: tuple[int, ...] = ()) -> NetworkConfig:
     """The VSML network whose tick schedule the clone was trained for."""
+    fits_kernel = cfg.cell.hidden == 16 and cfg.cell.matmul_dtype == "float32"
+    impl = "fused" if cfg.impl == "auto" and fits_kernel and kernel.available() else cfg.impl
     return NetworkConfig(
         cell=cfg.cell,
         hidden_layers=hidden,
@@ -154,7 +159,7 @@ def clone_network(cfg: LACloningConfig, hidden: tuple[int, ...] = ()) -> Network
         output_channel=0,
         backward_pass=True,
         forward_sweep_feedback=False,
-        impl=cfg.impl,
+        impl=impl,
     )
 
 
