@@ -55,6 +55,11 @@ class CellConfig:
     # precision of every matmul of the network (jax.default_matmul_precision; PRECISIONS)
     precision: str = "highest"
 
+    @property
+    def fits_fused_kernel(self) -> bool:
+        """Whether network.impl 'fused' can run this cell (its kernel's size and dtype)."""
+        return self.hidden == 16 and self.matmul_dtype == "float32"
+
     def __post_init__(self):
         if self.hidden < 1 or self.message < 1:
             raise ValueError(f"cell.hidden and cell.message must be >= 1, got {self}")
@@ -148,7 +153,7 @@ class NetworkConfig:
             raise ValueError(
                 f"impl={self.impl!r} is invalid with cell.layer_norm; use 'auto' or 'direct'"
             )
-        if self.impl == "fused" and (self.cell.hidden != 16 or self.cell.matmul_dtype != "float32"):
+        if self.impl == "fused" and not self.cell.fits_fused_kernel:
             raise ValueError(
                 "impl='fused' needs cell.hidden 16 and cell.matmul_dtype float32 (its kernel's); "
                 f"got {self.cell.hidden} and {self.cell.matmul_dtype}: use 'auto' or 'fast'"

@@ -150,8 +150,8 @@ class LACloningConfig:
 
 def clone_network(cfg: LACloningConfig, hidden: tuple[int, ...] = ()) -> NetworkConfig:
     """The VSML network whose tick schedule the clone was trained for."""
-    fits_kernel = cfg.cell.hidden == 16 and cfg.cell.matmul_dtype == "float32"
-    impl = "fused" if cfg.impl == "auto" and fits_kernel and kernel.available() else cfg.impl
+    fused = cfg.impl == "auto" and cfg.cell.fits_fused_kernel and kernel.available()
+    impl = "fused" if fused else cfg.impl
     return NetworkConfig(
         cell=cfg.cell,
         hidden_layers=hidden,
