@@ -7,11 +7,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend, imported at the first figure (most
+    processes, e.g. a pod's workers, never draw one)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def smooth(y: np.ndarray, window: int) -> np.ndarray:
@@ -28,6 +35,7 @@ def smooth(y: np.ndarray, window: int) -> np.ndarray:
 def colors(n: int) -> list:
     """``n`` distinct colours: matplotlib's default cycle (tab10) up to 10, else tab20
     (the default cycle repeats after 10, which would give two learners one colour)."""
+    plt = _pyplot()
     if n <= 10:
         return [f"C{i}" for i in range(n)]
     cmap = plt.get_cmap("tab20" if n <= 20 else "gist_ncar")
@@ -39,6 +47,7 @@ def plot_accuracy_curves(
 ):
     """``curves[dataset][learner] = accuracy [episodes, T]``; mean ± 95% CI per step.
     ``log_x`` spreads out the first steps, where meta-learned learners differ most."""
+    plt = _pyplot()
     n = len(curves)
     fig, axes = plt.subplots(1, n, figsize=(5 * n, 3.6), squeeze=False)
     learners = list(dict.fromkeys(name for by in curves.values() for name in by))
@@ -70,6 +79,7 @@ def plot_accuracy_curves(
 
 
 def _save(fig, path) -> None:
+    plt = _pyplot()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -101,6 +111,7 @@ def plot_curves(
     puts the y axis on a log scale (losses spanning decades); ``smooth_window`` > 1 draws
     each ``y`` as its trailing moving average over that many points (:func:`smooth`);
     ``markers`` marks each point (sparse measurements, a series of one point)."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     marker = "o" if markers else None
     for color, (label, (x, y)) in zip(colors(len(series)), series.items()):
@@ -121,6 +132,7 @@ def plot_errorbar_curves(
     """Several curves with error bars: ``series[label] = (x, mean, err)``, markers at the
     points, one colour each (e.g. the accuracy at the k-th occurrence of a class with its
     95% interval)."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for color, (label, (x, mean, err)) in zip(colors(len(series)), series.items()):
         ax.errorbar(x, mean, yerr=err, marker="o", capsize=3, label=label, color=color)
@@ -142,6 +154,7 @@ def plot_paired_traces(
     ``[T, n]`` (e.g. the weights of explicit SGD and those read out of its clone): each
     quantity in its own colour, the reference solid and the other dashed; ``labels``
     names the two line styles."""
+    plt = _pyplot()
     reference, other = np.asarray(reference), np.asarray(other)
     fig, ax = plt.subplots(figsize=(7, 3.8))
     steps = np.arange(1, len(reference) + 1)
@@ -160,6 +173,7 @@ def plot_class_probabilities(
     as a heat map, one panel per learner (``panels[title] = probs [T, C]``), with the true
     ``labels`` ``[T]`` marked (a white ring; a red cross where the most probable class is
     another). ``shown``: draw only classes ``0..shown-1`` (default: all ``C``)."""
+    plt = _pyplot()
     labels = np.asarray(labels)
     shown = shown or next(iter(panels.values())).shape[1]
     fig, axes = plt.subplots(
@@ -188,6 +202,7 @@ def plot_class_probabilities(
 
 def plot_meta_loss(records: list[dict], path):
     """Meta-loss (population mean, with min/max band) against generation."""
+    plt = _pyplot()
     rows = [r for r in records if "meta_loss" in r and r["meta_loss"] is not None]
     if not rows:
         return
@@ -204,6 +219,7 @@ def plot_meta_loss(records: list[dict], path):
 def plot_meta_loss_curves(curves: dict[str, np.ndarray], path, chance: float | None = None):
     """Meta-loss of several meta-training runs against the fraction of their meta-training
     done (runs differ in steps/generations), each smoothed; ``chance`` draws ``ln C``."""
+    plt = _pyplot()
     if not curves:
         return
     fig, ax = plt.subplots(figsize=(6, 3.8))
@@ -220,6 +236,7 @@ def plot_meta_loss_curves(curves: dict[str, np.ndarray], path, chance: float | N
 def plot_accuracy_grid(rows: list[dict], path, metric: str = "mean_acc"):
     """Fig. 8 style: per meta-training group, ``metric`` of every LA on every test set
     (bars with 95% CI; hatched bars are datasets seen in meta-training)."""
+    plt = _pyplot()
     groups = list(dict.fromkeys(r["train_sets"] for r in rows))
     las = list(dict.fromkeys(r["la"] for r in rows))
     tests = list(dict.fromkeys(r["test_set"] for r in rows))
@@ -275,6 +292,7 @@ def plot_grouped_bars(
     """Grouped bar charts (the paper's Fig. 7): ``panels[title] = (rows, metric, ci)``;
     in each panel one group per distinct ``row[group_key]`` and one bar (mean ± ``ci``)
     per ``row[bar_key]``, with one colour per bar label across all panels."""
+    plt = _pyplot()
     bars = list(dict.fromkeys(r[bar_key] for rows, _, _ in panels.values() for r in rows))
     color = dict(zip(bars, colors(len(bars))))
     n = len(panels)

@@ -44,6 +44,31 @@ def test_resize_keeps_dtype_and_constant_images():
     assert (out.mean, out.std) == (0.0, 1.0)
 
 
+@pytest.mark.parametrize(
+    "shape, size",
+    [
+        ((28, 28, 1), (14, 14)),  # the meta-training format
+        ((32, 32, 3), (28, 28)),  # CIFAR-10
+        ((105, 105, 1), (4, 4)),  # Omniglot, many taps
+        ((28, 28, 1), (5, 5)),  # non-integer factor
+        ((12, 18, 3), (30, 45)),  # up
+        ((8, 6, 1), (1, 1)),  # not square
+        ((14, 21, 1), (6, 9)),
+        ((28, 28, 1), (9, 40)),  # other scales: Pillow itself
+    ],
+)
+def test_resize_of_uint8_images_is_pillows_bit_for_bit(shape, size):
+    """The vectorised resize (two matrix products at equal scales) equals Pillow's
+    ``resize(..., BILINEAR)`` of each image, saturated pixels included."""
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (40, *shape), dtype=np.uint8)
+    images[:10] = rng.choice(np.array([0, 255], np.uint8), images[:10].shape)
+    ds = _rgb().replace(images=images, labels=np.zeros(40, np.int32))
+    got = preprocess.resize(ds, size).images
+    want = np.stack([preprocess._resize_one(image, size) for image in images])
+    np.testing.assert_array_equal(got, want)
+
+
 def test_pad_centres_images():
     ds = _rgb(h=2, w=2)
     out = preprocess.pad(ds, (4, 5))

@@ -95,8 +95,63 @@ def to_grey(ds: DatasetArrays) -> DatasetArrays:
     return _restat(ds, grey[..., None])
 
 
+# Pillow's fixed point for 8-bit images (PRECISION_BITS in libImaging/Resample.c)
+_PIL_BITS = 22
+_RESIZE_CHUNK = 4096  # images per block of the uint8 resize (bounds its float64 copy)
+
+
+def _pil_bilinear_weights(in_size: int, out_size: int) -> np.ndarray:
+    """Pillow's antialiased bilinear weights as an ``[out_size, in_size]`` matrix in its
+    fixed point (``precompute_coeffs`` and ``normalize_coeffs_8bpc``, operation for
+    operation, so that the integers are Pillow's)."""
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = filterscale  # the bilinear filter's support is 1
+    weights = np.zeros((out_size, in_size))
+    for xx in range(out_size):
+        center = (xx + 0.5) * scale
+        lo = max(int(center - support + 0.5), 0)
+        hi = min(int(center + support + 0.5), in_size)
+        w = np.maximum(1.0 - np.abs((np.arange(lo, hi) - center + 0.5) * (1.0 / filterscale)), 0)
+        total = 0.0
+        for v in w:  # in order, as Pillow sums
+            total += v
+        weights[xx, lo:hi] = w / total if total != 0.0 else w
+    scaled = weights * (1 << _PIL_BITS)
+    return np.trunc(np.where(scaled < 0, scaled - 0.5, scaled + 0.5))
+
+
+def _pil_pass(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """One of Pillow's two passes over the last axis of ``x`` (float64 holding uint8
+    values), rounded and clipped to uint8 values as Pillow does between and after its
+    passes. Exact: every product and sum is an integer below 2**53."""
+    acc = x @ weights.T + (1 << (_PIL_BITS - 1))
+    return np.clip(np.floor(acc / (1 << _PIL_BITS)), 0, 255)
+
+
+def _resize_uint8(images: np.ndarray, size: Size) -> np.ndarray:
+    """``[N, H, W, C]`` uint8 images scaled by the same factor along both axes, resized as
+    Pillow's ``resize(..., BILINEAR)`` resizes each image (bit for bit), as two matrix
+    products per block of images. Pillow runs its horizontal pass first at equal scales
+    (since Pillow 13 a much larger vertical reduction runs the vertical pass first, so
+    other shapes go through Pillow itself)."""
+    n, in_h, in_w, c = images.shape
+    h, w = size
+    horizontal = _pil_bilinear_weights(in_w, w) if in_w != w else None
+    vertical = _pil_bilinear_weights(in_h, h) if in_h != h else None
+    out = np.empty((n, h, w, c), np.uint8)
+    for i in range(0, n, _RESIZE_CHUNK):
+        x = images[i : i + _RESIZE_CHUNK].astype(np.float64).transpose(0, 3, 1, 2)
+        if horizontal is not None:
+            x = _pil_pass(x, horizontal)
+        if vertical is not None:
+            x = _pil_pass(x.swapaxes(2, 3), vertical).swapaxes(2, 3)
+        out[i : i + _RESIZE_CHUNK] = x.transpose(0, 2, 3, 1)
+    return out
+
+
 def _resize_one(image: np.ndarray, size: Size) -> np.ndarray:
-    """Resize one ``[H, W, C]`` image with PIL's antialiased bilinear filter."""
+    """Resize one ``[H, W, C]`` image with Pillow's antialiased bilinear filter."""
     h, w = size
     if image.dtype == np.uint8:
         pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
@@ -110,14 +165,18 @@ def _resize_one(image: np.ndarray, size: Size) -> np.ndarray:
 
 
 def resize(ds: DatasetArrays, size: Size) -> DatasetArrays:
-    """Resize every image to ``size`` = (H, W); dtype is kept (uint8 stays uint8)."""
+    """Resize every image to ``size`` = (H, W) with Pillow's antialiased bilinear filter;
+    dtype is kept (uint8 stays uint8)."""
     size = (int(size[0]), int(size[1]))
     if min(size) < 1:
         raise ValueError(f"size must be positive, got {size}")
-    if ds.image_shape[:2] == size:
+    in_h, in_w = ds.image_shape[:2]
+    if (in_h, in_w) == size:
         return ds
     if ds.image_shape[-1] not in (1, 3) and not ds.is_float:
         raise ValueError(f"resize of uint8 images needs 1 or 3 channels, got {ds.image_shape}")
+    if not ds.is_float and in_h * size[1] == in_w * size[0]:
+        return _restat(ds, _resize_uint8(ds.images, size))
     images = np.zeros((len(ds), *size, ds.image_shape[-1]), ds.images.dtype)
     for i, image in enumerate(ds.images):
         images[i] = _resize_one(image, size)
