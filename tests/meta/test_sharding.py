@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import xla_flags
+from tests.conftest import TEST_XLA_FLAGS, xla_flags
 from vsml_jax.runtime.devices import check_population
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,14 +160,16 @@ def test_wide_cpu_vectors_are_set_respect_the_user_and_change_no_bits(tmp_path):
     runs = {}
     for name, flags in (("default", ""), ("user", "--xla_cpu_prefer_vector_width=256")):
         cmd = ["timeout", "-s", "KILL", "120", sys.executable, "-c", _VECTOR_WIDTH]
-        env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(flags))
+        # the suite's flags only: an in-process run before this test may have set a width
+        # in this process's XLA_FLAGS
+        env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"{TEST_XLA_FLAGS} {flags}".strip())
         p = subprocess.run(
             [*cmd, str(tmp_path / name)], cwd=ROOT, env=env, capture_output=True, text=True
         )
         assert p.returncode == 0, p.stderr
         runs[name] = p.stdout.strip().splitlines()[0]
-    assert runs["default"] == xla_flags("--xla_cpu_prefer_vector_width=512")
-    assert runs["user"] == xla_flags("--xla_cpu_prefer_vector_width=256")  # not overridden
+    assert runs["default"] == f"{TEST_XLA_FLAGS} --xla_cpu_prefer_vector_width=512"
+    assert runs["user"] == f"{TEST_XLA_FLAGS} --xla_cpu_prefer_vector_width=256"  # kept
     for impl in ("fast", "direct"):
         wide, narrow = (np.load(tmp_path / f"{n}-{impl}.npy") for n in ("default", "user"))
         assert np.isfinite(wide).all()

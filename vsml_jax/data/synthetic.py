@@ -12,6 +12,7 @@ Both are deterministic given ``(seed, split)``; 'train' and 'test' use different
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 
@@ -70,10 +71,20 @@ def sum_task(split: str, num_examples: int | None = None, seed: int = DEFAULT_SE
 
 
 def load_synthetic(name: str, split: str, num_examples: int | None = None, seed: int | None = None):
-    """Build synthetic dataset ``name`` ('random' or 'sum')."""
+    """Build synthetic dataset ``name`` ('random' or 'sum'); its arrays are read-only."""
     builders = {"random": random_task, "sum": sum_task}
     if name not in builders:
         raise ValueError(f"Unknown synthetic dataset '{name}'; known: {', '.join(builders)}")
     if num_examples is not None and num_examples < 1:
         raise ValueError(f"num_examples must be >= 1, got {num_examples}")
-    return builders[name](split, num_examples, DEFAULT_SEED if seed is None else seed)
+    return _build(builders[name], split, num_examples, DEFAULT_SEED if seed is None else seed)
+
+
+@functools.lru_cache(maxsize=8)
+def _build(builder, split: str, num_examples: int | None, seed: int) -> DatasetArrays:
+    """One build per process: 'sum' draws 8 million truncated normals (half a second),
+    and a run, its meta-test and its resume each ask for it."""
+    ds = builder(split, num_examples, seed)
+    ds.images.setflags(write=False)
+    ds.labels.setflags(write=False)
+    return ds
