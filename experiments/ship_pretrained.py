@@ -59,7 +59,7 @@ def main(argv=None) -> int:
         "source_run": str(args.run_dir),
         "meta_test": meta_test or "see docs/RESULTS.md",
     }
-    card["check"] = check = {"dataset": "mnist", "episodes": 8, "steps": 300, "seed": 0}
+    card["check"] = check = dict(pretrained.CHECK)
     per_episode = pretrained.check_accuracy(
         pretrained.Pretrained(args.name, cfg, learner, meta_params, card, extra)
     )

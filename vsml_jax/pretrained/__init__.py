@@ -108,6 +108,11 @@ def load(name: str) -> Pretrained:
     return Pretrained(name, cfg, learner, meta_params, card, arrays)
 
 
+# The small fixed episode set a card's ``check`` records (with the mean accuracy on it and
+# a 95% interval), written by experiments.ship_pretrained and reproduced by the tests.
+CHECK = {"dataset": "mnist", "episodes": 8, "steps": 150, "seed": 0}
+
+
 def check_accuracy(p: Pretrained) -> np.ndarray:
     """Per-episode mean online accuracy ``[episodes]`` of ``p`` on the small fixed episode
     set its card's ``check`` names (a test split, episode count and length, seed)."""
