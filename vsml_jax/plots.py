@@ -35,9 +35,9 @@ def smooth(y: np.ndarray, window: int) -> np.ndarray:
 def colors(n: int) -> list:
     """``n`` distinct colours: matplotlib's default cycle (tab10) up to 10, else tab20
     (the default cycle repeats after 10, which would give two learners one colour)."""
-    plt = _pyplot()
     if n <= 10:
         return [f"C{i}" for i in range(n)]
+    plt = _pyplot()
     cmap = plt.get_cmap("tab20" if n <= 20 else "gist_ncar")
     return [cmap(i if n <= 20 else i / n) for i in range(n)]
 
