@@ -117,8 +117,7 @@ def _pil_bilinear_weights(in_size: int, out_size: int) -> np.ndarray:
         for v in w:  # in order, as Pillow sums
             total += v
         weights[xx, lo:hi] = w / total if total != 0.0 else w
-    scaled = weights * (1 << _PIL_BITS)
-    return np.trunc(np.where(scaled < 0, scaled - 0.5, scaled + 0.5))
+    return np.floor(weights * (1 << _PIL_BITS) + 0.5)  # Pillow's rounding of weights >= 0
 
 
 def _pil_pass(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
