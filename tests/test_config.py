@@ -211,6 +211,13 @@ def test_episode_settings_are_checked_by_the_episode_specs():
     assert episode_spec(load_run_config(None, ["data.input_gain=[0.5, 2]"]), 3).input_gain == (
         0.5, 2.0,
     )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"^data: class_gain must be \(lo, hi\) with 0 < lo"):
+        load_run_config(None, ["data.class_gain=[0, 1]"])
+    with pytest.raises(ConfigError, match="class_gain applies to online episodes"):
+        load_run_config(None, ["data.ways=10", "data.class_gain=[0.5, 2]"])
+    assert episode_spec(load_run_config(None, ["data.class_gain=[0.5, 2]"]), 3).class_gain == (
+        0.5, 2.0,
+    )  # fmt: skip
 
 
 def test_config_is_a_leaf_that_imports_nothing_of_the_library():

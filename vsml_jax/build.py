@@ -90,6 +90,7 @@ def episode_spec(cfg: RunConfig, length: int) -> EpisodeSpec | FewShotSpec:
         early_steps=d.early_steps,
         early_weight=d.early_weight,
         input_gain=d.input_gain,
+        class_gain=d.class_gain,
     )
 
 

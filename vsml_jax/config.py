@@ -183,6 +183,8 @@ class DataConfig:
     early_weight: float = 1.0
     # per task, standardised inputs times a gain drawn log-uniformly from [lo, hi]
     input_gain: tuple[float, float] | None = None
+    # per task, each class's standardised inputs times its own gain from [lo, hi]
+    class_gain: tuple[float, float] | None = None
     # N-way K-shot episodes (vsml_jax.data.fewshot) instead: N = ways (= num_classes),
     # K = shots, then `queries` query examples (episode_length is unused: T = N * K + queries)
     ways: int | None = None
@@ -358,8 +360,9 @@ class RunConfig:
                 "data.early_steps weights online episodes; few-shot episodes (data.ways) "
                 "weight their steps with data.fitness_steps"
             )
-        if self.data.ways is not None and self.data.input_gain is not None:
-            raise ConfigError("data.input_gain applies to online episodes, not to data.ways")
+        for gain in ("input_gain", "class_gain"):
+            if self.data.ways is not None and getattr(self.data, gain) is not None:
+                raise ConfigError(f"data.{gain} applies to online episodes, not to data.ways")
         # the episode fields (projection_prob, early_*, ways, shots, queries,
         # fitness_steps) are checked by EpisodeSpec / FewShotSpec (build.check_names)
         if self.data.ways is not None:

@@ -136,6 +136,31 @@ def test_input_gain_scales_each_task_by_one_log_uniform_gain():
             EpisodeSpec(length=3, input_gain=bad)
 
 
+def test_class_gain_scales_each_class_by_its_own_log_uniform_gain():
+    """data.class_gain: within a task, every example of a class is multiplied by the same
+    gain in [lo, hi], the classes by different ones; examples and labels as without it."""
+    data = to_device([_tiny("a", 60, 3)])
+    plain = EpisodeSpec(length=40)
+    spec = dataclasses.replace(plain, class_gain=(0.5, 2))
+    gains = []
+    for i in range(10):
+        key = jax.random.key(i)
+        xs, labels = sample_episode(key, data, plain)
+        gxs, glabels = sample_episode(key, data, spec)
+        np.testing.assert_array_equal(labels, glabels)
+        ratio = np.asarray(gxs) / np.asarray(xs)
+        labels = np.asarray(labels)
+        per_class = []
+        for c in np.unique(labels):
+            np.testing.assert_allclose(ratio[labels == c], ratio[labels == c].flat[0], rtol=1e-5)
+            per_class.append(ratio[labels == c].flat[0])
+        assert len(set(np.round(per_class, 4))) == len(per_class) > 1
+        gains += per_class
+    assert 0.5 <= min(gains) < 0.8 and 1.25 < max(gains) <= 2.0
+    with pytest.raises(ValueError, match="class_gain must be"):
+        EpisodeSpec(length=3, class_gain=(2, 1))
+
+
 def test_shapes_determinism_and_label_range(mnist_device):
     spec = EpisodeSpec(
         length=50,

@@ -1,7 +1,8 @@
 """Run a few sharded ES generations of VSML and save the means (test helper).
 
-Used by ``test_sharding.py`` in fresh subprocesses, so that the number of CPU
-devices (``XLA_FLAGS``) and processes (``jax.distributed``) can differ per run:
+Used by ``test_sharding.py``, in-process on one device and in fresh subprocesses, so
+that the number of CPU devices (``XLA_FLAGS``) and processes (``jax.distributed``) can
+differ per run:
 
     python -m tests.meta.es_worker OUT.npz --mesh all|one
 
@@ -34,14 +35,9 @@ from vsml_jax.runtime.devices import (
 from vsml_jax.vsml.network import NetworkConfig
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("out")
-    p.add_argument("--mesh", choices=["all", "one"], default="all")
-    p.add_argument("--generations", type=int, default=3)
-    args = p.parse_args()
-    maybe_initialize_distributed()
-    devices = jax.devices() if args.mesh == "all" else jax.devices()[:1]
+def run(out, mesh: str, generations: int = 3) -> None:
+    """The generations on ``jax.devices()`` (``mesh="all"``) or on the first device only."""
+    devices = jax.devices() if mesh == "all" else jax.devices()[:1]
     mesh = population_mesh(devices)
 
     data = replicate(to_device([load_split("sum", "train", num_examples=512)]), mesh, readonly=True)
@@ -50,7 +46,7 @@ def main():
     meta = learner.meta_init(jax.random.PRNGKey(0), TaskSpec(6, 2))
     strategy = es.make_strategy(ESConfig(population_pairs=8), meta)
     evaluate = es.make_evaluate(learner, data, spec, 2, mesh)
-    block = es.make_train_block(es.make_generation(strategy, evaluate), args.generations)
+    block = es.make_train_block(es.make_generation(strategy, evaluate), generations)
     rep = replicated(mesh)
     block = jax.jit(block, out_shardings=(rep, rep))
     state = replicate(to_host(es.init_strategy(strategy, jax.random.PRNGKey(1), meta)), mesh)
@@ -71,7 +67,7 @@ def main():
     mean = to_host(state.mean)
     if jax.process_index() == 0:
         np.savez(
-            args.out,
+            out,
             mean=mean,
             mean0=mean0,
             meta_loss=to_host(metrics["meta_loss"]),
@@ -88,6 +84,16 @@ def main():
             to_host(metrics["meta_loss"]).tolist(),
             flush=True,
         )
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("out")
+    p.add_argument("--mesh", choices=["all", "one"], default="all")
+    p.add_argument("--generations", type=int, default=3)
+    args = p.parse_args()
+    maybe_initialize_distributed()
+    run(args.out, args.mesh, args.generations)
 
 
 if __name__ == "__main__":

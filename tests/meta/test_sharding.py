@@ -1,4 +1,4 @@
-"""Sharded ES generations equal unsharded ones: 8 emulated devices, and 2 local processes."""
+"""Sharded ES generations equal unsharded ones: 2 local processes of 2 emulated devices each."""
 
 import os
 import socket
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import TEST_XLA_FLAGS, xla_flags
+from tests.meta import es_worker
 from vsml_jax.runtime.devices import check_population
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,9 +71,9 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 @pytest.mark.multiprocess
-def test_sharded_over_8_devices_and_over_2_processes_equals_one_device(tmp_path):
-    """The same ES generations on one device, sharded over 8 emulated devices, and over
-    the 4 devices of 2 ``jax.distributed`` processes."""
+def test_sharded_over_2_processes_equals_one_device(tmp_path):
+    """The same ES generations on one device (in this process) and over the 4 devices of 2
+    ``jax.distributed`` processes, each sharding its half over its own 2 devices."""
     port = _free_port()
     multi = [
         _worker(
@@ -87,23 +88,17 @@ def test_sharded_over_8_devices_and_over_2_processes_equals_one_device(tmp_path)
         )
         for i in range(2)
     ]
-    sharded = _worker(tmp_path / "sharded.npz", "all", 8)
-    single = _worker(tmp_path / "single.npz", "one", 1)
-    logs = [_finish(p) for p in multi]
-    log = _finish(sharded)
-    _finish(single)
+    try:
+        es_worker.run(tmp_path / "single.npz", "one")
+    finally:
+        logs = [_finish(p) for p in multi]
     one = np.load(tmp_path / "single.npz")
-    assert "devices 8" in log
-    a = np.load(tmp_path / "sharded.npz")
-    # each of the 8 devices evaluates its own eighth of the population
-    assert int(a["fitness_shard"]) * 8 == int(a["population_size"]) == int(one["fitness_shard"])
-    # a population that does not divide over the 8 devices is refused; any divides over 1
-    assert bool(a["rejects_nondividing"]) and not bool(one["rejects_nondividing"])
-    _assert_same(a, one)
     assert "devices 4 processes 2" in logs[0], logs[0]
     two = np.load(tmp_path / "multi0.npz")
-    # the population is split over the 4 devices of both processes
-    assert int(two["fitness_shard"]) * 4 == int(two["population_size"])
+    # the population is split over the 4 devices of both processes, a quarter each
+    assert int(two["fitness_shard"]) * 4 == int(two["population_size"]) == int(one["fitness_shard"])
+    # a population that does not divide over the 4 devices is refused; any divides over 1
+    assert bool(two["rejects_nondividing"]) and not bool(one["rejects_nondividing"])
     _assert_same(two, one)
 
 

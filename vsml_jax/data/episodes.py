@@ -68,6 +68,11 @@ class EpisodeSpec:
             gain drawn log-uniformly from ``[lo, hi]`` (before projecting): tasks whose
             inputs differ in scale, for a learner whose step size must not depend on
             it. None keeps the scale.
+        class_gain: ``(lo, hi)``: per task, each class's standardised inputs are
+            multiplied by its own gain drawn log-uniformly from ``[lo, hi]``: tasks whose
+            classes differ in norm, where a prototype read by dot product alone favours the
+            larger ones (the nearest class mean subtracts ``|mu_c|^2 / 2``). None keeps
+            them.
     """
 
     length: int
@@ -82,6 +87,7 @@ class EpisodeSpec:
     early_steps: int = 0
     early_weight: float = 1.0
     input_gain: tuple[float, float] | None = None
+    class_gain: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if not _is_int(self.length) or self.length < 1:
@@ -113,17 +119,18 @@ class EpisodeSpec:
             raise ValueError(f"early_steps must be an int >= 0, got {self.early_steps!r}")
         if not math.isfinite(self.early_weight) or self.early_weight <= 0:
             raise ValueError(f"early_weight must be a finite number > 0, got {self.early_weight}")
-        if self.input_gain is not None:
-            gain = tuple(float(g) for g in self.input_gain)
+        for field in ("input_gain", "class_gain"):
+            value = getattr(self, field)
+            if value is None:
+                continue
+            gain = tuple(float(g) for g in value)
             if (
                 len(gain) != 2
                 or not all(math.isfinite(g) and g > 0 for g in gain)
                 or gain[0] > gain[1]
             ):
-                raise ValueError(
-                    f"input_gain must be (lo, hi) with 0 < lo <= hi, got {self.input_gain!r}"
-                )
-            object.__setattr__(self, "input_gain", gain)
+                raise ValueError(f"{field} must be (lo, hi) with 0 < lo <= hi, got {value!r}")
+            object.__setattr__(self, field, gain)
 
     @property
     def loss_weights(self) -> tuple[float, ...] | None:
@@ -255,6 +262,10 @@ def sample_episode_full(key: jax.Array, data: DeviceDataset, spec: EpisodeSpec) 
     if spec.input_gain is not None:  # its own key: episodes without a gain stay as they were
         lo, hi = (math.log(g) for g in spec.input_gain)
         x = x * jnp.exp(jax.random.uniform(jax.random.fold_in(key, 1), (), minval=lo, maxval=hi))
+    if spec.class_gain is not None:  # likewise, one gain per class
+        lo, hi = (math.log(g) for g in spec.class_gain)
+        gains = jax.random.uniform(jax.random.fold_in(key, 2), (c,), minval=lo, maxval=hi)
+        x = x * jnp.exp(gains)[labels][:, None]
     if spec.permute_pixels:
         x = x[:, jax.random.permutation(key_pix, x.shape[-1])]
     x, projected = _to_input_dim(key_proj, x, spec, a)
