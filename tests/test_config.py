@@ -204,20 +204,13 @@ def test_episode_settings_are_checked_by_the_episode_specs():
     assert spec.loss_weights == (5.0, 5.0, 1.0)
     with pytest.raises(ConfigError, match="^data: fitness_steps must be 'all' or 'queries'"):
         load_run_config(None, ["data.ways=10", "data.fitness_steps=last"])
-    with pytest.raises(ConfigError, match=r"^data: input_gain must be \(lo, hi\) with 0 < lo"):
-        load_run_config(None, ["data.input_gain=[2, 1]"])
-    with pytest.raises(ConfigError, match="input_gain applies to online episodes"):
-        load_run_config(None, ["data.ways=10", "data.input_gain=[0.5, 2]"])
-    assert episode_spec(load_run_config(None, ["data.input_gain=[0.5, 2]"]), 3).input_gain == (
-        0.5, 2.0,
-    )  # fmt: skip
-    with pytest.raises(ConfigError, match=r"^data: class_gain must be \(lo, hi\) with 0 < lo"):
-        load_run_config(None, ["data.class_gain=[0, 1]"])
-    with pytest.raises(ConfigError, match="class_gain applies to online episodes"):
-        load_run_config(None, ["data.ways=10", "data.class_gain=[0.5, 2]"])
-    assert episode_spec(load_run_config(None, ["data.class_gain=[0.5, 2]"]), 3).class_gain == (
-        0.5, 2.0,
-    )  # fmt: skip
+    for gain, bad in (("input_gain", "[2, 1]"), ("class_gain", "[0, 1]")):
+        with pytest.raises(ConfigError, match=rf"^data: {gain} must be \(lo, hi\) with 0 < lo"):
+            load_run_config(None, [f"data.{gain}={bad}"])
+        with pytest.raises(ConfigError, match=f"{gain} applies to online episodes"):
+            load_run_config(None, ["data.ways=10", f"data.{gain}=[0.5, 2]"])
+        spec = episode_spec(load_run_config(None, [f"data.{gain}=[0.5, 2]"]), 3)
+        assert getattr(spec, gain) == (0.5, 2.0)
 
 
 def test_config_is_a_leaf_that_imports_nothing_of_the_library():

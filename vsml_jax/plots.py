@@ -5,11 +5,13 @@ the library and of the experiments is drawn here; the experiments compute, then 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 
 
+@functools.cache
 def _pyplot():
     """matplotlib's pyplot on the Agg backend, imported at the first figure (most
     processes, e.g. a pod's workers, never draw one)."""
@@ -202,10 +204,10 @@ def plot_class_probabilities(
 
 def plot_meta_loss(records: list[dict], path):
     """Meta-loss (population mean, with min/max band) against generation."""
-    plt = _pyplot()
     rows = [r for r in records if "meta_loss" in r and r["meta_loss"] is not None]
     if not rows:
         return
+    plt = _pyplot()
     g = np.array([r["generation"] for r in rows])
     y = np.array([r["meta_loss"] for r in rows])
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
@@ -219,9 +221,9 @@ def plot_meta_loss(records: list[dict], path):
 def plot_meta_loss_curves(curves: dict[str, np.ndarray], path, chance: float | None = None):
     """Meta-loss of several meta-training runs against the fraction of their meta-training
     done (runs differ in steps/generations), each smoothed; ``chance`` draws ``ln C``."""
-    plt = _pyplot()
     if not curves:
         return
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for color, (name, y) in zip(colors(len(curves)), curves.items()):
         y = np.asarray(y, np.float64)
