@@ -5,11 +5,18 @@
 # average.py writes). On 32 MNIST-train and 32 Fashion-MNIST-train episodes at 784 inputs,
 # their first 200 steps: accuracy over steps 1-100 and 101-200, paired against NCM on the
 # same episodes. --scale S multiplies the standardised inputs of both by S (input_gain S, S).
+# --ncm-variants also screens NCM on tanh(x) and NCM without its class-mean norm term
+# (vsml_jax.learners.ncm's options); --image-size N resizes the images to N x N first (the
+# meta-training format). --norm-penalty LAM... screens each VSML source also with
+# LAM * mean_a w_ab^2 subtracted from output b's logit, w the stored weight as the
+# constructed clone reads it out (backprop_cell's read-out of the output layer's cell
+# state): an added class-norm term like NCM's, by hand.
 import argparse
 import dataclasses
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import yaml
 
 from experiments.la_cloning import protocol as L
@@ -19,15 +26,27 @@ from vsml_jax.learners.ncm import ncm
 from vsml_jax.learners.vsml import vsml
 from vsml_jax.loading import load_meta_params
 from vsml_jax.runtime.devices import population_mesh
+from vsml_jax.vsml.backprop import backprop_cell
 
 STEPS, EPISODES = 200, 32
 
 p = argparse.ArgumentParser()
 p.add_argument("run_dir", type=Path)
-p.add_argument("sources", nargs="+")
+p.add_argument("sources", nargs="*")
 p.add_argument("--scale", type=float, default=1.0)
-args = p.parse_args()
+p.add_argument("--ncm-variants", action="store_true")
+p.add_argument("--image-size", type=int)
+p.add_argument("--norm-penalty", type=float, nargs="+", default=[])
+args = p.parse_intermixed_args()
 cfg = L.load(yaml.safe_load((args.run_dir / "config.yaml").read_text()))
+if args.image_size:
+    size = (args.image_size, args.image_size)
+    cfg = dataclasses.replace(
+        cfg,
+        base=dataclasses.replace(
+            cfg.base, data=dataclasses.replace(cfg.base.data, image_size=size)
+        ),
+    )
 spec = episode_spec(cfg.base, STEPS)
 if args.scale != 1.0:  # the same examples, every input times the fixed gain S
     spec = dataclasses.replace(spec, input_gain=(args.scale, args.scale))
@@ -37,11 +56,9 @@ for i, t in enumerate(("mnist", "fashion_mnist")):
     data = load_data(cfg.base, [t], "train", population_mesh())
     key = jax.random.fold_in(run_key(cfg.base.seed, "screen"), i)
     datasets[t] = (data, key, evaluate(ncm(), {}, data, spec, EPISODES, key).accuracy)
-learner = vsml(L.clone_network(cfg))
-for src in args.sources:
-    run, _, steps = src.partition("@")
-    trees = [load_meta_params(Path(run), int(s))[2] for s in steps.split(",")]
-    params = jax.tree.map(lambda *a: sum(a) / len(a), *trees)
+
+
+def screen(name, learner, params):
     cols = []
     for t, (data, key, nc) in datasets.items():
         acc = evaluate(learner, params, data, spec, EPISODES, key).accuracy
@@ -51,4 +68,32 @@ for src in args.sources:
             f"{d['d_mean_ci95']:.3f}) 101-200 {acc[:, 100:].mean():.3f} "
             f"(NCM {nc[:, 100:].mean():.3f})"
         )
-    print(src, "|", " | ".join(cols), flush=True)
+    print(name, "|", " | ".join(cols), flush=True)
+
+
+if args.ncm_variants:
+    for features, norm_term in (("tanh", True), ("identity", False), ("tanh", False)):
+        learner = ncm(features=features, norm_term=norm_term)
+        screen(learner.name, learner, {})
+
+
+def norm_penalty(learner, lam):
+    """``learner`` (a VSML) with ``lam * mean_a w_ab^2`` subtracted from logit ``b``."""
+    readout = backprop_cell(cfg.cell)[1][0]  # [H]: w = readout . c
+
+    def step(meta_params, state, x, feedback):
+        state, logits = learner.step(meta_params, state, x, feedback)
+        w = jnp.einsum("h,hba->ba", readout, state.cells[-1].c)
+        return state, logits - lam * jnp.mean(w * w, axis=-1)
+
+    return learner._replace(step=step)
+
+
+learner = vsml(L.clone_network(cfg))
+for src in args.sources:
+    run, _, steps = src.partition("@")
+    trees = [load_meta_params(Path(run), int(s))[2] for s in steps.split(",")]
+    params = jax.tree.map(lambda *a: sum(a) / len(a), *trees)
+    screen(src, learner, params)
+    for lam in args.norm_penalty:
+        screen(f"{src} norm penalty {lam}", norm_penalty(learner, lam), params)
