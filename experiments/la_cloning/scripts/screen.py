@@ -1,13 +1,14 @@
 # screen meta-training checkpoints on TRAIN-split episodes (not grad_test's test episodes):
 # python -m experiments.la_cloning.scripts.screen RUN_DIR [--scale S] SRC...
-# RUN_DIR: the la_cloning run (its config: data, network); SRC = META_RUN_DIR@STEP, or
+# RUN_DIR: the la_cloning run (its config: data, network); SRC = pretrained:NAME (a shipped
+# learner), META_RUN_DIR@STEP, or
 # META_RUN_DIR@STEP,STEP,... for the mean meta-parameters of those checkpoints (what
 # average.py writes). On 32 MNIST-train and 32 Fashion-MNIST-train episodes at 784 inputs,
 # their first 200 steps: accuracy over steps 1-100 and 101-200, paired against NCM on the
 # same episodes. --scale S multiplies the standardised inputs of both by S (input_gain S, S).
 # --ncm-variants also screens NCM on tanh(x) and NCM without its class-mean norm term
 # (vsml_jax.learners.ncm's options); --image-size N resizes the images to N x N first (the
-# meta-training format). --norm-penalty LAM... screens each VSML source also with
+# meta-training format). --norm-penalty LAM[,LAM...] screens each VSML source also with
 # LAM * mean_a w_ab^2 subtracted from output b's logit, w the stored weight as the
 # constructed clone reads it out (backprop_cell's read-out of the output layer's cell
 # state): an added class-norm term like NCM's, by hand.
@@ -20,11 +21,12 @@ import jax.numpy as jnp
 import yaml
 
 from experiments.la_cloning import protocol as L
+from vsml_jax import pretrained
 from vsml_jax.build import episode_spec, load_data, run_key
 from vsml_jax.evaluation import evaluate, paired_difference
 from vsml_jax.learners.ncm import ncm
 from vsml_jax.learners.vsml import vsml
-from vsml_jax.loading import load_meta_params
+from vsml_jax.loading import PRETRAINED_PREFIX, load_meta_params
 from vsml_jax.runtime.devices import population_mesh
 from vsml_jax.vsml.backprop import backprop_cell
 
@@ -36,7 +38,7 @@ p.add_argument("sources", nargs="*")
 p.add_argument("--scale", type=float, default=1.0)
 p.add_argument("--ncm-variants", action="store_true")
 p.add_argument("--image-size", type=int)
-p.add_argument("--norm-penalty", type=float, nargs="+", default=[])
+p.add_argument("--norm-penalty", type=lambda s: [float(v) for v in s.split(",")], default=[])
 args = p.parse_intermixed_args()
 cfg = L.load(yaml.safe_load((args.run_dir / "config.yaml").read_text()))
 if args.image_size:
@@ -91,9 +93,12 @@ def norm_penalty(learner, lam):
 
 learner = vsml(L.clone_network(cfg))
 for src in args.sources:
-    run, _, steps = src.partition("@")
-    trees = [load_meta_params(Path(run), int(s))[2] for s in steps.split(",")]
-    params = jax.tree.map(lambda *a: sum(a) / len(a), *trees)
+    if src.startswith(PRETRAINED_PREFIX):
+        params = pretrained.load(src[len(PRETRAINED_PREFIX) :]).meta_params
+    else:
+        run, _, steps = src.partition("@")
+        trees = [load_meta_params(Path(run), int(s))[2] for s in steps.split(",")]
+        params = jax.tree.map(lambda *a: sum(a) / len(a), *trees)
     screen(src, learner, params)
     for lam in args.norm_penalty:
         screen(f"{src} norm penalty {lam}", norm_penalty(learner, lam), params)
