@@ -73,12 +73,6 @@ def screen(name, learner, params):
     print(name, "|", " | ".join(cols), flush=True)
 
 
-if args.ncm_variants:
-    for features, norm_term in (("tanh", True), ("identity", False), ("tanh", False)):
-        learner = ncm(features=features, norm_term=norm_term)
-        screen(learner.name, learner, {})
-
-
 def norm_penalty(learner, lam):
     """``learner`` (a VSML) with ``lam * mean_a w_ab^2`` subtracted from logit ``b``."""
     readout = backprop_cell(cfg.cell)[1][0]  # [H]: w = readout . c
@@ -91,6 +85,10 @@ def norm_penalty(learner, lam):
     return learner._replace(step=step)
 
 
+if args.ncm_variants:
+    for features, norm_term in (("tanh", True), ("identity", False), ("tanh", False)):
+        learner = ncm(features=features, norm_term=norm_term)
+        screen(learner.name, learner, {})
 learner = vsml(L.clone_network(cfg))
 for src in args.sources:
     if src.startswith(PRETRAINED_PREFIX):
