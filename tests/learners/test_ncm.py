@@ -29,22 +29,17 @@ def test_predicts_the_nearest_seen_class_mean():
     assert logits[1] < logits[2] < logits[0]  # class 1 is unseen
 
 
-def _run(learner, xs, labels):
-    """Logits of every step of one stream (feedback: the previous step's label)."""
-    state = learner.init({}, TaskSpec(xs.shape[1], 3), jax.random.key(0))
-    feedback, out = Feedback.zeros(3), []
-    for x, y in zip(xs, labels):
-        state, logits = learner.step({}, state, x, feedback)
-        out.append(np.asarray(logits))
-        feedback = Feedback(np.zeros(3, np.float32), np.eye(3, dtype=np.float32)[y])
-    return np.stack(out)
+def _logits(learner, xs, labels):
+    """Logits ``[T, 3]`` of one online episode of ``xs [T, D]`` with ``labels [T]``."""
+    res = batch_results(learner, {}, xs[None], np.asarray(labels)[None], jax.random.key(0))
+    return np.asarray(res.logits[0])
 
 
 def test_tanh_features_are_ncm_on_squashed_inputs():
     xs = 2.0 * np.asarray(jax.random.normal(jax.random.key(1), (12, 5)))
     labels = np.arange(12) % 3
     np.testing.assert_allclose(
-        _run(ncm(features="tanh"), xs, labels), _run(ncm(), np.tanh(xs), labels), rtol=1e-6
+        _logits(ncm(features="tanh"), xs, labels), _logits(ncm(), np.tanh(xs), labels), rtol=1e-6
     )
     with pytest.raises(ValueError, match="ncm features must be one of"):
         ncm(features="relu")
@@ -55,7 +50,8 @@ def test_without_the_norm_term_the_largest_inner_product_wins():
     # but has the larger inner product with class 1's mean
     xs = np.array([[1.0, 0.0], [3.0, 0.0], [1.0, 0.0]], np.float32)
     labels = [0, 1, 2]
-    with_norm, without = _run(ncm(), xs, labels)[-1], _run(ncm(norm_term=False), xs, labels)[-1]
+    with_norm = _logits(ncm(), xs, labels)[-1]
+    without = _logits(ncm(norm_term=False), xs, labels)[-1]
     assert int(np.argmax(with_norm)) == 0 and int(np.argmax(without)) == 1
     np.testing.assert_allclose(without[:2], [2.0 * 1 / 2, 2.0 * 3 / 2])  # 2 x.mu / D
     assert ncm(features="tanh", norm_term=False).name == "ncm_tanh_nonorm"
