@@ -181,3 +181,21 @@ def test_an_iterate_average_of_a_run_is_a_run(run_dir, tmp_path, monkeypatch):
     assert got.task.input_dim == 8 and sorted(p.name for p in (out / "checkpoints").iterdir()) == [
         "10"
     ]
+
+
+def test_a_class_mean_memory_added_to_a_shipped_learner_is_a_run(tmp_path, monkeypatch):
+    """experiments/la_cloning/scripts/class_means.py: a run directory whose V_M is the
+    source's with add_class_means applied and whose network reads the label."""
+    from vsml_jax import pretrained
+    from vsml_jax.vsml.class_means import add_class_means
+
+    out = tmp_path / "means"
+    argv = ["class_means", "pretrained:clone_backprop_grad_mix", str(out), "--gamma", "30"]
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_module("experiments.la_cloning.scripts.class_means", run_name="__main__")
+    src, got = pretrained.load("clone_backprop_grad_mix"), vsml_jax.load_learner(out)
+    want = tuple(add_class_means(q, src.config.network.cell, 30.0) for q in src.meta_params)
+    for x, y in zip(jax.tree.leaves(got.meta_params), jax.tree.leaves(want), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert got.config.network.feed_label and not src.config.network.feed_label
+    assert got.task.input_dim == 784

@@ -1,6 +1,7 @@
 # meta-test a meta-trained clone (meta-gradients or ES) at 784 inputs on the la_cloning
 # run's episodes: python -m experiments.la_cloning.scripts.grad_test RUN_DIR META_RUN_DIR[@STEP]
 # [TEST_SET ...] (STEP: a checkpoint of META_RUN_DIR; default its latest)
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -27,7 +28,10 @@ gd, step = Path(gd), int(step) if step else None
 cfg = L.load(yaml.safe_load((rd / "config.yaml").read_text()))
 meta_cfg, _, params = load_meta_params(gd, step)
 label = L.IMPROVED[meta_cfg.trainer]
-net = L.clone_network(cfg)
+# a learner with a class-mean memory (scripts/class_means.py) reads the label
+net = dataclasses.replace(L.clone_network(cfg), feed_label=meta_cfg.network.feed_label)
+if net.feed_label:
+    label += " + class means"
 base = cfg.base
 spec = episode_spec(base, base.eval.episode_length)
 only = set(sys.argv[3:])

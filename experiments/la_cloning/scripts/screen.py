@@ -89,14 +89,18 @@ if args.ncm_variants:
     for features, norm_term in (("tanh", True), ("identity", False), ("tanh", False)):
         learner = ncm(features=features, norm_term=norm_term)
         screen(learner.name, learner, {})
-learner = vsml(L.clone_network(cfg))
 for src in args.sources:
     if src.startswith(PRETRAINED_PREFIX):
-        params = pretrained.load(src[len(PRETRAINED_PREFIX) :]).meta_params
+        shipped = pretrained.load(src[len(PRETRAINED_PREFIX) :])
+        src_cfg, params = shipped.config, shipped.meta_params
     else:
         run, _, steps = src.partition("@")
-        trees = [load_meta_params(Path(run), int(s))[2] for s in steps.split(",")]
-        params = jax.tree.map(lambda *a: sum(a) / len(a), *trees)
+        loaded = [load_meta_params(Path(run), int(s)) for s in steps.split(",")]
+        src_cfg = loaded[0][0]
+        params = jax.tree.map(lambda *a: sum(a) / len(a), *(p for *_, p in loaded))
+    # the source's feed_label: a class-mean memory (scripts/class_means.py) reads the label
+    net = dataclasses.replace(L.clone_network(cfg), feed_label=src_cfg.network.feed_label)
+    learner = vsml(net)
     screen(src, learner, params)
     for lam in args.norm_penalty:
         screen(f"{src} norm penalty {lam}", norm_penalty(learner, lam), params)
