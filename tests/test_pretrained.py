@@ -89,7 +89,13 @@ def test_bfloat16_matmuls_stay_within_tolerance_of_float32_over_a_whole_episode(
 
 
 @pytest.mark.parametrize(
-    "name", ["clone_backprop", "clone_backprop_grad", "clone_backprop_grad_mix"]
+    "name",
+    [
+        "clone_backprop",
+        "clone_backprop_grad",
+        "clone_backprop_grad_mix",
+        "clone_backprop_grad_means",
+    ],
 )
 def test_the_shipped_clones_read_the_784_pixels_as_they_are(name):
     """No projection, no resize: the format the clones were meta-tested at (RESULTS §4)."""
@@ -98,7 +104,9 @@ def test_the_shipped_clones_read_the_784_pixels_as_they_are(name):
     assert load_learner(name).input_plan(784, (28, 28, 1)) == ("as_is", 784)
 
 
-@pytest.mark.parametrize("name", ["clone_backprop_grad", "clone_backprop_grad_mix"])
+@pytest.mark.parametrize(
+    "name", ["clone_backprop_grad", "clone_backprop_grad_mix", "clone_backprop_grad_means"]
+)
 def test_the_improved_clones_cards_hold_their_meta_test_on_both_test_sets(name):
     """RESULTS §4 reports each improved clone on MNIST and Fashion-MNIST (32 episodes of
     2000 steps); its card carries both rows, not only the last test set meta-tested."""
