@@ -26,8 +26,8 @@ memory as it is (saturated gates at ``+-gate``).
 - Four mean units ``M0..M3`` (one initial value: all non-random, or one copy group of
   random units). Their cell input is ``tanh(k x)``, with forget gate ``sigmoid(U)`` and
   input gate ``sigmoid(-U)``, about ``1 - 1/n`` and ``1/n`` at the ``n``-th example (within
-  10% for ``n <= 200``). So ``c_M`` is the running mean, which forgets the unit's small
-  initial value at the first example.
+  10% for ``n <= 200``). So ``c_M`` is the running mean; the first example replaces all
+  but 0.8% of the unit's small initial value.
 - Read-out by gates, as in :func:`backprop_cell`:
   - ``M1``/``M2`` have output gates ``sigmoid(+-2 k x)``, so ``h1 - h2 = t tanh(m)``.
   - ``M0`` has output gate 1, so ``h0 = tanh(m)``.
@@ -39,8 +39,8 @@ memory as it is (saturated gates at ``+-gate``).
 
 The backward heads are untouched, so the memory changes what the layer predicts, never
 the messages its backprop sends down. With one layer (784 -> 10) that is NCM added to
-backprop's logits. In a deep network the hidden layers get no label, so their memory stays
-empty.
+backprop's logits. In a deep network the hidden layers get no label, so their memory keeps
+its small initial value.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
 # META_RUN_DIR@STEP,STEP,... for the mean meta-parameters of those checkpoints (what
 # average.py writes). On 32 MNIST-train and 32 Fashion-MNIST-train episodes at 784 inputs,
 # their first 200 steps: accuracy over steps 1-100 and 101-200, paired against NCM on the
-# same episodes. --scale S multiplies the standardised inputs of both by S (input_gain S, S).
+# same episodes, and the online cross-entropy over steps 1-100 / 101-200. --scale S
+# multiplies the standardised inputs of both by S (input_gain S, S).
 # --ncm-variants also screens NCM on tanh(x) and NCM without its class-mean norm term
 # (vsml_jax.learners.ncm's options); --image-size N resizes the images to N x N first (the
 # meta-training format). --norm-penalty LAM[,LAM...] screens each VSML source also with
@@ -63,12 +64,14 @@ for i, t in enumerate(("mnist", "fashion_mnist")):
 def screen(name, learner, params):
     cols = []
     for t, (data, key, nc) in datasets.items():
-        acc = evaluate(learner, params, data, spec, EPISODES, key).accuracy
+        curves = evaluate(learner, params, data, spec, EPISODES, key)
+        acc, ce = curves.accuracy, curves.loss
         d = paired_difference(acc[:, :100], nc[:, :100])  # its 'mean' window: steps 1-100
         cols.append(
             f"{t} 1-100 {acc[:, :100].mean():.3f} (NCM {d['d_mean']:+.3f} ± "
             f"{d['d_mean_ci95']:.3f}) 101-200 {acc[:, 100:].mean():.3f} "
-            f"(NCM {nc[:, 100:].mean():.3f})"
+            f"(NCM {nc[:, 100:].mean():.3f}) online loss {ce[:, :100].mean():.2f} / "
+            f"{ce[:, 100:].mean():.2f}"
         )
     print(name, "|", " | ".join(cols), flush=True)
 
