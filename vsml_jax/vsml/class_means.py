@@ -43,8 +43,8 @@ backprop's logits. In a deep network the hidden layers get no label, so their me
 its small initial value.
 
 ``gamma`` is the score's inverse temperature. Beating NCM's early accuracy on
-Fashion-MNIST takes ``gamma >= 100``, and the logits are then badly calibrated: a step
-whose class has not been seen yet costs tens of nats. docs/RESULTS.md §4 has the
+Fashion-MNIST takes ``gamma >= 100``, and the logits are then badly calibrated: a wrong
+prediction costs tens of nats. docs/RESULTS.md §4 has the
 accuracy and the online loss for each ``gamma``.
 """
 
