@@ -113,10 +113,10 @@ def add_class_means(
     if used:
         raise ValueError(f"units {used} are in use in this V_M (nonzero weights); pick free units")
     label, n, u_0 = m + 1, count_unit, float(np.log(eps))
-    b[1, list(units)] = gate  # default: keep the cell
-    # the counter: on the label, input gate sigmoid(-ln cap - U), cell input cap / beta
+    # the counter: on the label, input gate sigmoid(-ln cap - U), cell input cap / beta;
+    # it never forgets
     w_in[label, 0, n], b[0, n], w_h[n, 0, n] = gate, -gate - np.log(cap) - u_0, -beta
-    b[2, n], b[3, n] = np.arctanh(cap / beta), gate
+    b[1, n], b[2, n], b[3, n] = gate, np.arctanh(cap / beta), gate
     m0, m1, m2, m3 = mean_units
     for u in mean_units:  # on the label: input gate sigmoid(-U), forget gate sigmoid(U)
         w_in[label, 0, u], b[0, u], w_h[n, 0, u] = gate, -gate - u_0, -beta
