@@ -67,10 +67,18 @@ _OWN_CACHE = pytest.StashKey[str]()
 # constructed clone's forget gate, sigmoid(30) = (1 + tanh(15)) / 2, relies on).
 # XLA's older loop emitters (--xla_cpu_use_fusion_emitters=false) compile the suite's
 # small programs faster still: the suite took 438 s instead of 491 s with them, every test
-# passing (results differ from the default emitters' by float rounding at most).
+# passing (results differ from the default emitters' by float rounding at most). Without
+# LLVM's expensive passes and with each program's code generated as one module (XLA splits
+# it for parallel compilation otherwise, which on 2 cores shared by two workers only adds
+# work), a compile-bound sample of the suite (la_cloning's and evaluate's end-to-end tests,
+# the layers', backprop's and the shipped learners' tests) took 200 s of CPU instead of
+# 235 s, run alone, every test passing.
 # Subprocesses inherit the flags through the environment (tests that set their own
 # XLA_FLAGS append to :func:`xla_flags`).
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=2 --xla_cpu_use_fusion_emitters=false"
+TEST_XLA_FLAGS = (
+    "--xla_backend_optimization_level=2 --xla_cpu_use_fusion_emitters=false "
+    "--xla_llvm_disable_expensive_passes=true --xla_cpu_parallel_codegen_split_count=1"
+)
 
 
 def xla_flags(*extra: str) -> str:

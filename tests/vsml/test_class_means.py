@@ -1,5 +1,7 @@
 """The nearest class mean written as VSML dynamics (vsml/class_means.py)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,8 +27,9 @@ def _net(feed_label=True):
     )
 
 
+@jax.jit
 def _stream():
-    """Inputs, labels and a given (not predicted) error for each step."""
+    """Inputs, labels and a given (not predicted) error for each step (one compiled program)."""
     k = jax.random.split(jax.random.PRNGKey(0), 4)
     labels = jax.random.randint(k[0], (T,), 0, C)
     xs = 1.5 * jax.random.normal(k[1], (C, A))[labels] + jax.random.normal(k[2], (T, A))
@@ -45,6 +48,7 @@ def _score(t, m):
     return GAMMA * np.mean(2 * t * m - m * m, axis=-1)
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def _logits(net, params, xs, errors, onehot):
     """Logits of the network driven by the given feedback (the previous step's)."""
     state = init_network_state(jax.random.PRNGKey(1), net, A, C)
@@ -66,12 +70,12 @@ def test_the_memory_adds_ncms_score_on_tanh_x_to_the_logits():
     xs, labels, errors, onehot = _stream()
     plain = _logits(net, base, xs, errors, onehot)
     both = _logits(net, add_class_means(base, net.cell, GAMMA), xs, errors, onehot)
-    t, r = np.tanh(np.asarray(xs)), _initial_means(net)
+    t, r, labels = np.tanh(np.asarray(xs)), _initial_means(net), np.asarray(labels)
     want = np.zeros((T, C))
     for step in range(T):
         m = np.tanh(r)  # a class not seen yet keeps the initial value
         for b in range(C):
-            seen = t[:step][np.asarray(labels[:step]) == b]
+            seen = t[:step][labels[:step] == b]
             if len(seen):
                 m[b] = np.tanh(seen.mean(0))
         want[step] = _score(t[step], m)
