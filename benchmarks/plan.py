@@ -5,6 +5,8 @@
         --topology v5e:2x2 --num-slices 2 --set es.population_pairs=512
     python -m benchmarks.plan --config experiments/cross_dataset/configs/cross_dataset_paper.yaml \\
         --topology v5e:4x4 --las vsml,maml@grad
+    python -m benchmarks.plan --config experiments/la_cloning/configs/la_cloning_paper.yaml \\
+        --topology v5e:2x2
 
 The training block of the config (``generations_per_call`` ES generations or meta-gradient
 steps in one program) is built by :func:`vsml_jax.train.build_job` and
@@ -429,9 +431,12 @@ def describe(plan: dict) -> str:
 
 
 def run_configs(config_path: str, overrides: list[str], las: str | None):
-    """The meta-trained runs a preset stands for: itself, or each (LA, group) of a
-    cross-dataset preset (hand-designed LAs are not meta-trained and are left out). Each
-    item is ``(run config, how many runs of this shape)``."""
+    """The meta-trained runs a preset stands for: itself, each (LA, group) of a
+    cross-dataset preset (hand-designed LAs are not meta-trained and are left out), or the
+    improvement stages of a la_cloning preset. Each item is ``(run config, how many runs
+    of this shape)``."""
+    from pathlib import Path
+
     import yaml
 
     from vsml_jax.config import HAND_DESIGNED, load_config
@@ -440,8 +445,8 @@ def run_configs(config_path: str, overrides: list[str], las: str | None):
         raw = yaml.safe_load(f) or {}
     if "las" not in raw and "base" not in raw:
         return [(load_config(config_path, overrides), 1)]
-    from pathlib import Path
-
+    if "improve" in raw:
+        return _la_cloning_runs(config_path, overrides)
     from experiments.cross_dataset.protocol import ALL_SETS, CrossDatasetConfig, la_config
     from vsml_jax.stages import learner_name
 
@@ -475,11 +480,41 @@ def run_configs(config_path: str, overrides: list[str], las: str | None):
     ]
 
 
+def _la_cloning_runs(config_path: str, overrides: list[str]):
+    """A la_cloning preset's meta-training from the clone (``improve.trainers``), each run
+    as the command builds it. The plan needs only the clone's shapes, which are
+    ``meta_init``'s (no clone is read), and XLA's network (``impl: auto`` is the fused
+    CPU kernel on an AVX-512 machine)."""
+    from pathlib import Path
+
+    from experiments.la_cloning.protocol import LACloningConfig, improve_run_config
+    from vsml_jax.config import load_config
+
+    cfg = load_config(config_path, overrides, LACloningConfig)
+    if not cfg.improve.trainers:
+        raise PlanError(
+            f"{config_path} meta-trains nothing (improve.trainers is empty); "
+            "add --set improve.trainers=[grad,es]"
+        )
+    runs = [improve_run_config(cfg, t, Path("clone")) for t in cfg.improve.trainers]
+    return [
+        (
+            dataclasses.replace(
+                r, init_from=None, network=dataclasses.replace(r.network, impl="auto")
+            ),
+            1,
+        )
+        for r in runs
+    ]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--config", required=True, help="a run preset or a cross-dataset preset")
+    p.add_argument(
+        "--config", required=True, help="a run preset, a cross-dataset or a la_cloning preset"
+    )
     p.add_argument("--topology", required=True, help="e.g. v5e:1x1, v5e:2x2, v5e:4x4, v4:2x2x2")
     p.add_argument("--num-slices", type=int, default=1, help="multi-slice: slices of TOPOLOGY")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -503,10 +538,11 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     total = sum(q.get("run_s", math.nan) * q["groups"] for q in plans)
+    fits = all(q["fits"] for q in plans)
     if len(plans) > 1:
-        print(f"all meta-training runs: about {_duration(total)}")
+        print(f"all meta-training runs: {f'about {_duration(total)}' if fits else 'not all fit'}")
     summary = {"topology": args.topology, "num_slices": args.num_slices, "runs": plans}
-    summary["fits"] = all(q["fits"] for q in plans)
+    summary["fits"] = fits
     summary["total_run_s"] = total
     print("plan: " + json.dumps(summary))
     return 0

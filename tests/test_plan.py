@@ -106,3 +106,23 @@ def test_plan_rejects_an_unknown_topology():
     p = _plan(["--topology", "v9x:2x2"])
     assert p.returncode == 2
     assert "unknown topology 'v9x:2x2'" in p.stderr.strip().splitlines()[-1]
+
+
+def test_a_la_cloning_preset_plans_its_meta_training_from_the_clone():
+    """The paper-scale la_cloning preset stands for its two improvement runs, as the
+    command builds them, with the clone's shapes (meta_init's) and XLA's network."""
+    from experiments.la_cloning import protocol
+    from vsml_jax.config import load_config
+
+    preset = "experiments/la_cloning/configs/la_cloning_paper.yaml"
+    runs = plan.run_configs(preset, [], None)
+    assert [(cfg.trainer, n) for cfg, n in runs] == [("grad", 1), ("es", 1)]
+    la = load_config(preset, [], protocol.LACloningConfig)
+    for cfg, _ in runs:
+        built = protocol.improve_run_config(la, cfg.trainer, Path("clone"))
+        assert cfg.init_from is None and cfg.network.impl == "auto"
+        assert cfg.data == built.data and cfg.schedule == built.schedule
+        assert cfg.data.image_size is None and cfg.data.episode_length == 500  # 784 inputs
+    cpu = "experiments/la_cloning/configs/la_cloning.yaml"
+    with pytest.raises(plan.PlanError, match=r"meta-trains nothing \(improve.trainers is empty\)"):
+        plan.run_configs(cpu, [], None)
