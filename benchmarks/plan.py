@@ -496,15 +496,14 @@ def _la_cloning_runs(config_path: str, overrides: list[str]):
             f"{config_path} meta-trains nothing (improve.trainers is empty); "
             "add --set improve.trainers=[grad,es]"
         )
-    runs = [improve_run_config(cfg, t, Path("clone")) for t in cfg.improve.trainers]
-    return [
-        (
-            dataclasses.replace(
-                r, init_from=None, network=dataclasses.replace(r.network, impl="auto")
-            ),
-            1,
+
+    def shapes_only(run):
+        return dataclasses.replace(
+            run, init_from=None, network=dataclasses.replace(run.network, impl="auto")
         )
-        for r in runs
+
+    return [
+        (shapes_only(improve_run_config(cfg, t, Path("clone"))), 1) for t in cfg.improve.trainers
     ]
 
 
